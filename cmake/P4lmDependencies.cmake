@@ -1,0 +1,15 @@
+# Every dependency of the p4lm INTERFACE target. cmake/p4lmConfig.cmake.in repeats this list with
+# find_dependency so an installed p4lm finds the same packages.
+set(BLA_VENDOR OpenBLAS)
+find_package(BLAS REQUIRED)
+find_package(xtl REQUIRED)
+find_package(xsimd REQUIRED)
+find_package(xtensor 0.24 REQUIRED)
+find_package(xtensor-blas 0.20 REQUIRED)
+find_package(Boost 1.74 REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(Threads REQUIRED)
+find_package(OpenMP REQUIRED)
+if(xtensor_VERSION VERSION_GREATER_EQUAL 0.26)
+  message(FATAL_ERROR "p4lm supports xtensor 0.24-0.25 (0.26 moved its headers); found ${xtensor_VERSION}")
+endif()

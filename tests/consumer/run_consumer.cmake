@@ -1,0 +1,17 @@
+# Configures, builds and runs one consumer project; any failing step fails the test.
+# -DSOURCE=<project> -DBINARY=<build dir> -DARGS=<extra configure args> -DENV_DATA=<P4LM_DATA or empty>
+file(REMOVE_RECURSE "${BINARY}")
+separate_arguments(extra UNIX_COMMAND "${ARGS}")
+foreach(step IN ITEMS configure build run)
+  if(step STREQUAL "configure")
+    set(cmd "${CMAKE_COMMAND}" -S "${SOURCE}" -B "${BINARY}" -DCMAKE_BUILD_TYPE=Release ${extra})
+  elseif(step STREQUAL "build")
+    set(cmd "${CMAKE_COMMAND}" --build "${BINARY}" -j 2)
+  else()
+    set(cmd "${BINARY}/consumer")
+  endif()
+  execute_process(COMMAND ${cmd} RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "consumer ${step} failed (${rc}): ${cmd}")
+  endif()
+endforeach()

@@ -32,7 +32,8 @@ TEST_CASE("parse_flags reads every form of flag into the reflected struct", "[co
 TEST_CASE("bad flags are usage errors that name the flag", "[core][config]") {
   using Args = std::vector<std::string>;
   CHECK_THROWS_WITH(parse_flags<SampleConfig>(Args{"--stepz", "1"}), Catch::Contains("--stepz"));
-  CHECK_THROWS_WITH(parse_flags<SampleConfig>(Args{"--steps", "ten"}), Catch::Contains("--steps: expected int"));
+  CHECK_THROWS_WITH(parse_flags<SampleConfig>(Args{"--steps", "ten"}),
+                    Catch::Contains("--steps: expected int"));
   CHECK_THROWS_WITH(parse_flags<SampleConfig>(Args{"--steps"}), Catch::Contains("needs a value"));
   CHECK_THROWS_AS(parse_flags<SampleConfig>(Args{"positional"}), p4lm::UsageError);
   CHECK_THROWS_AS(parse_flags<SampleConfig>(Args{"--steps", "12x"}), p4lm::UsageError);

@@ -17,6 +17,8 @@ TEST_CASE("data_dir finds the bundled data and names every place it searched oth
   CHECK(candidates.front().path == "/nonexistent/p4lm-data");
   // The source tree still holds the data, so it is found after the bad P4LM_DATA.
   CHECK(std::filesystem::exists(p4lm::data_dir() / "INDEX.md"));
-  if (saved.empty()) ::unsetenv("P4LM_DATA");
-  else ::setenv("P4LM_DATA", saved.c_str(), 1);
+  if (saved.empty())
+    ::unsetenv("P4LM_DATA");
+  else
+    ::setenv("P4LM_DATA", saved.c_str(), 1);
 }

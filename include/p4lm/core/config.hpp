@@ -69,12 +69,18 @@ inline std::string flag_name(std::string_view field) {
 
 template <class T>
 constexpr const char* type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "bool";
-  else if constexpr (std::is_integral_v<T>) return "int";
-  else if constexpr (std::is_floating_point_v<T>) return "number";
-  else if constexpr (std::is_same_v<T, std::filesystem::path>) return "path";
-  else if constexpr (is_vector<T>::value) return "list";
-  else return "text";
+  if constexpr (std::is_same_v<T, bool>)
+    return "bool";
+  else if constexpr (std::is_integral_v<T>)
+    return "int";
+  else if constexpr (std::is_floating_point_v<T>)
+    return "number";
+  else if constexpr (std::is_same_v<T, std::filesystem::path>)
+    return "path";
+  else if constexpr (is_vector<T>::value)
+    return "list";
+  else
+    return "text";
 }
 
 template <class T>
@@ -129,8 +135,10 @@ std::string show_value(const T& value) {
 
 template <class T>
 nlohmann::json json_value(const T& value) {
-  if constexpr (std::is_same_v<T, std::filesystem::path>) return value.string();
-  else return value;
+  if constexpr (std::is_same_v<T, std::filesystem::path>)
+    return value.string();
+  else
+    return value;
 }
 
 }  // namespace detail
@@ -230,8 +238,10 @@ Config from_json(const nlohmann::json& j, Config config = {}) {
       using T = typename std::remove_cvref_t<decltype(param)>::value_type;
       if (field != key) return;
       found = true;
-      if constexpr (std::is_same_v<T, std::filesystem::path>) param.value = value.template get<std::string>();
-      else param.value = value.template get<T>();
+      if constexpr (std::is_same_v<T, std::filesystem::path>)
+        param.value = value.template get<std::string>();
+      else
+        param.value = value.template get<T>();
     });
     if (!found) fail<InvalidArgument>("config: unknown key '", key, "'");
   }

@@ -47,8 +47,7 @@ inline std::filesystem::path data_dir() {
 // A file or folder inside the data folder, checked to exist.
 inline std::filesystem::path data_path(const std::filesystem::path& relative) {
   const auto path = data_dir() / relative;
-  if (!std::filesystem::exists(path))
-    fail<DataNotFound>("bundled data file missing: ", path.string());
+  if (!std::filesystem::exists(path)) fail<DataNotFound>("bundled data file missing: ", path.string());
   return path;
 }
 

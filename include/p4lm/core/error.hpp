@@ -47,8 +47,8 @@ class ParseError : public Error {
   const std::string& field() const noexcept { return field_; }
 
  private:
-  static std::string format(const std::filesystem::path& file, std::size_t line,
-                            std::string_view field, std::string_view problem) {
+  static std::string format(const std::filesystem::path& file, std::size_t line, std::string_view field,
+                            std::string_view problem) {
     std::ostringstream os;
     os << file.string();
     if (line > 0) os << ':' << line;

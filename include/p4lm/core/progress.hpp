@@ -29,8 +29,12 @@ class Progress {
   Progress(std::string label, std::uint64_t total, std::string unit = "it")
       : Progress(std::move(label), total, std::move(unit), Options{}) {}
   Progress(std::string label, std::uint64_t total, std::string unit, Options options)
-      : label_(std::move(label)), unit_(std::move(unit)), total_(total), options_(options),
-        start_(Clock::now()), last_print_(start_) {}
+      : label_(std::move(label)),
+        unit_(std::move(unit)),
+        total_(total),
+        options_(options),
+        start_(Clock::now()),
+        last_print_(start_) {}
 
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
@@ -59,9 +63,7 @@ class Progress {
   }
 
   std::uint64_t done() const noexcept { return done_; }
-  double elapsed_seconds() const {
-    return std::chrono::duration<double>(Clock::now() - start_).count();
-  }
+  double elapsed_seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
   double rate() const {
     const double s = elapsed_seconds();
     return s > 0 ? static_cast<double>(done_) / s : 0.0;
@@ -101,8 +103,8 @@ class Progress {
     } else {
       line << done_ << ' ' << unit_;
     }
-    line << ' ' << std::setprecision(per_second < 10 ? 2 : 0) << std::fixed << per_second << ' '
-         << unit_ << "/s";
+    line << ' ' << std::setprecision(per_second < 10 ? 2 : 0) << std::fixed << per_second << ' ' << unit_
+         << "/s";
     if (final_line) {
       line << " in " << format_duration(elapsed);
     } else if (total_ != 0 && per_second > 0 && done_ < total_) {

@@ -1,0 +1,165 @@
+#pragma once
+// Tensors: TensorView<B, T> is a non-owning (pointer, shape) pair on backend B; Tensor<B, T> owns its
+// storage and *is* a view of it (it derives from TensorView), so every op takes views and works on a
+// whole tensor, a slice of one, or a window into a single parameter allocation alike.
+//
+// Ops take inputs as `const TensorView<B, T>&` (read-only) and outputs as `TensorView<B, T>` (by
+// value: a view, writes go to the viewed memory). Template deduction accepts a Tensor for either,
+// because TensorView is its base class.
+//
+// CPU storage is an xtensor container (SIMD-aligned), and `xt()` exposes any CPU view to xtensor
+// expressions without a copy. CUDA storage lives in p4lm/backend/cuda/tensor.hpp (nvcc only).
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include <xtensor/xadapt.hpp>
+#include <xtensor/xtensor.hpp>
+
+#include "p4lm/backend/tags.hpp"
+#include "p4lm/core/error.hpp"
+#include "p4lm/core/shape.hpp"
+
+namespace p4lm {
+
+template <Backend B, class T>
+class TensorView {
+ public:
+  using backend_type = B;
+  using value_type = T;
+
+  TensorView() = default;
+  TensorView(T* data, Shape shape) : data_(data), shape_(shape) {}
+
+  T* data() noexcept { return data_; }
+  const T* data() const noexcept { return data_; }
+  const Shape& shape() const noexcept { return shape_; }
+  std::size_t rank() const noexcept { return shape_.rank(); }
+  std::size_t dim(std::size_t i) const {
+    if (i >= shape_.rank()) fail<ShapeError>("dim ", i, " of a rank-", shape_.rank(), " tensor ", shape_);
+    return shape_[i];
+  }
+  std::size_t numel() const noexcept { return shape_.numel(); }
+  bool empty() const noexcept { return numel() == 0; }
+
+  // The same memory seen with another shape of the same element count.
+  TensorView reshaped(Shape shape) const {
+    if (shape.numel() != numel())
+      fail<ShapeError>("cannot reshape ", shape_, " (", numel(), " elements) to ", shape);
+    return TensorView(data_, shape);
+  }
+  // t[i] along the first dimension.
+  TensorView operator[](std::size_t i) const {
+    if (rank() == 0 || i >= shape_[0]) fail<ShapeError>("index ", i, " out of range for shape ", shape_);
+    const Shape inner = shape_.drop_front();
+    return TensorView(data_ + i * inner.numel(), inner);
+  }
+  // Rows [begin, end) along the first dimension.
+  TensorView rows(std::size_t begin, std::size_t end) const {
+    if (rank() == 0 || begin > end || end > shape_[0])
+      fail<ShapeError>("rows [", begin, ", ", end, ") out of range for shape ", shape_);
+    Shape s = shape_;
+    s[0] = end - begin;
+    return TensorView(data_ + begin * (numel() / std::max<std::size_t>(shape_[0], 1)), s);
+  }
+
+  // CPU only: the elements as a flat span and as an xtensor adaptor (no copy).
+  std::span<T> span() const requires(!B::is_device) { return {data_, numel()}; }
+  auto xt() const requires(!B::is_device) {
+    std::vector<std::size_t> dims(shape_.begin(), shape_.end());
+    return xt::adapt(data_, numel(), xt::no_ownership(), dims);
+  }
+
+ protected:
+  T* data_ = nullptr;
+  Shape shape_{};
+};
+
+// Throws ShapeError naming `what` unless the shapes are equal.
+inline void expect_shape(const char* what, const Shape& actual, const Shape& expected) {
+  if (!(actual == expected)) fail<ShapeError>(what, ": expected shape ", expected, ", got ", actual);
+}
+
+template <Backend B, class T = float>
+class Tensor;
+
+template <class T>
+class Tensor<backend::cpu, T> : public TensorView<backend::cpu, T> {
+  using Base = TensorView<backend::cpu, T>;
+
+ public:
+  Tensor() { rebind(Shape{0}); }
+  explicit Tensor(Shape shape, T value = T(0)) { resize(shape, value); }
+  Tensor(Shape shape, std::span<const T> values) {
+    resize(shape);
+    if (values.size() != shape.numel())
+      fail<ShapeError>("tensor of shape ", shape, " needs ", shape.numel(), " values, got ", values.size());
+    std::copy(values.begin(), values.end(), storage_.begin());
+  }
+  Tensor(Shape shape, std::initializer_list<T> values)
+      : Tensor(shape, std::span<const T>(values.begin(), values.size())) {}
+
+  Tensor(const Tensor& other) : Base(), storage_(other.storage_) { rebind(other.shape_); }
+  Tensor(Tensor&& other) noexcept : Base(), storage_(std::move(other.storage_)) {
+    rebind(other.shape_);
+    other.rebind(Shape{0});
+  }
+  // Deep copy of any CPU view.
+  explicit Tensor(const Base& view) : Tensor(view.shape()) {
+    std::copy(view.data(), view.data() + view.numel(), storage_.begin());
+  }
+  Tensor& operator=(const Tensor& other) {
+    if (this != &other) {
+      storage_ = other.storage_;
+      rebind(other.shape_);
+    }
+    return *this;
+  }
+  Tensor& operator=(Tensor&& other) noexcept {
+    storage_ = std::move(other.storage_);
+    rebind(other.shape_);
+    other.rebind(Shape{0});
+    return *this;
+  }
+
+  // Reallocates only when the element count grows past what is held, so a workspace resized to the
+  // same or a smaller shape every step never allocates. Contents are unspecified unless `value` is
+  // given (then every element is set).
+  void resize(Shape shape) {
+    if (shape.numel() > storage_.size()) storage_.resize({shape.numel()});
+    rebind(shape);
+  }
+  void resize(Shape shape, T value) {
+    resize(shape);
+    fill(value);
+  }
+  void fill(T value) { std::fill(this->data_, this->data_ + this->numel(), value); }
+  void zero() { fill(T(0)); }
+
+  const Base& view() const noexcept { return *this; }
+  Base view() noexcept { return *this; }
+  std::vector<T> to_vector() const { return std::vector<T>(this->data_, this->data_ + this->numel()); }
+
+ private:
+  void rebind(Shape shape) {
+    this->shape_ = shape;
+    this->data_ = storage_.size() ? storage_.data() : nullptr;
+  }
+  xt::xtensor<T, 1> storage_;
+};
+
+template <class T = float>
+using CpuTensor = Tensor<backend::cpu, T>;
+
+// Copies src into dst (same backend, same element count).
+template <class T>
+void copy(TensorView<backend::cpu, T> dst, const TensorView<backend::cpu, T>& src) {
+  if (dst.numel() != src.numel()) fail<ShapeError>("copy: ", src.shape(), " into ", dst.shape());
+  std::copy(src.data(), src.data() + src.numel(), dst.data());
+}
+
+}  // namespace p4lm

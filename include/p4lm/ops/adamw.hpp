@@ -1,0 +1,54 @@
+#pragma once
+// AdamW (Loshchilov & Hutter): Adam with decoupled weight decay and bias correction, as PyTorch's
+// torch.optim.AdamW computes it.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "p4lm/ops/detail/common.hpp"
+
+namespace p4lm::ops {
+
+struct AdamWConfig {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;  // pass 0 for biases and norm gains (the caller groups its tensors)
+};
+
+// params, grads, m, v (same shape); step = t, 1 for the first update (the caller keeps the counter,
+// saved with checkpoints) ->
+//   m = β1 m + (1-β1) g,  v = β2 v + (1-β2) g²,
+//   params -= lr · ( m/(1-β1^t) / (√(v/(1-β2^t)) + eps) + weight_decay · params )
+// Updates params, m and v in place; grads are read only (zero them yourself).
+template <Scalar T>
+void adamw_update(CpuView<T> params, const CpuView<T>& grads, CpuView<T> m, CpuView<T> v, std::int64_t step,
+                  const AdamWConfig& config) {
+  expect_shape("adamw_update: grads", grads.shape(), params.shape());
+  expect_shape("adamw_update: m", m.shape(), params.shape());
+  expect_shape("adamw_update: v", v.shape(), params.shape());
+  if (step < 1)
+    fail<InvalidArgument>("adamw_update: step ", step, " must be >= 1 (the first update is step 1)");
+  const T lr = T(config.lr), b1 = T(config.beta1), b2 = T(config.beta2), eps = T(config.eps),
+          wd = T(config.weight_decay);
+  // Bias corrections in double: β^t for large t underflows gracefully and stays exact to T precision.
+  const T c1 = T(1.0 / (1.0 - std::pow(config.beta1, double(step))));
+  const T c2 = T(1.0 / (1.0 - std::pow(config.beta2, double(step))));
+  T *p = params.data(), *mm = m.data(), *vv = v.data();
+  const T* g = grads.data();
+  detail::parallel_ranges(params.numel(), [&](std::size_t begin, std::size_t end) {
+#pragma omp simd
+    for (std::size_t i = begin; i < end; ++i) {
+      const T gi = g[i];
+      const T mi = b1 * mm[i] + (T(1) - b1) * gi;
+      const T vi = b2 * vv[i] + (T(1) - b2) * gi * gi;
+      mm[i] = mi;
+      vv[i] = vi;
+      p[i] -= lr * (mi * c1 / (std::sqrt(vi * c2) + eps) + wd * p[i]);
+    }
+  });
+}
+
+}  // namespace p4lm::ops

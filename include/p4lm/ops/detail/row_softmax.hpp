@@ -1,0 +1,52 @@
+#pragma once
+// Row kernels shared by the softmax-based losses (do not include directly): max and Σ exp over one
+// row of logits, vectorised with xsimd.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+#include <xsimd/xsimd.hpp>
+
+namespace p4lm::ops::detail {
+
+template <class T>
+T row_max(const T* x, std::size_t n) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
+  T m = -std::numeric_limits<T>::infinity();
+  std::size_t i = 0;
+  if (n >= W) {
+    Batch acc = Batch::load_unaligned(x);
+    for (i = W; i + W <= n; i += W) acc = xsimd::max(acc, Batch::load_unaligned(x + i));
+    alignas(64) T lanes[W];
+    acc.store_aligned(lanes);
+    for (std::size_t j = 0; j < W; ++j) m = std::max(m, lanes[j]);
+  }
+  for (; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+// Σ exp(x - shift) over the row; when `e` is not null the terms are written there (e may equal x).
+template <class T>
+T row_sum_exp(const T* x, std::size_t n, T shift, T* e) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
+  Batch acc(T(0));
+  std::size_t i = 0;
+  for (; i + W <= n; i += W) {
+    const Batch v = xsimd::exp(Batch::load_unaligned(x + i) - shift);
+    if (e) v.store_unaligned(e + i);
+    acc += v;
+  }
+  T s = xsimd::hadd(acc);
+  for (; i < n; ++i) {
+    const T v = std::exp(x[i] - shift);
+    if (e) e[i] = v;
+    s += v;
+  }
+  return s;
+}
+
+}  // namespace p4lm::ops::detail

@@ -1,0 +1,85 @@
+#pragma once
+// Log-probabilities of chosen tokens: logprob[r] = logits[r, id[r]] - logsumexp(logits[r, :]).
+// PPO needs them for the sampled tokens under the policy (with gradient) and the reference model.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/detail/row_softmax.hpp"
+#include "p4lm/ops/softmax_cross_entropy.hpp"
+
+namespace p4lm::ops {
+
+// logits (..., V), ids (...) in [0, V) or ignore_index
+//   -> logprobs (...) (0 on ignored rows),
+//      lse (...) = logsumexp of each row if given (cache it for backward),
+//      entropy (...) = -Σ p log p of each row if given (a metric: no gradient flows through it).
+template <Scalar T>
+void logprob_gather_forward(CpuView<T> logprobs, CpuView<T> lse, CpuView<T> entropy, const CpuView<T>& logits,
+                            const CpuIds& ids, std::int32_t ignore_index = ignore_index_default) {
+  detail::check_ce_shapes("logprob_gather_forward", logits, ids);
+  expect_shape("logprob_gather_forward: logprobs", logprobs.shape(), ids.shape());
+  const bool want_lse = detail::given(lse), want_entropy = detail::given(entropy);
+  if (want_lse) expect_shape("logprob_gather_forward: lse", lse.shape(), ids.shape());
+  if (want_entropy) expect_shape("logprob_gather_forward: entropy", entropy.shape(), ids.shape());
+  const std::size_t V = logits.shape().last(), N = ids.numel();
+  detail::check_ids("logprob_gather_forward: ids", ids, V, true, ignore_index);
+  const std::int32_t* id = ids.data();
+  detail::parallel_ranges(
+      N,
+      [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t r = r0; r < r1; ++r) {
+          const T* x = logits.data() + r * V;
+          const T m = detail::row_max(x, V);
+          const T l = m + std::log(detail::row_sum_exp(x, V, m, static_cast<T*>(nullptr)));
+          logprobs.data()[r] = id[r] == ignore_index ? T(0) : x[id[r]] - l;
+          if (want_lse) lse.data()[r] = l;
+          if (want_entropy) {
+            T h = 0;  // H = Σ p (lse - x)
+            for (std::size_t j = 0; j < V; ++j) h += std::exp(x[j] - l) * (l - x[j]);
+            entropy.data()[r] = h;
+          }
+        }
+      },
+      detail::rows_grain<T>(V));
+}
+
+// dlogprobs (...), logits (..., V), ids (...), lse (...) from forward or {} (then recomputed)
+//   -> dlogits (..., V) += dlogprob[r] · (onehot(id[r]) - softmax(logits[r])); ignored rows get nothing
+template <Scalar T>
+void logprob_gather_backward(CpuView<T> dlogits, const CpuView<T>& dlogprobs, const CpuView<T>& logits,
+                             const CpuIds& ids, const CpuView<T>& lse = {},
+                             std::int32_t ignore_index = ignore_index_default) {
+  detail::check_ce_shapes("logprob_gather_backward", logits, ids);
+  expect_shape("logprob_gather_backward: dlogits", dlogits.shape(), logits.shape());
+  expect_shape("logprob_gather_backward: dlogprobs", dlogprobs.shape(), ids.shape());
+  const bool have_lse = detail::given(lse);
+  if (have_lse) expect_shape("logprob_gather_backward: lse", lse.shape(), ids.shape());
+  const std::size_t V = logits.shape().last(), N = ids.numel();
+  detail::check_ids("logprob_gather_backward: ids", ids, V, true, ignore_index);
+  const std::int32_t* id = ids.data();
+  detail::parallel_ranges(
+      N,
+      [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t r = r0; r < r1; ++r) {
+          if (id[r] == ignore_index) continue;
+          const T* x = logits.data() + r * V;
+          T l;
+          if (have_lse) {
+            l = lse.data()[r];
+          } else {
+            const T m = detail::row_max(x, V);
+            l = m + std::log(detail::row_sum_exp(x, V, m, static_cast<T*>(nullptr)));
+          }
+          const T g = dlogprobs.data()[r];
+          T* d = dlogits.data() + r * V;
+          for (std::size_t j = 0; j < V; ++j) d[j] -= g * std::exp(x[j] - l);
+          d[id[r]] += g;
+        }
+      },
+      detail::rows_grain<T>(V));
+}
+
+}  // namespace p4lm::ops

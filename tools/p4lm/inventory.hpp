@@ -6,19 +6,18 @@
 #include <filesystem>
 #include <fstream>
 
+#include <p4lm/io/csv.hpp>
 #include <p4lm/p4lm.hpp>
 
 namespace p4lm::cli {
 
-inline std::uint64_t count_lines(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail<IoError>(path.string(), ": cannot open for reading");
-  std::uint64_t lines = 0;
-  char buffer[1 << 16];
-  while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
-    for (std::streamsize i = 0; i < in.gcount(); ++i) lines += buffer[i] == '\n';
-  }
-  return lines;
+// Data rows of a CSV file (RFC 4180: quoted fields may hold newlines, so lines are not rows).
+inline std::uint64_t count_csv_rows(const std::filesystem::path& path) {
+  io::CsvReader reader(path);
+  io::CsvRow row;
+  std::uint64_t rows = 0;
+  while (reader.next(row)) ++rows;
+  return rows;
 }
 
 inline nlohmann::json inventory(const std::filesystem::path& root) {
@@ -27,7 +26,7 @@ inline nlohmann::json inventory(const std::filesystem::path& root) {
   auto csv_rows = [&](const char* relative) {
     const auto path = root / relative;
     if (!std::filesystem::exists(path)) return nlohmann::json(nullptr);
-    return nlohmann::json(count_lines(path) - 1);  // minus the header
+    return nlohmann::json(count_csv_rows(path));
   };
   out["movielens"] = {{"ratings", csv_rows("movielens/ml-latest-small/ratings.csv")},
                       {"movies", csv_rows("movielens/ml-latest-small/movies.csv")},

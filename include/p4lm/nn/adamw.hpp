@@ -1,0 +1,101 @@
+#pragma once
+// AdamW over a module's trainable parameters: global gradient-norm clipping (ops::clip_grad_norm),
+// then ops::adamw_update per tensor, weight decay only where Parameter::decay says so. The moment
+// estimates m and v live in one allocation each, one slice per parameter in parameters() order, so
+// they save and load by parameter name (model/checkpoint.hpp).
+//
+//   p4lm::AdamW opt(model.parameters(), {.lr = 3e-4, .weight_decay = 0.1});
+//   double norm = opt.step(model.parameters(), schedule.lr(step));   // returns the pre-clip norm
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "p4lm/core/tensor.hpp"
+#include "p4lm/nn/parameter.hpp"
+#include "p4lm/ops/adamw.hpp"
+#include "p4lm/ops/clip_grad_norm.hpp"
+
+namespace p4lm {
+
+struct AdamWOptions {
+  double lr = 3e-4;  // default learning rate when step() is not given one
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  double max_grad_norm = 1.0;  // <= 0: no clipping
+};
+
+template <Scalar T = float>
+class AdamW {
+ public:
+  AdamW() = default;
+  AdamW(std::span<const Parameter<T>> params, AdamWOptions options = {}) : options_(options) {
+    std::size_t total = 0;
+    for (const auto& p : params) {
+      names_.push_back(p.name);
+      offsets_.push_back(total);
+      total += p.value.numel();
+    }
+    m_ = CpuTensor<T>(Shape{total});
+    v_ = CpuTensor<T>(Shape{total});
+  }
+
+  const AdamWOptions& options() const noexcept { return options_; }
+  AdamWOptions& options() noexcept { return options_; }
+  // Number of updates done so far (AdamW's t after the last step).
+  std::int64_t steps() const noexcept { return t_; }
+  void set_steps(std::int64_t t) noexcept { t_ = t; }
+
+  // Clips the trainable gradients to max_grad_norm, then updates every trainable parameter.
+  // Returns the global gradient norm before clipping; a non-finite norm skips the update.
+  double step(std::span<Parameter<T>> params, double lr) {
+    check(params);
+    grads_.clear();
+    for (const auto& p : params)
+      if (p.trainable) grads_.push_back(p.grad);
+    const double norm = options_.max_grad_norm > 0
+                            ? ops::clip_grad_norm<T>(std::span<const TensorView<backend::cpu, T>>(grads_),
+                                                     options_.max_grad_norm)
+                            : ops::global_grad_norm<T>(std::span<const TensorView<backend::cpu, T>>(grads_));
+    if (!std::isfinite(norm)) return norm;
+    ++t_;
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      auto& p = params[i];
+      if (!p.trainable) continue;
+      ops::AdamWConfig c{lr, options_.beta1, options_.beta2, options_.eps,
+                         p.decay ? options_.weight_decay : 0.0};
+      ops::adamw_update(p.value, p.grad, m(i, p.value.shape()), v(i, p.value.shape()), t_, c);
+    }
+    return norm;
+  }
+  double step(std::span<Parameter<T>> params) { return step(params, options_.lr); }
+
+  // State of parameter i (by position in the parameters() it was built from).
+  TensorView<backend::cpu, T> m(std::size_t i, Shape s) { return {m_.data() + offsets_.at(i), s}; }
+  TensorView<backend::cpu, T> v(std::size_t i, Shape s) { return {v_.data() + offsets_.at(i), s}; }
+  const std::vector<std::string>& names() const noexcept { return names_; }
+
+ private:
+  void check(std::span<const Parameter<T>> params) const {
+    if (params.size() != names_.size())
+      fail<InvalidArgument>("AdamW: built for ", names_.size(), " parameters, stepped with ", params.size());
+    for (std::size_t i = 0; i < params.size(); ++i)
+      if (params[i].name != names_[i])
+        fail<InvalidArgument>("AdamW: parameter ", i, " is '", params[i].name, "', the optimizer holds '",
+                              names_[i], "'");
+  }
+
+  AdamWOptions options_{};
+  std::vector<std::string> names_;
+  std::vector<std::size_t> offsets_;
+  CpuTensor<T> m_, v_;
+  std::vector<TensorView<backend::cpu, T>> grads_;
+  std::int64_t t_ = 0;
+};
+
+}  // namespace p4lm

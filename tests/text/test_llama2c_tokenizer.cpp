@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,6 +20,42 @@ namespace {
 const Llama2cTokenizer& stories() {
   static const Llama2cTokenizer tok = Llama2cTokenizer::bundled();
   return tok;
+}
+
+// A literal transcription of run.c's encode() (string concatenation + lookup, O(n^2) merge loop),
+// restricted like p4lm to ordinary pieces, to check the heap-based merge against.
+Ids run_c_encode(const Llama2cTokenizer& tok, const std::string& text) {
+  std::map<std::string, std::int32_t> lookup;
+  for (std::int32_t id = 3; id < static_cast<std::int32_t>(tok.vocab_size()); ++id)
+    if (!(tok.piece(id).size() == 6 && tok.piece(id).starts_with("<0x"))) lookup.emplace(tok.piece(id), id);
+  Ids tokens = {1};
+  if (!text.empty()) tokens.push_back(lookup.at(" "));
+  std::string buffer;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) buffer.clear();
+    buffer += text[i];
+    if (i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xC0) == 0x80 && buffer.size() < 4)
+      continue;
+    if (const auto it = lookup.find(buffer); it != lookup.end())
+      tokens.push_back(it->second);
+    else
+      for (const char c : buffer) tokens.push_back(static_cast<unsigned char>(c) + 3);
+    buffer.clear();
+  }
+  while (true) {
+    float best_score = -1e10f;
+    std::int32_t best_id = -1;
+    std::size_t best_idx = 0;
+    for (std::size_t i = 1; i + 1 < tokens.size(); ++i) {  // index 0 is BOS
+      const auto it = lookup.find(tok.piece(tokens[i]) + tok.piece(tokens[i + 1]));
+      if (it != lookup.end() && tok.score(it->second) > best_score)
+        best_score = tok.score(it->second), best_id = it->second, best_idx = i;
+    }
+    if (best_id == -1) break;
+    tokens[best_idx] = best_id;
+    tokens.erase(tokens.begin() + static_cast<std::ptrdiff_t>(best_idx) + 1);
+  }
+  return tokens;
 }
 }  // namespace
 
@@ -97,6 +134,22 @@ TEST_CASE("llama2.c tokenizer decodes like run.c", "[text][llama2c]") {
   CHECK(tok.decode_piece(ids[1], ids[2]) == tok.piece(ids[2]));
   CHECK(tok.decode(Ids{1, 0x0A + 3, 2}) == "\n");  // <0x0A> is a newline byte; BOS/EOS print nothing
   CHECK_THROWS_AS(tok.decode(Ids{600}), p4lm::InvalidArgument);
+}
+
+TEST_CASE("llama2.c tokenizer merges exactly as run.c's quadratic loop", "[text][llama2c]") {
+  const auto& tok = stories();
+  const auto story = p4lm::io::read_file(p4lm::data_path("tiny-lm/stories260K/expected_greedy_200steps.txt"));
+  CHECK(tok.encode(story) == run_c_encode(tok, story));
+  std::mt19937 rng(5);
+  const std::string alphabet = "abcdehilnorstwy  ,.'\n";
+  std::uniform_int_distribution<std::size_t> letter(0, alphabet.size() - 1), length(0, 60);
+  std::size_t mismatches = 0;
+  for (int n = 0; n < 300; ++n) {
+    std::string text;
+    for (auto i = length(rng); i > 0; --i) text += alphabet[letter(rng)];
+    mismatches += tok.encode(text) != run_c_encode(tok, text);
+  }
+  CHECK(mismatches == 0);
 }
 
 TEST_CASE("llama2.c tokenizer round-trips random bytes", "[text][llama2c][fuzz]") {

@@ -13,6 +13,7 @@
 // pieces never take part in merges (as in SentencePiece), so text like "<0x41>" stays text.
 // Decoding drops BOS/EOS, strips the dummy-prefix space after BOS and turns <0xXX> into the byte.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -130,31 +131,48 @@ class Llama2cTokenizer {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) | static_cast<std::uint32_t>(b);
   }
 
-  // run.c's loop: merge the best-scoring pair (strictly greater wins, so the leftmost of equals),
-  // until no adjacent pair concatenates to a piece. Pair ids are kept per position so each round
-  // only rescans scores, and only the two pairs next to a merge are looked up again.
+  // run.c's loop merges the best-scoring adjacent pair (strictly greater wins, so the leftmost of
+  // equals) until no pair concatenates to a piece. Same choices here in O(n log n): symbols form a
+  // linked list, candidate pairs sit in a max-heap ordered by (score, leftmost), and entries made
+  // stale by an earlier merge are skipped when popped.
   void merge(std::vector<std::int32_t>& symbols) const {
-    if (symbols.size() < 2) return;
-    std::vector<std::int32_t> pair(symbols.size() - 1);
-    auto lookup = [&](std::size_t i) {
-      const auto it = merges_.find(pair_key(symbols[i], symbols[i + 1]));
-      return it == merges_.end() ? std::int32_t{-1} : it->second;
-    };
-    for (std::size_t i = 0; i + 1 < symbols.size(); ++i) pair[i] = lookup(i);
-    while (!pair.empty()) {
-      float best_score = -1e10f;
-      std::size_t best = pair.size();
-      for (std::size_t i = 0; i < pair.size(); ++i) {
-        if (pair[i] >= 0 && scores_[static_cast<std::size_t>(pair[i])] > best_score)
-          best_score = scores_[static_cast<std::size_t>(pair[i])], best = i;
+    const std::size_t n = symbols.size();
+    if (n < 2) return;
+    struct Candidate {
+      float score;
+      std::uint32_t left, right;
+      std::int32_t left_id, right_id, merged;
+      bool operator<(const Candidate& o) const noexcept {  // heap top: highest score, then leftmost
+        return score != o.score ? score < o.score : left > o.left;
       }
-      if (best == pair.size()) break;
-      symbols[best] = pair[best];
-      symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(best) + 1);
-      pair.erase(pair.begin() + static_cast<std::ptrdiff_t>(best));
-      if (best > 0) pair[best - 1] = lookup(best - 1);
-      if (best < pair.size()) pair[best] = lookup(best);
+    };
+    std::vector<std::uint32_t> next(n), prev(n);
+    for (std::size_t i = 0; i < n; ++i)
+      next[i] = static_cast<std::uint32_t>(i + 1), prev[i] = static_cast<std::uint32_t>(i - 1);
+    std::vector<Candidate> heap;
+    auto push = [&](std::uint32_t l, std::uint32_t r) {
+      const auto it = merges_.find(pair_key(symbols[l], symbols[r]));
+      if (it == merges_.end()) return;
+      const float score = scores_[static_cast<std::size_t>(it->second)];
+      if (!(score > -1e10f)) return;  // run.c's best_score starts at -1e10
+      heap.push_back({score, l, r, symbols[l], symbols[r], it->second});
+      std::push_heap(heap.begin(), heap.end());
+    };
+    constexpr std::int32_t dead = -1;
+    for (std::uint32_t i = 0; i + 1 < n; ++i) push(i, i + 1);
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end());
+      const Candidate c = heap.back();
+      heap.pop_back();
+      if (symbols[c.left] != c.left_id || symbols[c.right] != c.right_id || next[c.left] != c.right) continue;
+      symbols[c.left] = c.merged;
+      symbols[c.right] = dead;
+      next[c.left] = next[c.right];
+      if (next[c.left] < n) prev[next[c.left]] = c.left;
+      if (c.left > 0) push(prev[c.left], c.left);
+      if (next[c.left] < n) push(c.left, next[c.left]);
     }
+    std::erase(symbols, dead);
   }
 
   static std::optional<int> parse_byte_piece(std::string_view p) {

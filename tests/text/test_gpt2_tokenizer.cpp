@@ -187,3 +187,28 @@ TEST_CASE("GPT-2 tokenizer files that are not GPT-2's are rejected with the file
   CHECK_THROWS_AS(Gpt2Tokenizer::from_folder(dir / "missing"), p4lm::IoError);
   fs::remove_all(dir);
 }
+
+TEST_CASE("GPT-2 pre-tokenizer agrees with Python regex at every Unicode class boundary", "[text][gpt2]") {
+  // Fixture from scripts/gen_pretokenizer_fixture.py: 1,500 random strings built from the first and
+  // last code point of each run in the class table, split by the `regex` module.
+  std::ifstream in(fs::path(P4LM_TEST_FIXTURES_DIR) / "text" / "gpt2_pretokenizer_random.jsonl",
+                   std::ios::binary);
+  REQUIRE(in);
+  std::size_t count = 0, mismatches = 0;
+  std::string first;
+  for (std::string line; std::getline(in, line);) {
+    const auto r = nlohmann::json::parse(line);
+    const auto text = r["text"].get<std::string>();
+    const auto expected = r["pieces"].get<std::vector<std::string>>();
+    ++count;
+    if (split(text) != expected && mismatches++ == 0)
+      first = nlohmann::json(text).dump() + " -> " + nlohmann::json(split(text)).dump() + ", expected " +
+              nlohmann::json(expected).dump();
+    const auto ids = gpt2().encode(text);
+    if (gpt2().decode(ids) != text && mismatches++ == 0)
+      first = "round trip of " + nlohmann::json(text).dump();
+  }
+  INFO("first mismatch: " << first);
+  CHECK(count == 1500);
+  CHECK(mismatches == 0);
+}

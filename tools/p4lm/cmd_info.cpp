@@ -27,7 +27,7 @@ namespace {
 
 int run_info(std::span<const std::string> args) {
   const auto config = parse_flags<InfoConfig>(args);
-  const auto root = config.data->empty() ? data_dir() : std::filesystem::path(*config.data);
+  const auto root = data_dir(std::filesystem::path(*config.data));
   const auto found = inventory(root);
   if (*config.json) {
     std::cout << found.dump() << '\n';

@@ -26,7 +26,7 @@ namespace {
 int run_main(std::span<const std::string> args) {
   const auto config = parse_flags<RunConfig>(args);
   const std::filesystem::path out = *config.out;
-  const auto root = config.data->empty() ? data_dir() : std::filesystem::path(*config.data);
+  const auto root = data_dir(std::filesystem::path(*config.data));
   io::write_file_atomically(out / "config.json", to_json(config).dump(2) + "\n");
 
   std::cout << "[1] data inventory\n";

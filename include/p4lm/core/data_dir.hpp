@@ -44,6 +44,14 @@ inline std::filesystem::path data_dir() {
                      "\nset P4LM_DATA to the folder that holds p4lm's data/INDEX.md");
 }
 
+// The folder a user named (a --data flag), checked, or data_dir() when the name is empty.
+inline std::filesystem::path data_dir(const std::filesystem::path& user_choice) {
+  if (user_choice.empty()) return data_dir();
+  if (!std::filesystem::is_directory(user_choice))
+    fail<DataNotFound>("data folder ", user_choice.string(), " does not exist");
+  return user_choice;
+}
+
 // A file or folder inside the data folder, checked to exist.
 inline std::filesystem::path data_path(const std::filesystem::path& relative) {
   const auto path = data_dir() / relative;

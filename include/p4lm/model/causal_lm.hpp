@@ -290,8 +290,7 @@ class CausalLM {
                       F = config_.d_ff;
     const std::size_t cap = cache.capacity();
     // Workspace (grows only).
-    dec_.resize(
-        Shape{N * (4 * Cd + 2 * KV * D + 2 * F + 2 * Cd) + Bn * H * Sq * cap + 2 * N + Bn * Cd + Bn * V()});
+    dec_.resize(Shape{N * (7 * Cd + 2 * KV * D + 2 * F) + Bn * H * Sq * cap + 2 * N + Bn * Cd + Bn * V()});
     T* w = dec_.data();
     auto take = [&](Shape s) {
       View v(w, s);
@@ -389,7 +388,7 @@ class CausalLM {
     }
     // Final norm and head on each sequence's last new position only.
     for (std::size_t b = 0; b < Bn; ++b) {
-      const std::size_t s = P + static_cast<std::size_t>(std::max(new_lengths[b], 1)) - 1;
+      const std::size_t n = P + static_cast<std::size_t>(new_lengths[b]), s = n ? n - 1 : 0;
       std::copy(x.data() + (b * Sq + s) * Cd, x.data() + (b * Sq + s + 1) * Cd, xl.data() + b * Cd);
     }
     View xn = ln.reshaped({N, Cd}).rows(0, Bn);

@@ -1,0 +1,201 @@
+#pragma once
+// Autoregressive generation with a KV cache, for a batch of prompts of different lengths.
+//
+//   p4lm::Generator gen(model);
+//   auto out = gen.generate(prompts, {.max_new_tokens = 64, .temperature = 0.7, .top_p = 0.9,
+//                                     .eos = tok.eos_id(), .seed = 42});
+//   out.tokens[b], out.logprobs[b]        // new token ids of prompt b and their log-probabilities
+//
+// Every sequence of the batch advances together, one weight read per step for the whole batch
+// (that is where PPO rollouts get their speed: decoding one sequence is memory-bound). A sequence
+// that emits `eos` stops (the EOS id is its last token); the others go on. An optional prefix
+// (B, P, C) of soft tokens goes before each prompt, as in CausalLM::forward.
+//
+// Sampling: temperature 0 is greedy (first maximum, as llama2.c's argmax); otherwise the logits are
+// divided by the temperature, cut to the top_k most likely tokens (0: no cut), then to the smallest
+// set whose probability reaches top_p (1: no cut), and a token is drawn from what is left. Sequence b
+// draws from its own Philox stream Rng(seed, b), so results do not depend on the thread count.
+// The returned log-probability of a token is log softmax(logits / temperature) (temperature 0:
+// log softmax(logits)), before the top-k/top-p cut: the policy's own probability, what PPO's ratio
+// and KL use.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "p4lm/core/error.hpp"
+#include "p4lm/core/rng.hpp"
+#include "p4lm/core/tensor.hpp"
+#include "p4lm/model/kv_cache.hpp"
+#include "p4lm/ops/detail/common.hpp"
+
+namespace p4lm {
+
+struct SamplingOptions {
+  std::size_t max_new_tokens = 64;
+  double temperature = 1.0;  // 0: greedy
+  std::size_t top_k = 0;     // 0: no top-k cut
+  double top_p = 1.0;        // 1: no nucleus cut
+  std::optional<std::int32_t> eos{};
+  std::uint64_t seed = 0;
+};
+
+struct Generation {
+  std::vector<std::vector<std::int32_t>> tokens;  // new tokens per sequence (EOS included when hit)
+  std::vector<std::vector<float>> logprobs;       // log-probability of each new token (see above)
+  std::vector<bool> stopped;                      // the sequence emitted EOS
+};
+
+// Picks the next token from one row of logits; writes its log-probability. `scratch` is reused.
+template <class T>
+std::int32_t sample_token(const T* logits, std::size_t V, const SamplingOptions& o, Rng& rng, float& logprob,
+                          std::vector<std::pair<double, std::int32_t>>& scratch) {
+  const bool greedy = o.temperature <= 0;
+  const double inv_t = greedy ? 1.0 : 1.0 / o.temperature;
+  double mx = -std::numeric_limits<double>::infinity();
+  std::size_t arg = 0;
+  for (std::size_t j = 0; j < V; ++j)
+    if (double(logits[j]) > mx) mx = logits[j], arg = j;  // first maximum
+  double sum = 0;
+  for (std::size_t j = 0; j < V; ++j) sum += std::exp((double(logits[j]) - mx) * inv_t);
+  const double lse = std::log(sum);  // of (logits - mx) / T
+  auto logp = [&](std::size_t j) { return static_cast<float>((double(logits[j]) - mx) * inv_t - lse); };
+  if (greedy) {
+    logprob = logp(arg);
+    return static_cast<std::int32_t>(arg);
+  }
+  scratch.resize(V);
+  for (std::size_t j = 0; j < V; ++j)
+    scratch[j] = {(double(logits[j]) - mx) * inv_t, static_cast<std::int32_t>(j)};
+  auto desc = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  std::size_t n = V;
+  if (o.top_k > 0 && o.top_k < V) {
+    std::nth_element(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(o.top_k), scratch.end(),
+                     desc);
+    n = o.top_k;
+  }
+  if (o.top_p < 1.0) {
+    std::sort(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(n), desc);
+    double total = 0;
+    for (std::size_t i = 0; i < n; ++i) total += std::exp(scratch[i].first);
+    double cum = 0;
+    std::size_t keep = 0;
+    while (keep < n) {
+      cum += std::exp(scratch[keep].first) / total;
+      ++keep;
+      if (cum >= o.top_p) break;
+    }
+    n = std::max<std::size_t>(keep, 1);
+  }
+  double total = 0;
+  for (std::size_t i = 0; i < n; ++i) total += std::exp(scratch[i].first);
+  const double u = rng.uniform_double() * total;
+  double acc = 0;
+  std::int32_t pick = scratch[n - 1].second;
+  for (std::size_t i = 0; i < n; ++i) {
+    acc += std::exp(scratch[i].first);
+    if (u < acc) {
+      pick = scratch[i].second;
+      break;
+    }
+  }
+  logprob = logp(static_cast<std::size_t>(pick));
+  return pick;
+}
+
+// Holds the KV cache and buffers between calls, so repeated rollouts allocate nothing new.
+template <class Model>
+class Generator {
+ public:
+  using T = typename Model::value_type;
+  explicit Generator(Model& model) : model_(model) {}
+
+  Generation generate(std::span<const std::vector<std::int32_t>> prompts, const SamplingOptions& o,
+                      const TensorView<backend::cpu, T>& prefix = {}) {
+    const std::size_t B = prompts.size();
+    if (B == 0) return {};
+    const std::size_t P = ops::detail::given(prefix) ? prefix.dim(1) : 0;
+    std::size_t longest = 0;
+    for (std::size_t b = 0; b < B; ++b) {
+      if (prompts[b].empty() && P == 0)
+        fail<InvalidArgument>("generate: prompt ", b, " is empty and there is no prefix (start it with BOS)");
+      longest = std::max(longest, prompts[b].size());
+    }
+    const std::size_t capacity = P + longest + o.max_new_tokens;
+    if (capacity > model_.config().max_seq)
+      fail<InvalidArgument>("generate: prefix ", P, " + prompt ", longest, " + max_new_tokens ",
+                            o.max_new_tokens, " exceed the model's max_seq ", model_.config().max_seq);
+    cache_.reserve(model_.config(), B, capacity);
+
+    Generation out;
+    out.tokens.assign(B, {});
+    out.logprobs.assign(B, {});
+    out.stopped.assign(B, false);
+    std::vector<Rng> rngs;
+    for (std::size_t b = 0; b < B; ++b) rngs.emplace_back(o.seed, b);
+
+    // Prefill: every prompt (right-padded) in one pass.
+    ids_.resize(Shape{B, std::max<std::size_t>(longest, 0)});
+    ids_.zero();
+    new_len_.assign(B, 0);
+    for (std::size_t b = 0; b < B; ++b) {
+      std::copy(prompts[b].begin(), prompts[b].end(), ids_.data() + b * longest);
+      new_len_[b] = static_cast<std::int32_t>(prompts[b].size());
+    }
+    auto logits = model_.forward_cached(cache_, ids_.view(), new_len_, prefix);
+    const std::size_t V = model_.config().vocab_size;
+    step_ids_.resize(Shape{B, 1});
+    for (std::size_t step = 0; step < o.max_new_tokens; ++step) {
+      bool any = false;
+      for (std::size_t b = 0; b < B; ++b) {
+        new_len_[b] = 0;
+        if (out.stopped[b]) continue;
+        float lp = 0;
+        const std::int32_t tok = sample_token(logits.data() + b * V, V, o, rngs[b], lp, scratch_);
+        out.tokens[b].push_back(tok);
+        out.logprobs[b].push_back(lp);
+        step_ids_.data()[b] = tok;
+        if (o.eos && tok == *o.eos) {
+          out.stopped[b] = true;
+          continue;
+        }
+        new_len_[b] = 1;
+        any = true;
+      }
+      if (!any || step + 1 == o.max_new_tokens) break;
+      logits = model_.forward_cached(cache_, step_ids_.view(), new_len_);
+    }
+    return out;
+  }
+
+  Generation generate(const std::vector<std::vector<std::int32_t>>& prompts, const SamplingOptions& o,
+                      const TensorView<backend::cpu, T>& prefix = {}) {
+    return generate(std::span<const std::vector<std::int32_t>>(prompts), o, prefix);
+  }
+
+ private:
+  Model& model_;
+  KVCache<T> cache_;
+  CpuTensor<std::int32_t> ids_, step_ids_;
+  std::vector<std::int32_t> new_len_;
+  std::vector<std::pair<double, std::int32_t>> scratch_;
+};
+
+// One-off generation (allocates a fresh cache; keep a Generator to reuse it).
+template <class Model>
+Generation generate(Model& model, const std::vector<std::vector<std::int32_t>>& prompts,
+                    const SamplingOptions& o,
+                    const TensorView<backend::cpu, typename Model::value_type>& prefix = {}) {
+  Generator<Model> gen(model);
+  return gen.generate(prompts, o, prefix);
+}
+
+}  // namespace p4lm

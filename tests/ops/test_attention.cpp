@@ -23,6 +23,7 @@ struct Case {
   std::vector<std::uint8_t> mask{};     // empty: none
   std::ptrdiff_t query_offset = -1;
   bool force_blas_openmp = false;  // run the BLAS and OpenMP paths even on tiny shapes
+  std::size_t row_block = 64;      // causal query block
 };
 
 // Holds the mask tensors so AttentionOptions can view them.
@@ -34,6 +35,7 @@ struct Options {
     opt.causal = c.causal;
     opt.query_offset = c.query_offset;
     if (c.force_blas_openmp) opt.blas_min_work = opt.parallel_min_work = 0;
+    opt.causal_row_block = c.row_block;
     if (!c.lengths.empty()) {
       lengths = CpuTensor<std::int32_t>(Shape{c.b}, std::span<const std::int32_t>(c.lengths));
       opt.key_lengths = lengths;
@@ -103,7 +105,8 @@ struct Run {
 void check_one(const Case& c, std::uint64_t seed) {
   INFO("B " << c.b << " Tq " << c.tq << " Tk " << c.tk << " H " << c.h << " Hkv " << c.hkv << " D " << c.d
             << (c.causal ? " causal" : " bidirectional") << (c.lengths.empty() ? "" : " lengths")
-            << (c.mask.empty() ? "" : " key_mask") << (c.force_blas_openmp ? " BLAS+OpenMP" : ""));
+            << (c.mask.empty() ? "" : " key_mask") << (c.force_blas_openmp ? " BLAS+OpenMP" : "")
+            << " row block " << c.row_block);
   Rng rng(seed);
   auto q = random_normal(Shape{c.b, c.tq, c.h, c.d}, rng),
        k = random_normal(Shape{c.b, c.tk, c.hkv, c.d}, rng),
@@ -127,6 +130,8 @@ void check_one(const Case& c, std::uint64_t seed) {
 // Every case on the loop path (finite differences) and on the BLAS + OpenMP path (equal to the loop
 // path to rounding; finite differences through thousands of tiny OpenMP regions would be slow).
 void check_case(Case c, std::uint64_t seed) {
+  check_one(c, seed);
+  c.row_block = 2;  // several causal blocks even at these sizes
   check_one(c, seed);
   Rng rng(seed);
   auto q = random_normal(Shape{c.b, c.tq, c.h, c.d}, rng),
@@ -193,7 +198,8 @@ TEST_CASE("attention matches the reference loops and finite differences", "[ops]
 // At T >= 32 the products go to BLAS by default; finite differences of such losses are too noisy for
 // 1e-6, so these compare the BLAS path against the loop path (checked above) and the reference.
 TEST_CASE("attention's default BLAS path equals its loop path at larger shapes", "[ops][attention]") {
-  for (Case c : {Case{2, 32, 32, 2, 1, 32, true, {32, 29}}, Case{1, 40, 40, 2, 2, 32, false}}) {
+  for (Case c : {Case{2, 32, 32, 2, 1, 32, true, {32, 29}}, Case{1, 40, 40, 2, 2, 32, false},
+                 Case{1, 150, 150, 2, 1, 16, true, {150}}}) {
     INFO("T " << c.tq << (c.causal ? " causal" : " bidirectional"));
     Rng rng(21);
     auto q = random_normal(Shape{c.b, c.tq, c.h, c.d}, rng),

@@ -20,10 +20,11 @@
 // Work: one item per (batch, head) in the forward pass and per (batch, kv head) in the backward pass
 // (so the kv-gradient sums of a GQA group never race), spread over OpenMP threads; inside an item
 // QK^T, PV and the four backward products are BLAS GEMMs (one thread each, OpenBLAS's own threading
-// is suspended meanwhile), or plain loops when tiny. Scratch (dP of one head) is a per-thread buffer
-// that grows to the largest shape seen and is then reused: steps do not allocate. The softmax backward is the
-// O(T^2) row form dS = P * (dP - rowsum(P * dP)), not llm.c's O(T^3) Jacobian loop. Columns past the last
-// visible key of an item are skipped in every product.
+// is suspended meanwhile), or plain loops when tiny. Causal items run in blocks of 64 queries whose
+// products stop at the block's last visible key, which halves the work at large T. Scratch (dP of one head)
+// is a per-thread buffer that grows to the largest shape seen and is then reused: steps do not allocate. The
+// softmax backward is the O(T^2) row form dS = P * (dP - rowsum(P * dP)), not llm.c's O(T^3) Jacobian loop.
+// Columns past the last visible key of an item are skipped in every product.
 
 #include <algorithm>
 #include <cmath>
@@ -53,6 +54,7 @@ struct AttentionOptions {
   // one thread. 0 forces BLAS / OpenMP (the tests do, to check both paths on small shapes).
   std::size_t blas_min_work = 32768;
   std::size_t parallel_min_work = 65536;
+  std::size_t causal_row_block = 64;  // causal: queries per block (blocks skip keys they cannot see)
 };
 
 namespace detail {
@@ -130,14 +132,11 @@ struct AttentionPlan {
   const std::uint8_t* mask;     // null: none
   std::size_t blas_min_work;
   std::size_t parallel_min_work;
+  std::size_t row_block;  // queries per block: causal blocks skip the keys no query of theirs sees
   std::size_t kv_len(std::size_t b, std::size_t tk) const {
     if (!lengths) return tk;
     const std::int32_t len = lengths[b];
     return len <= 0 ? 0 : std::min(tk, static_cast<std::size_t>(len));
-  }
-  // Upper bound on visible keys over all queries of batch b: the columns GEMMs must cover.
-  std::size_t kv_end(std::size_t b, std::size_t tq, std::size_t tk) const {
-    return tq == 0 ? 0 : visible_end(tq - 1, kv_len(b, tk), causal, offset);
   }
 };
 
@@ -160,32 +159,38 @@ void attention_forward_impl(HeadsView<T> out, T* probs, HeadsView<const T> q, He
     T* oh = out.p + b * out.batch_stride + h * n.d;
     T* pb = probs + static_cast<std::size_t>(item) * n.tq * n.tk;
     const std::size_t kv_len = plan.kv_len(b, n.tk);
-    const std::size_t cols = plan.kv_end(b, n.tq, n.tk);
     const std::uint8_t* key_ok = plan.mask ? plan.mask + b * n.tk : nullptr;
-    // Scores for the columns any query can see; the rest of P is zero.
-    attn_gemm<T>(plan.blas_min_work, false, true, n.tq, cols, n.d, scale, qh, q.ld, kg, k.ld, T(0), pb, n.tk);
-    for (std::size_t i = 0; i < n.tq; ++i) {
-      T* row = pb + i * n.tk;
-      const std::size_t end = visible_end(i, kv_len, plan.causal, plan.offset);
-      constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-      if (key_ok)
-        for (std::size_t j = 0; j < end; ++j)
-          if (!key_ok[j]) row[j] = neg_inf;
-      const T mx = row_max(row, end);
-      if (mx == neg_inf) {  // no visible key
-        std::fill(row, row + n.tk, T(0));
-        continue;
-      }
-      const T inv = T(1) / row_sum_exp(row, end, mx, row);
+    for (std::size_t i0 = 0; i0 < n.tq; i0 += plan.row_block) {
+      const std::size_t i1 = std::min(n.tq, i0 + plan.row_block);
+      // Scores only for the columns some query of the block can see; the rest of P is zero.
+      const std::size_t cols = visible_end(i1 - 1, kv_len, plan.causal, plan.offset);
+      T* pblk = pb + i0 * n.tk;
+      attn_gemm<T>(plan.blas_min_work, false, true, i1 - i0, cols, n.d, scale, qh + i0 * q.ld, q.ld, kg, k.ld,
+                   T(0), pblk, n.tk);
+      for (std::size_t i = i0; i < i1; ++i) {
+        T* row = pb + i * n.tk;
+        const std::size_t end = visible_end(i, kv_len, plan.causal, plan.offset);
+        constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+        if (key_ok)
+          for (std::size_t j = 0; j < end; ++j)
+            if (!key_ok[j]) row[j] = neg_inf;
+        const T mx = row_max(row, end);
+        if (mx == neg_inf) {  // no visible key
+          std::fill(row, row + n.tk, T(0));
+          continue;
+        }
+        const T inv = T(1) / row_sum_exp(row, end, mx, row);
 #pragma omp simd
-      for (std::size_t j = 0; j < end; ++j) row[j] *= inv;
-      std::fill(row + end, row + n.tk, T(0));
-    }
-    if (cols == 0) {
-      for (std::size_t i = 0; i < n.tq; ++i) std::fill(oh + i * out.ld, oh + i * out.ld + n.d, T(0));
-    } else {
-      attn_gemm<T>(plan.blas_min_work, false, false, n.tq, n.d, cols, T(1), pb, n.tk, vg, v.ld, T(0), oh,
-                   out.ld);
+        for (std::size_t j = 0; j < end; ++j) row[j] *= inv;
+        std::fill(row + end, row + n.tk, T(0));
+      }
+      T* oblk = oh + i0 * out.ld;
+      if (cols == 0) {
+        for (std::size_t i = 0; i < i1 - i0; ++i) std::fill(oblk + i * out.ld, oblk + i * out.ld + n.d, T(0));
+      } else {
+        attn_gemm<T>(plan.blas_min_work, false, false, i1 - i0, n.d, cols, T(1), pblk, n.tk, vg, v.ld, T(0),
+                     oblk, out.ld);
+      }
     }
   }
 }
@@ -201,15 +206,12 @@ void attention_backward_impl(HeadsView<T> dq, HeadsView<T> dk, HeadsView<T> dv, 
   BlasSingleThreaded blas_guard(parallel);
 #pragma omp parallel if (parallel)
   {
-    static thread_local std::vector<T> scratch;  // dP, then dS, of one head (Tq, cols); grows, reused
+    static thread_local std::vector<T> scratch;  // dP, then dS, of one row block; grows, reused
 #pragma omp for schedule(dynamic, 1)
     for (std::ptrdiff_t item = 0; item < items; ++item) {
       const std::size_t b = static_cast<std::size_t>(item) / n.hkv,
                         g = static_cast<std::size_t>(item) % n.hkv;
-      const std::size_t cols = plan.kv_end(b, n.tq, n.tk);
-      if (cols == 0) continue;
-      scratch.resize(n.tq * cols);
-      T* ds = scratch.data();
+      const std::size_t kv_len = plan.kv_len(b, n.tk);
       const T* kg = k.p + b * k.batch_stride + g * n.d;
       const T* vg = v.p + b * v.batch_stride + g * n.d;
       T* dkg = dk.p + b * dk.batch_stride + g * n.d;
@@ -219,26 +221,35 @@ void attention_backward_impl(HeadsView<T> dq, HeadsView<T> dk, HeadsView<T> dv, 
         const T* doh = dout.p + b * dout.batch_stride + h * n.d;
         T* dqh = dq.p + b * dq.batch_stride + h * n.d;
         const T* pb = probs + (b * n.h + h) * n.tq * n.tk;
-        // dV += P^T dO;  dP = dO V^T
-        attn_gemm<T>(plan.blas_min_work, true, false, cols, n.d, n.tq, T(1), pb, n.tk, doh, dout.ld, T(1),
-                     dvg, dv.ld);
-        attn_gemm<T>(plan.blas_min_work, false, true, n.tq, cols, n.d, T(1), doh, dout.ld, vg, v.ld, T(0), ds,
-                     cols);
-        // dS = P * (dP - sum_j P dP): the softmax Jacobian applied row by row in O(cols).
-        for (std::size_t i = 0; i < n.tq; ++i) {
-          const T* pr = pb + i * n.tk;
-          T* dr = ds + i * cols;
-          T dot = 0;
+        for (std::size_t i0 = 0; i0 < n.tq; i0 += plan.row_block) {
+          const std::size_t i1 = std::min(n.tq, i0 + plan.row_block), rows = i1 - i0;
+          const std::size_t cols = visible_end(i1 - 1, kv_len, plan.causal, plan.offset);
+          if (cols == 0) continue;
+          scratch.resize(rows * cols);
+          T* ds = scratch.data();
+          const T* pblk = pb + i0 * n.tk;
+          const T* doblk = doh + i0 * dout.ld;
+          // dV += P^T dO;  dP = dO V^T
+          attn_gemm<T>(plan.blas_min_work, true, false, cols, n.d, rows, T(1), pblk, n.tk, doblk, dout.ld,
+                       T(1), dvg, dv.ld);
+          attn_gemm<T>(plan.blas_min_work, false, true, rows, cols, n.d, T(1), doblk, dout.ld, vg, v.ld, T(0),
+                       ds, cols);
+          // dS = P * (dP - sum_j P dP): the softmax Jacobian applied row by row in O(cols).
+          for (std::size_t i = 0; i < rows; ++i) {
+            const T* pr = pblk + i * n.tk;
+            T* dr = ds + i * cols;
+            T dot = 0;
 #pragma omp simd reduction(+ : dot)
-          for (std::size_t j = 0; j < cols; ++j) dot += pr[j] * dr[j];
+            for (std::size_t j = 0; j < cols; ++j) dot += pr[j] * dr[j];
 #pragma omp simd
-          for (std::size_t j = 0; j < cols; ++j) dr[j] = pr[j] * (dr[j] - dot);
+            for (std::size_t j = 0; j < cols; ++j) dr[j] = pr[j] * (dr[j] - dot);
+          }
+          // dQ += scale dS K;  dK += scale dS^T Q
+          attn_gemm<T>(plan.blas_min_work, false, false, rows, n.d, cols, scale, ds, cols, kg, k.ld, T(1),
+                       dqh + i0 * dq.ld, dq.ld);
+          attn_gemm<T>(plan.blas_min_work, true, false, cols, n.d, rows, scale, ds, cols, qh + i0 * q.ld,
+                       q.ld, T(1), dkg, dk.ld);
         }
-        // dQ += scale dS K;  dK += scale dS^T Q
-        attn_gemm<T>(plan.blas_min_work, false, false, n.tq, n.d, cols, scale, ds, cols, kg, k.ld, T(1), dqh,
-                     dq.ld);
-        attn_gemm<T>(plan.blas_min_work, true, false, cols, n.d, n.tq, scale, ds, cols, qh, q.ld, T(1), dkg,
-                     dk.ld);
       }
     }
   }
@@ -247,8 +258,12 @@ void attention_backward_impl(HeadsView<T> dq, HeadsView<T> dk, HeadsView<T> dv, 
 template <class T>
 AttentionPlan<T> make_plan(const char* op, const AttentionOptions<backend::cpu>& opt, std::size_t b,
                            std::size_t tq, std::size_t tk) {
-  AttentionPlan<T> m{opt.causal, opt.query_offset,  nullptr,
-                     nullptr,    opt.blas_min_work, opt.parallel_min_work};
+  // Causal: blocks of causal_row_block queries, so a block's products stop at its last visible key
+  // (about half the work of the full square at large T). Otherwise all queries see the same keys.
+  const std::size_t row_block =
+      opt.causal ? std::max<std::size_t>(opt.causal_row_block, 1) : std::max<std::size_t>(tq, 1);
+  AttentionPlan<T> m{opt.causal,        opt.query_offset,      nullptr,  nullptr,
+                     opt.blas_min_work, opt.parallel_min_work, row_block};
   if (opt.query_offset < 0) m.offset = static_cast<std::ptrdiff_t>(tk) - static_cast<std::ptrdiff_t>(tq);
   if (given(opt.key_lengths)) {
     expect_shape((std::string(op) + ": key_lengths").c_str(), opt.key_lengths.shape(), Shape{b});

@@ -31,8 +31,9 @@ void adamw_update(CpuView<T> params, const CpuView<T>& grads, CpuView<T> m, CpuV
   expect_shape("adamw_update: v", v.shape(), params.shape());
   if (step < 1)
     fail<InvalidArgument>("adamw_update: step ", step, " must be >= 1 (the first update is step 1)");
-  const T lr = T(config.lr), b1 = T(config.beta1), b2 = T(config.beta2), eps = T(config.eps),
-          wd = T(config.weight_decay);
+  // 1 - β in double, then rounded: in float, 1 - 0.999f is off by 1e-5 relative.
+  const T lr = T(config.lr), b1 = T(config.beta1), b2 = T(config.beta2), one_b1 = T(1.0 - config.beta1),
+          one_b2 = T(1.0 - config.beta2), eps = T(config.eps), wd = T(config.weight_decay);
   // Bias corrections in double: β^t for large t underflows gracefully and stays exact to T precision.
   const T c1 = T(1.0 / (1.0 - std::pow(config.beta1, double(step))));
   const T c2 = T(1.0 / (1.0 - std::pow(config.beta2, double(step))));
@@ -42,8 +43,8 @@ void adamw_update(CpuView<T> params, const CpuView<T>& grads, CpuView<T> m, CpuV
 #pragma omp simd
     for (std::size_t i = begin; i < end; ++i) {
       const T gi = g[i];
-      const T mi = b1 * mm[i] + (T(1) - b1) * gi;
-      const T vi = b2 * vv[i] + (T(1) - b2) * gi * gi;
+      const T mi = b1 * mm[i] + one_b1 * gi;
+      const T vi = b2 * vv[i] + one_b2 * gi * gi;
       mm[i] = mi;
       vv[i] = vi;
       p[i] -= lr * (mi * c1 / (std::sqrt(vi * c2) + eps) + wd * p[i]);

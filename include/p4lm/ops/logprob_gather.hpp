@@ -33,14 +33,12 @@ void logprob_gather_forward(CpuView<T> logprobs, CpuView<T> lse, CpuView<T> entr
         for (std::size_t r = r0; r < r1; ++r) {
           const T* x = logits.data() + r * V;
           const T m = detail::row_max(x, V);
-          const T l = m + std::log(detail::row_sum_exp(x, V, m, static_cast<T*>(nullptr)));
-          logprobs.data()[r] = id[r] == ignore_index ? T(0) : x[id[r]] - l;
+          const T log_sum = std::log(detail::row_sum_exp(x, V, m, static_cast<T*>(nullptr)));
+          const T l = m + log_sum;
+          // (x - max) first: exact for nearby values, so float keeps its precision for large logits.
+          logprobs.data()[r] = id[r] == ignore_index ? T(0) : (x[id[r]] - m) - log_sum;
           if (want_lse) lse.data()[r] = l;
-          if (want_entropy) {
-            T h = 0;  // H = Σ p (lse - x)
-            for (std::size_t j = 0; j < V; ++j) h += std::exp(x[j] - l) * (l - x[j]);
-            entropy.data()[r] = h;
-          }
+          if (want_entropy) entropy.data()[r] = detail::row_entropy(x, V, l);
         }
       },
       detail::rows_grain<T>(V));
@@ -75,7 +73,7 @@ void logprob_gather_backward(CpuView<T> dlogits, const CpuView<T>& dlogprobs, co
           }
           const T g = dlogprobs.data()[r];
           T* d = dlogits.data() + r * V;
-          for (std::size_t j = 0; j < V; ++j) d[j] -= g * std::exp(x[j] - l);
+          detail::row_add_scaled_exp(d, x, V, l, -g);
           d[id[r]] += g;
         }
       },

@@ -5,6 +5,8 @@
 // Three entry points: forward (per-row losses, optionally the probabilities, in place over the
 // logits if you like), backward from those probabilities, and a fused pass that overwrites the
 // logits with their gradient (llm.c's trick: the (rows, V) buffer is reused, no second one).
+// A row's loss is (max - logit[target]) + log Σ exp(logit - max): the first difference is exact for
+// nearby values, so float keeps its precision even for logits in the thousands.
 
 #include <cmath>
 #include <cstddef>
@@ -63,7 +65,7 @@ T softmax_cross_entropy_forward(CpuView<T> losses, CpuView<T> probs, const CpuVi
             const T inv = T(1) / sum;
             for (std::size_t j = 0; j < V; ++j) p[j] *= inv;
           }
-          losses.data()[r] = t[r] == ignore_index ? T(0) : m + std::log(sum) - target_logit;
+          losses.data()[r] = t[r] == ignore_index ? T(0) : (m - target_logit) + std::log(sum);
         }
       },
       detail::rows_grain<T>(V));
@@ -128,7 +130,7 @@ T softmax_cross_entropy_fused(CpuView<T> logits, CpuView<T> losses, const CpuIds
           const T target_logit = x[t[r]];
           const T m = detail::row_max(x, V);
           const T sum = detail::row_sum_exp(x, V, m, x);
-          losses.data()[r] = m + std::log(sum) - target_logit;
+          losses.data()[r] = (m - target_logit) + std::log(sum);
           const T scale = s / sum;
           for (std::size_t j = 0; j < V; ++j) x[j] *= scale;
           x[t[r]] -= s;

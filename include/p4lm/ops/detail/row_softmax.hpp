@@ -49,4 +49,32 @@ T row_sum_exp(const T* x, std::size_t n, T shift, T* e) {
   return s;
 }
 
+// d[j] += a · exp(x[j] - shift) over the row (the softmax term of a log-softmax gradient).
+template <class T>
+void row_add_scaled_exp(T* d, const T* x, std::size_t n, T shift, T a) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
+  std::size_t i = 0;
+  for (; i + W <= n; i += W)
+    (Batch::load_unaligned(d + i) + a * xsimd::exp(Batch::load_unaligned(x + i) - shift))
+        .store_unaligned(d + i);
+  for (; i < n; ++i) d[i] += a * std::exp(x[i] - shift);
+}
+
+// Entropy of softmax(x) given its logsumexp l: Σ exp(x - l) · (l - x).
+template <class T>
+T row_entropy(const T* x, std::size_t n, T l) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
+  Batch acc(T(0));
+  std::size_t i = 0;
+  for (; i + W <= n; i += W) {
+    const Batch z = Batch::load_unaligned(x + i) - l;
+    acc -= xsimd::exp(z) * z;
+  }
+  T h = xsimd::hadd(acc);
+  for (; i < n; ++i) h -= std::exp(x[i] - l) * (x[i] - l);
+  return h;
+}
+
 }  // namespace p4lm::ops::detail

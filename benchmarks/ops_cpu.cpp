@@ -1,0 +1,322 @@
+// CPU op throughput at GPT-2-small shapes (C = 768, rows B·T = 64 ... 4096), each op printed next to
+// its yardstick measured in the same run: GEMM-based ops against raw cblas_sgemm on the same shapes
+// (GFLOP/s), memory-bound ops against the measured copy bandwidth (GB/s of compulsory traffic).
+//
+//   bench_ops_cpu [--json] [--quick] [--reps N]
+//
+// OpenBLAS picks its kernels at load time from the CPU or from OPENBLAS_CORETYPE; the header names
+// the kernel that ran. Timing: warm-up, then the median of N runs.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <omp.h>
+
+#include <p4lm/core/rng.hpp>
+#include <p4lm/core/tensor.hpp>
+#include <p4lm/ops/ops.hpp>
+
+using namespace p4lm;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int g_reps = 7;
+
+// Median seconds of `reps` runs of f after one warm-up run.
+double time_median(const std::function<void()>& f, int reps = g_reps) {
+  f();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = Clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+CpuTensor<float> random(Shape s, std::uint64_t seed, float scale = 1.0f) {
+  CpuTensor<float> t(s);
+  float* d = t.data();
+  const std::size_t n = t.numel();
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) d[i] = scale * (2.0f * Rng::uniform_at(seed, 0, i) - 1.0f);
+  return t;
+}
+
+// FP32 FMA throughput of all threads: independent vector chains, enough to cover FMA latency.
+double measure_peak_gflops() {
+#if defined(__AVX512F__)
+  constexpr int lanes = 16;
+#else
+  constexpr int lanes = 8;
+#endif
+  typedef float Vec __attribute__((vector_size(lanes * 4)));
+  constexpr int chains = 12;
+  const long iters = 20'000'000;
+  double sink = 0;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    int threads = 1;
+    const auto t0 = Clock::now();
+#pragma omp parallel reduction(+ : sink)
+    {
+#pragma omp single
+      threads = omp_get_num_threads();
+      Vec acc[chains];
+      const Vec zero = {};
+      const Vec a = zero + 0.999999f, b = zero + 1e-7f;
+      for (int j = 0; j < chains; ++j) acc[j] = zero + float(j + omp_get_thread_num());
+      for (long i = 0; i < iters; ++i)
+#pragma GCC unroll 12
+        for (int j = 0; j < chains; ++j) acc[j] = acc[j] * a + b;
+      float s = 0;
+      for (int j = 0; j < chains; ++j)
+        for (int l = 0; l < lanes; ++l) s += acc[j][l];
+      sink += s;
+    }
+    const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, 2.0 * lanes * chains * double(iters) * threads / sec / 1e9);
+  }
+  if (sink == 42.0) std::puts("");  // keep the loop alive
+  return best;
+}
+
+// memcpy of a buffer far larger than the caches, split across the OpenMP threads; GB/s counts the
+// bytes read plus the bytes written.
+double measure_copy_gbs(std::size_t bytes) {
+  std::vector<char> src(bytes, 1), dst(bytes, 0);
+  const double sec = time_median([&] {
+#pragma omp parallel
+    {
+      const std::size_t nt = std::size_t(omp_get_num_threads()), t = std::size_t(omp_get_thread_num());
+      const std::size_t per = (bytes + nt - 1) / nt, b = std::min(bytes, t * per),
+                        e = std::min(bytes, b + per);
+      std::memcpy(dst.data() + b, src.data() + b, e - b);
+    }
+  });
+  return 2.0 * double(bytes) / sec / 1e9;
+}
+
+struct Row {
+  std::string op, shape, unit;
+  double ms = 0, rate = 0;  // rate in `unit` (GFLOP/s or GB/s)
+  std::string yardstick;    // "sgemm" or "copy"
+  double yard_rate = 0;     // the yardstick's rate for the same work
+};
+std::vector<Row> g_rows;
+bool g_json = false;
+
+void report(Row r) {
+  if (!g_json) {
+    const double pct = r.yard_rate > 0 ? 100.0 * r.rate / r.yard_rate : 0;
+    std::printf("%-34s %-22s %9.3f ms %9.1f %-7s | %-5s %8.1f  %5.0f%%\n", r.op.c_str(), r.shape.c_str(),
+                r.ms, r.rate, r.unit.c_str(), r.yardstick.c_str(), r.yard_rate, pct);
+    std::fflush(stdout);
+  }
+  g_rows.push_back(std::move(r));
+}
+
+std::string shape_str(std::initializer_list<std::size_t> d) {
+  std::string s;
+  for (auto x : d) s += (s.empty() ? "" : "x") + std::to_string(x);
+  return s;
+}
+
+// GEMM rows: matmul forward and backward against the raw cblas_sgemm calls of the same shapes.
+void bench_matmul(std::size_t N, std::size_t C, std::size_t OC) {
+  auto inp = random(Shape{N, C}, 1), w = random(Shape{OC, C}, 2, 0.05f), b = random(Shape{OC}, 3);
+  auto out = random(Shape{N, OC}, 4), dout = random(Shape{N, OC}, 5);
+  CpuTensor<float> dinp(Shape{N, C}), dw(Shape{OC, C}), db(Shape{OC});
+  const int n = int(N), c = int(C), oc = int(OC);
+  const double fwd_flop = 2.0 * double(N) * double(C) * double(OC), bwd_flop = 2 * fwd_flop;
+  const std::string shape = shape_str({N, C, OC});
+  const double raw_f = time_median([&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, oc, c, 1.f, inp.data(), c, w.data(), c, 0.f,
+                out.data(), oc);
+  });
+  const double op_f = time_median([&] { ops::matmul_forward(out, inp, w, b); });
+  report({"matmul_forward (+bias)", shape, "GFLOP/s", op_f * 1e3, fwd_flop / op_f / 1e9, "sgemm",
+          fwd_flop / raw_f / 1e9});
+  const double raw_b = time_median([&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, oc, 1.f, dout.data(), oc, w.data(), c, 1.f,
+                dinp.data(), c);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, c, n, 1.f, dout.data(), oc, inp.data(), c, 1.f,
+                dw.data(), c);
+  });
+  const double op_b = time_median([&] { ops::matmul_backward(dinp, dw, db, dout, inp, w); });
+  report({"matmul_backward (dinp,dW,db)", shape, "GFLOP/s", op_b * 1e3, bwd_flop / op_b / 1e9, "sgemm",
+          bwd_flop / raw_b / 1e9});
+}
+
+// Attention-shaped batched product: heads of (T, 64) · (T, 64)ᵀ, against a plain loop of sgemm calls.
+void bench_batched(std::size_t heads, std::size_t T, std::size_t D) {
+  auto q = random(Shape{heads, T, D}, 6), k = random(Shape{heads, T, D}, 7);
+  CpuTensor<float> att(Shape{heads, T, T});
+  const double flop = 2.0 * double(heads) * double(T) * double(T) * double(D);
+  const int t = int(T), d = int(D);
+  const double raw = time_median([&] {
+    for (std::size_t h = 0; h < heads; ++h)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, d, 1.f, q.data() + h * T * D, d,
+                  k.data() + h * T * D, d, 0.f, att.data() + h * T * T, t);
+  });
+  const double op = time_median([&] { ops::batched_matmul(att, q, k, false, true, 0.125f); });
+  report({"batched_matmul q·kᵀ", shape_str({heads, T, D}), "GFLOP/s", op * 1e3, flop / op / 1e9, "sgemm",
+          flop / raw / 1e9});
+}
+
+void mem_row(const char* op, const std::string& shape, double bytes, double sec, double copy_gbs) {
+  report({op, shape, "GB/s", sec * 1e3, bytes / sec / 1e9, "copy", copy_gbs});
+}
+
+// Element-wise and lookup ops at (N, C) or (N, 4C): GB/s of the bytes each must read and write.
+void bench_memory(std::size_t N, std::size_t C, double copy_gbs) {
+  const std::size_t H = 4 * C, nh = N * H, nc = N * C;
+  auto x = random(Shape{N, H}, 8), y = random(Shape{N, H}, 9), g = random(Shape{N, H}, 10);
+  CpuTensor<float> out(Shape{N, H}), d1(Shape{N, H}), d2(Shape{N, H});
+  const std::string sh = shape_str({N, H}), sc = shape_str({N, C});
+  const double B = 4.0;  // bytes per float
+  mem_row("gelu_forward", sh, 2 * B * nh, time_median([&] { ops::gelu_forward(out, x); }), copy_gbs);
+  mem_row("gelu_backward", sh, 4 * B * nh, time_median([&] { ops::gelu_backward(d1, g, x); }), copy_gbs);
+  mem_row("swiglu_forward", sh, 3 * B * nh, time_median([&] { ops::swiglu_forward(out, x, y); }), copy_gbs);
+  mem_row("swiglu_backward", sh, 9 * B * nh, time_median([&] { ops::swiglu_backward(d1, d2, g, x, y); }),
+          copy_gbs);
+  auto xc = x.view().reshaped(Shape{N * 4, C}).rows(0, N), yc = y.view().reshaped(Shape{N * 4, C}).rows(0, N);
+  auto oc = out.view().reshaped(Shape{N * 4, C}).rows(0, N),
+       gc = g.view().reshaped(Shape{N * 4, C}).rows(0, N);
+  auto dc1 = d1.view().reshaped(Shape{N * 4, C}).rows(0, N),
+       dc2 = d2.view().reshaped(Shape{N * 4, C}).rows(0, N);
+  mem_row("residual_forward", sc, 3 * B * nc, time_median([&] { ops::residual_forward(oc, xc, yc); }),
+          copy_gbs);
+  mem_row("residual_backward", sc, 5 * B * nc, time_median([&] { ops::residual_backward(dc1, dc2, gc); }),
+          copy_gbs);
+  mem_row("dropout_forward p=0.1", sc, 2 * B * nc,
+          time_median([&] { ops::dropout_forward(oc, xc, 0.1, 1, 2); }), copy_gbs);
+  mem_row("dropout_backward p=0.1", sc, 3 * B * nc,
+          time_median([&] { ops::dropout_backward(dc1, gc, 0.1, 1, 2); }), copy_gbs);
+  // Embedding: GPT-2's tables (V = 50257, 1024 positions), ids spread over the vocabulary.
+  const std::size_t V = 50257, T = std::min<std::size_t>(N, 1024);
+  static CpuTensor<float> wte = random(Shape{V, C}, 11, 0.02f), wpe = random(Shape{1024, C}, 12, 0.02f);
+  static CpuTensor<float> dwte(Shape{V, C}), dwpe(Shape{1024, C});
+  Tensor<backend::cpu, std::int32_t> ids(Shape{N / T, T});
+  for (std::size_t i = 0; i < N; ++i) ids.data()[i] = std::int32_t(Rng::u32_at(5, 0, i) % V);
+  auto emb = oc.reshaped(Shape{N / T, T, C}), demb = gc.reshaped(Shape{N / T, T, C});
+  mem_row("embedding_forward (wte+wpe)", sc, 3 * B * nc,
+          time_median([&] { ops::embedding_forward(emb, ids, wte, wpe); }), copy_gbs);
+  mem_row("embedding_backward (dwte,dwpe)", sc, 5 * B * nc,
+          time_median([&] { ops::embedding_backward(dwte, dwpe, demb, ids); }), copy_gbs);
+}
+
+// Vocabulary-sized rows (V = 50257): cross-entropy and log-prob gather. GB/s of logits read/written.
+void bench_vocab(std::size_t N, double copy_gbs) {
+  const std::size_t V = 50257;
+  auto logits = random(Shape{N, V}, 13, 4.0f);
+  CpuTensor<float> work(Shape{N, V}), probs(Shape{N, V}), dlogits(Shape{N, V}), losses(Shape{N}),
+      lse(Shape{N}), lp(Shape{N}), dlp = random(Shape{N}, 14);
+  Tensor<backend::cpu, std::int32_t> t(Shape{N});
+  for (std::size_t i = 0; i < N; ++i) t.data()[i] = std::int32_t(Rng::u32_at(6, 0, i) % V);
+  const double nv = double(N) * V * 4.0;
+  const std::string s = shape_str({N, V});
+  mem_row("softmax_xent_forward (+probs)", s, 2 * nv,
+          time_median([&] { ops::softmax_cross_entropy_forward(losses, probs, logits, t); }), copy_gbs);
+  mem_row("softmax_xent_backward", s, 3 * nv,
+          time_median([&] { ops::softmax_cross_entropy_backward(dlogits, probs, t); }), copy_gbs);
+  // Fused works in place: time it on a fresh copy each run (the copy is timed apart and subtracted).
+  const double cp = time_median([&] { copy(work.view(), logits.view()); });
+  const double fused = time_median([&] {
+    copy(work.view(), logits.view());
+    ops::softmax_cross_entropy_fused(work, losses, t);
+  });
+  mem_row("softmax_xent_fused (in place)", s, 2 * nv, std::max(fused - cp, 1e-9), copy_gbs);
+  mem_row("logprob_gather_forward (+lse)", s, nv,
+          time_median([&] { ops::logprob_gather_forward(lp, lse, {}, logits, t); }), copy_gbs);
+  mem_row("logprob_gather_backward", s, 3 * nv,
+          time_median([&] { ops::logprob_gather_backward(dlogits, dlp, logits, t, lse); }), copy_gbs);
+}
+
+// Optimizer ops over P parameters: AdamW reads p, g, m, v and writes p, m, v; clipping reads g for
+// the norm and reads + writes it to scale.
+void bench_optimizer(std::size_t P, double copy_gbs) {
+  auto p = random(Shape{P}, 15), g = random(Shape{P}, 16), m = random(Shape{P}, 17, 0.01f),
+       v = random(Shape{P}, 18, 0.0f);
+  std::int64_t step = 1;
+  const ops::AdamWConfig cfg{.lr = 1e-4, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+  const std::string s = shape_str({P});
+  mem_row("adamw_update", s, 7 * 4.0 * double(P),
+          time_median([&] { ops::adamw_update(p, g, m, v, step++, cfg); }), copy_gbs);
+  std::vector<ops::CpuView<float>> grads{g};
+  mem_row("global_grad_norm", s, 4.0 * double(P), time_median([&] { (void)ops::global_grad_norm(grads); }),
+          copy_gbs);
+  // max_norm below the norm, so every run scales (by a factor ~1: values stay in range).
+  mem_row("clip_grad_norm (scales)", s, 3 * 4.0 * double(P),
+          time_median([&] { (void)ops::clip_grad_norm(grads, 0.999999 * ops::global_grad_norm(grads)); }),
+          copy_gbs);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--json")
+      g_json = true;
+    else if (a == "--quick")
+      quick = true;
+    else if (a == "--reps" && i + 1 < argc)
+      g_reps = std::max(1, std::atoi(argv[++i]));
+    else {
+      std::fprintf(stderr, "usage: %s [--json] [--quick] [--reps N]\n", argv[0]);
+      return 2;
+    }
+  }
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+  const double peak = measure_peak_gflops();
+  const double copy_gbs = measure_copy_gbs(std::size_t(512) << 20);
+  if (!g_json) {
+    std::printf("OpenBLAS kernel: %s (OPENBLAS_CORETYPE=%s), %d BLAS threads, %d OpenMP threads\n",
+                backend::cpu_blas::corename(), coretype ? coretype : "(unset)",
+                backend::cpu_blas::num_threads(), omp_get_max_threads());
+    std::printf("measured FP32 FMA peak %.0f GFLOP/s (all threads); memcpy 512 MiB %.1f GB/s (read+write)\n",
+                peak, copy_gbs);
+    std::printf("%-34s %-22s %12s %17s | yardstick (same run)\n", "op", "shape", "time", "rate");
+  }
+  const std::vector<std::size_t> rows =
+      quick ? std::vector<std::size_t>{64, 1024} : std::vector<std::size_t>{64, 256, 1024, 4096};
+  const std::size_t C = 768;
+  for (std::size_t N : rows) {
+    bench_matmul(N, C, 3 * C);  // qkv projection
+    bench_matmul(N, C, 4 * C);  // MLP up projection
+    bench_matmul(N, 4 * C, C);  // MLP down projection
+  }
+  for (std::size_t N : rows) bench_batched(48, std::max<std::size_t>(N / 4, 16), 64);  // B = 4, 12 heads
+  for (std::size_t N : rows) bench_memory(N, C, copy_gbs);
+  for (std::size_t N : rows)
+    if (N <= 1024) bench_vocab(N, copy_gbs);
+  bench_optimizer(std::size_t(1) << 24, copy_gbs);
+
+  if (g_json) {
+    std::printf("{\"openblas_corename\": \"%s\", \"openblas_coretype_env\": \"%s\", \"omp_threads\": %d,\n",
+                backend::cpu_blas::corename(), coretype ? coretype : "", omp_get_max_threads());
+    std::printf(" \"peak_gflops\": %.1f, \"copy_gbs\": %.2f, \"rows\": [\n", peak, copy_gbs);
+    for (std::size_t i = 0; i < g_rows.size(); ++i) {
+      const Row& r = g_rows[i];
+      std::printf(
+          "  {\"op\": \"%s\", \"shape\": \"%s\", \"ms\": %.4f, \"rate\": %.2f, \"unit\": \"%s\", "
+          "\"yardstick\": \"%s\", \"yardstick_rate\": %.2f}%s\n",
+          r.op.c_str(), r.shape.c_str(), r.ms, r.rate, r.unit.c_str(), r.yardstick.c_str(), r.yard_rate,
+          i + 1 < g_rows.size() ? "," : "");
+    }
+    std::printf("]}\n");
+  }
+  return 0;
+}

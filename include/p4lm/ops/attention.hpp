@@ -21,7 +21,7 @@
 // (so the kv-gradient sums of a GQA group never race), spread over OpenMP threads; inside an item
 // QK^T, PV and the four backward products are BLAS GEMMs (one thread each, OpenBLAS's own threading
 // is suspended meanwhile), or plain loops when tiny. Causal items run in blocks of 64 queries whose
-// products stop at the block's last visible key, which halves the work at large T. Scratch (dP of one head)
+// products stop at the block's last visible key, which halves the work at large T. Scratch (dP of a block)
 // is a per-thread buffer that grows to the largest shape seen and is then reused: steps do not allocate. The
 // softmax backward is the O(T^2) row form dS = P * (dP - rowsum(P * dP)), not llm.c's O(T^3) Jacobian loop.
 // Columns past the last visible key of an item are skipped in every product.

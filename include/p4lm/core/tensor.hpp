@@ -8,7 +8,8 @@
 // because TensorView is its base class.
 //
 // CPU storage is an xtensor container (SIMD-aligned), and `xt()` exposes any CPU view to xtensor
-// expressions without a copy. CUDA storage lives in p4lm/backend/cuda/tensor.hpp (nvcc only).
+// expressions without a copy. CUDA storage lives in p4lm/backend/cuda/tensor.cuh (nvcc only). TensorView
+// itself is in core/tensor_view.hpp, which needs no xtensor.
 
 #include <algorithm>
 #include <array>
@@ -23,69 +24,19 @@
 #include "p4lm/backend/tags.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/shape.hpp"
+#include "p4lm/core/tensor_view.hpp"
 
 namespace p4lm {
 
-template <Backend B, class T>
-class TensorView {
- public:
-  using backend_type = B;
-  using value_type = T;
-
-  TensorView() = default;
-  TensorView(T* data, Shape shape) : data_(data), shape_(shape) {}
-
-  T* data() noexcept { return data_; }
-  const T* data() const noexcept { return data_; }
-  const Shape& shape() const noexcept { return shape_; }
-  std::size_t rank() const noexcept { return shape_.rank(); }
-  std::size_t dim(std::size_t i) const {
-    if (i >= shape_.rank()) fail<ShapeError>("dim ", i, " of a rank-", shape_.rank(), " tensor ", shape_);
-    return shape_[i];
+namespace detail {
+template <class T>
+struct XtAdapt {
+  static auto adapt(T* data, std::size_t numel, const Shape& shape) {
+    std::vector<std::size_t> dims(shape.begin(), shape.end());
+    return xt::adapt(data, numel, xt::no_ownership(), dims);
   }
-  std::size_t numel() const noexcept { return shape_.numel(); }
-  bool empty() const noexcept { return numel() == 0; }
-
-  // The same memory seen with another shape of the same element count.
-  TensorView reshaped(Shape shape) const {
-    if (shape.numel() != numel())
-      fail<ShapeError>("cannot reshape ", shape_, " (", numel(), " elements) to ", shape);
-    return TensorView(data_, shape);
-  }
-  // t[i] along the first dimension.
-  TensorView operator[](std::size_t i) const {
-    if (rank() == 0 || i >= shape_[0]) fail<ShapeError>("index ", i, " out of range for shape ", shape_);
-    const Shape inner = shape_.drop_front();
-    return TensorView(data_ + i * inner.numel(), inner);
-  }
-  // Rows [begin, end) along the first dimension.
-  TensorView rows(std::size_t begin, std::size_t end) const {
-    if (rank() == 0 || begin > end || end > shape_[0])
-      fail<ShapeError>("rows [", begin, ", ", end, ") out of range for shape ", shape_);
-    Shape s = shape_;
-    s[0] = end - begin;
-    return TensorView(data_ + begin * (numel() / std::max<std::size_t>(shape_[0], 1)), s);
-  }
-
-  // CPU only: the elements as a flat span and as an xtensor adaptor (no copy).
-  std::span<T> span() const requires(!B::is_device) { return {data_, numel()}; }
-  auto xt() const requires(!B::is_device) {
-    std::vector<std::size_t> dims(shape_.begin(), shape_.end());
-    return xt::adapt(data_, numel(), xt::no_ownership(), dims);
-  }
-
- protected:
-  T* data_ = nullptr;
-  Shape shape_{};
 };
-
-// Throws ShapeError naming `what` unless the shapes are equal.
-inline void expect_shape(const char* what, const Shape& actual, const Shape& expected) {
-  if (!(actual == expected)) fail<ShapeError>(what, ": expected shape ", expected, ", got ", actual);
-}
-
-template <Backend B, class T = float>
-class Tensor;
+}  // namespace detail
 
 template <class T>
 class Tensor<backend::cpu, T> : public TensorView<backend::cpu, T> {

@@ -17,7 +17,8 @@ inline void check(cudaError_t status, const char* call, const char* file, int li
 
 inline void check(cublasStatus_t status, const char* call, const char* file, int line) {
   if (status != CUBLAS_STATUS_SUCCESS)
-    fail<BackendError>(file, ':', line, ": ", call, " failed: cuBLAS status ", static_cast<int>(status));
+    fail<BackendError>(file, ':', line, ": ", call, " failed: ", cublasGetStatusName(status),
+                       " (cuBLAS status ", static_cast<int>(status), ")");
 }
 
 // Number of usable CUDA devices; 0 (not an error) when there is no driver or no GPU.

@@ -1,0 +1,67 @@
+#pragma once
+// Inverted dropout on CUDA with the CPU's mask, bit for bit: element i is kept iff
+// Rng::uniform_at(seed, stream, i) >= p (ops/dropout.hpp). Each thread expands one Philox block (the
+// words of 4 consecutive indices), as the CPU loop does.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "p4lm/backend/cuda/common.cuh"
+#include "p4lm/core/rng.hpp"
+
+namespace p4lm::cuda::detail {
+struct DropoutApply {  // y[i] = (acc ? acc[i] : 0) + x[i] · scale · keep(i), 4 indices per call
+  float* y;
+  const float* acc;
+  const float* x;
+  std::size_t n;
+  float p;
+  float scale;
+  std::uint64_t seed;
+  std::uint64_t stream;
+  __device__ void operator()(std::size_t block) const {
+    const Philox4x32::Block words =
+        Philox4x32::generate({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
+                              static_cast<std::uint32_t>(stream), static_cast<std::uint32_t>(stream >> 32)},
+                             {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)});
+    const std::size_t i0 = block * 4;
+    for (std::size_t j = 0; j < 4 && i0 + j < n; ++j) {
+      const std::size_t i = i0 + j;
+      const float kept = u32_to_unit_float(words[j]) >= p ? x[i] * scale : 0.0f;
+      y[i] = acc ? acc[i] + kept : kept;
+    }
+  }
+};
+inline void check_dropout_p(const char* op, double p) {
+  if (!(p >= 0.0 && p < 1.0)) fail<InvalidArgument>(op, ": dropout probability ", p, " is outside [0, 1)");
+}
+inline void dropout_apply(const char* op, std::size_t n, float* y, const float* acc, const float* x, double p,
+                          std::uint64_t seed, std::uint64_t stream) {
+  // The scale is rounded from double exactly as the CPU does (T(1.0 / (1.0 - p))).
+  for_each_index(
+      op, (n + 3) / 4,
+      DropoutApply{y, acc, x, n, static_cast<float>(p), static_cast<float>(1.0 / (1.0 - p)), seed, stream});
+}
+}  // namespace p4lm::cuda::detail
+
+namespace p4lm::ops {
+
+// inp (any shape) -> out (same shape) = inp · mask / (1 - p), p in [0, 1); out may alias inp
+inline void dropout_forward(CudaView out, const CudaView& inp, double p, std::uint64_t seed,
+                            std::uint64_t stream) {
+  expect_shape("dropout_forward: out", out.shape(), inp.shape());
+  cuda::detail::check_dropout_p("dropout_forward", p);
+  cuda::detail::dropout_apply("dropout_forward", inp.numel(), out.data(), nullptr, inp.data(), p, seed,
+                              stream);
+}
+
+// dout (any shape) -> dinp (same shape) += dout · mask / (1 - p), same (p, seed, stream) as forward
+inline void dropout_backward(CudaView dinp, const CudaView& dout, double p, std::uint64_t seed,
+                             std::uint64_t stream) {
+  expect_shape("dropout_backward: dinp", dinp.shape(), dout.shape());
+  cuda::detail::check_dropout_p("dropout_backward", p);
+  cuda::detail::dropout_apply("dropout_backward", dout.numel(), dinp.data(), dinp.data(), dout.data(), p,
+                              seed, stream);
+}
+
+}  // namespace p4lm::ops

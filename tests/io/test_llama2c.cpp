@@ -118,5 +118,6 @@ TEST_CASE("llama2.c loader: unshared classifier and malformed files", "[io][llam
     CHECK_THROWS_WITH(load_llama2c(path), Catch::Contains("field 'dim'"));
   }
   CHECK_THROWS_AS(load_llama2c(dir / "missing.bin"), p4lm::IoError);
+  CHECK_THROWS_AS(load_llama2c(dir), p4lm::Error);  // a folder, not a file
   fs::remove_all(dir);
 }

@@ -138,6 +138,7 @@ TEST_CASE("safetensors reader rejects every malformed file, naming file and tens
                       Contains("less than the 8-byte header length"));
     CHECK_THROWS_WITH(SafetensorsFile::open(dir / "none.safetensors"),
                       Contains("none.safetensors: cannot open"));
+    CHECK_THROWS_AS(SafetensorsFile::open(dir), p4lm::IoError);  // a folder, not a file
     fs::remove_all(dir);
   }
   SECTION("header length past the end of the file or over the limit") {

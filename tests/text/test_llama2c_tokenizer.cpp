@@ -178,5 +178,6 @@ TEST_CASE("llama2.c tokenizer files that are truncated are rejected with file an
   p4lm::io::write_file_atomically(dir / "tok.bin", std::string("\x07\0\0\0\0\0\0\0\x7f\0\0\0", 12));
   CHECK_THROWS_WITH(Llama2cTokenizer::from_file(dir / "tok.bin"), Catch::Contains("has length 127"));
   CHECK_THROWS_AS(Llama2cTokenizer::from_file(dir / "missing.bin"), p4lm::IoError);
+  CHECK_THROWS_AS(Llama2cTokenizer::from_file(dir), p4lm::IoError);  // a folder, not a file
   fs::remove_all(dir);
 }

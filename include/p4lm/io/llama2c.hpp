@@ -127,7 +127,11 @@ inline Llama2cCheckpoint load_llama2c(const std::filesystem::path& path) {
   ckpt.config = read_llama2c_config(path);
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) fail<IoError>(path.string(), ": cannot open for reading");
-  const auto file_size = static_cast<std::uint64_t>(in.tellg());
+  const auto end = in.tellg();
+  // A folder opens as a stream on Linux and reports a bogus size: refuse anything but a file.
+  if (end < 0 || !std::filesystem::is_regular_file(path))
+    fail<IoError>(path.string(), ": not a regular file");
+  const auto file_size = static_cast<std::uint64_t>(end);
   in.seekg(28);
   std::uint64_t offset = 28;
   const auto layout = detail::llama2c_layout(ckpt.config);

@@ -155,7 +155,11 @@ class SafetensorsFile {
   static SafetensorsFile open(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) fail<IoError>(path.string(), ": cannot open for reading");
-    const auto size = static_cast<std::size_t>(in.tellg());
+    const auto end = in.tellg();
+    // A folder opens as a stream on Linux and reports a bogus size: refuse anything but a file.
+    if (end < 0 || !std::filesystem::is_regular_file(path))
+      fail<IoError>(path.string(), ": not a regular file");
+    const auto size = static_cast<std::size_t>(end);
     std::vector<std::byte> bytes(size);
     in.seekg(0);
     if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
@@ -196,7 +200,7 @@ class SafetensorsFile {
     const auto* src = t.data.data();
     switch (t.dtype) {
       case Dtype::F32:
-        std::memcpy(out.data(), src, out.size() * 4);
+        if (!out.empty()) std::memcpy(out.data(), src, out.size() * 4);  // empty tensors have no data pointer
         break;
       case Dtype::F16:
       case Dtype::BF16:
@@ -430,7 +434,8 @@ inline std::string serialize_safetensors(std::span<const SafetensorsEntry> tenso
   std::memcpy(out.data(), &n, 8);
   out.reserve(8 + json.size() + offset);
   out += json;
-  for (const auto* t : sorted) out.append(reinterpret_cast<const char*>(t->data.data()), t->data.size());
+  for (const auto* t : sorted)
+    if (!t->data.empty()) out.append(reinterpret_cast<const char*>(t->data.data()), t->data.size());
   return out;
 }
 

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -189,7 +190,11 @@ class Llama2cTokenizer {
   void load(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) fail<IoError>(path.string(), ": cannot open for reading");
-    const auto size = static_cast<std::size_t>(in.tellg());
+    const auto end = in.tellg();
+    // A folder opens as a stream on Linux and reports a bogus size: refuse anything but a file.
+    if (end < 0 || !std::filesystem::is_regular_file(path))
+      fail<IoError>(path.string(), ": not a regular file");
+    const auto size = static_cast<std::size_t>(end);
     in.seekg(0);
     std::string bytes(size, '\0');
     if (!in.read(bytes.data(), static_cast<std::streamsize>(size)))

@@ -1,0 +1,166 @@
+#pragma once
+// SFT data: prompt text, tokenization and batching for the pitch model.
+//
+// A training sequence is   [BOS] prompt tokens [Pitch marker] | pitch tokens [EOS]
+// and the loss counts only the positions that predict a pitch token or the EOS. The prompt holds
+// the movie's facts as text: "Heat (1995). Action, Crime, Thriller. <first overview sentence>".
+// With CF conditioning (the paper's P4LM) the user is NOT in the prompt: the CFAdapter's soft tokens
+// go before it. With text conditioning (the SFT-Text baseline) the user's profile text is prepended
+// ("Viewer: Loves crime; ...") and there is no prefix.
+//
+// Tiny models have tiny contexts (stories260K: 512 positions, a 512-piece vocabulary, so ~3
+// characters per token): prompts keep the first overview sentence only and are truncated to
+// max_prompt_tokens, pitches to max_pitch_tokens.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "p4lm/cf/ratings.hpp"
+#include "p4lm/core/error.hpp"
+#include "p4lm/core/tensor.hpp"
+#include "p4lm/ops/detail/common.hpp"
+
+namespace p4lm::train {
+
+enum class Conditioning { cf, text };
+
+inline const char* to_string(Conditioning c) {
+  return c == Conditioning::cf ? "cf" : "text";
+}
+inline Conditioning parse_conditioning(std::string_view s) {
+  if (s == "cf") return Conditioning::cf;
+  if (s == "text") return Conditioning::text;
+  fail<InvalidArgument>("conditioning '", s, "': expected cf or text");
+}
+
+struct PromptOptions {
+  std::size_t max_prompt_tokens = 96;  // BOS + prompt + marker
+  std::size_t max_pitch_tokens = 200;  // pitch + EOS
+  bool first_sentence_only = true;     // of the overview
+  std::string marker = "Pitch:";
+};
+
+// The tokenizer the base model came with, type-erased (llama2.c pieces, GPT-2 BPE, ...).
+struct TextCodec {
+  std::function<std::vector<std::int32_t>(std::string_view)> encode;  // no BOS / EOS
+  std::function<std::string(std::span<const std::int32_t>)> decode;
+  std::int32_t bos = 0, eos = 0;
+  std::size_t vocab_size = 0;
+  std::string name;
+};
+
+// First sentence of a text: up to the first ". ", "! " or "? " (or all of it).
+inline std::string first_sentence(std::string_view text) {
+  for (std::size_t i = 0; i + 1 < text.size(); ++i)
+    if ((text[i] == '.' || text[i] == '!' || text[i] == '?') && text[i + 1] == ' ')
+      return std::string(text.substr(0, i + 1));
+  return std::string(text);
+}
+
+// "Heat (1995). Action, Crime, Thriller. A group of professional bank robbers ..."
+inline std::string item_prompt(std::string_view title, std::optional<int> year,
+                               const std::vector<std::string>& genres, std::string_view overview,
+                               const PromptOptions& o = {}) {
+  std::string s(title);
+  if (year) s += " (" + std::to_string(*year) + ")";
+  s += ".";
+  if (!genres.empty()) {
+    s += " ";
+    for (std::size_t k = 0; k < genres.size(); ++k) s += (k ? ", " : "") + genres[k];
+    s += ".";
+  }
+  if (!overview.empty())
+    s += " " + (o.first_sentence_only ? first_sentence(overview) : std::string(overview));
+  return s;
+}
+
+// The SFT-Text prompt: the user's profile, then the movie.
+inline std::string text_prompt(std::string_view profile, std::string_view item) {
+  return "Viewer: " + std::string(profile) + "\nMovie: " + std::string(item);
+}
+
+// One tokenized example. user / item are rows of the CF embeddings (-1 when unknown / unused).
+struct SftSequence {
+  cf::Index user = -1, item = -1;
+  std::int64_t user_id = 0, movie_id = 0;
+  std::vector<std::int32_t> ids;  // BOS, prompt, marker, pitch, EOS
+  std::uint32_t prompt_len = 0;   // tokens before the first pitch token
+  std::size_t pitch_tokens() const noexcept { return ids.size() - prompt_len; }
+};
+
+// Prompt ids: BOS + prompt (truncated) + "\n" marker. The tokens a generator is started with.
+inline std::vector<std::int32_t> encode_prompt(const TextCodec& codec, std::string_view prompt,
+                                               const PromptOptions& o) {
+  auto marker = codec.encode("\n" + o.marker);
+  auto body = codec.encode(prompt);
+  if (o.max_prompt_tokens < marker.size() + 2)
+    fail<InvalidArgument>("PromptOptions: max_prompt_tokens ", o.max_prompt_tokens,
+                          " leaves no room for a prompt");
+  const std::size_t room = o.max_prompt_tokens - 1 - marker.size();
+  if (body.size() > room) body.resize(room);
+  std::vector<std::int32_t> ids{codec.bos};
+  ids.insert(ids.end(), body.begin(), body.end());
+  ids.insert(ids.end(), marker.begin(), marker.end());
+  return ids;
+}
+
+inline SftSequence encode_example(const TextCodec& codec, std::string_view prompt, std::string_view pitch,
+                                  const PromptOptions& o) {
+  SftSequence s;
+  s.ids = encode_prompt(codec, prompt, o);
+  s.prompt_len = static_cast<std::uint32_t>(s.ids.size());
+  auto p = codec.encode(pitch);
+  if (o.max_pitch_tokens < 2) fail<InvalidArgument>("PromptOptions: max_pitch_tokens must be >= 2");
+  if (p.size() > o.max_pitch_tokens - 1) p.resize(o.max_pitch_tokens - 1);
+  s.ids.insert(s.ids.end(), p.begin(), p.end());
+  s.ids.push_back(codec.eos);
+  return s;
+}
+
+// A padded batch: text inputs ids (B, T), targets (B, P + T) over prefix + text positions, lengths (B).
+// Target of text position t is ids[t + 1] when that is a pitch token (or EOS), else ignored; prefix
+// positions predict nothing. Buffers grow only, so a training loop allocates nothing once warm.
+struct SftBatch {
+  CpuTensor<std::int32_t> ids, targets, lengths;
+  std::vector<cf::Index> users, items;
+  std::size_t counted = 0;  // targets that count in the loss
+
+  void build(std::span<const SftSequence* const> seqs, std::size_t prefix_len) {
+    const std::size_t B = seqs.size();
+    if (B == 0) fail<InvalidArgument>("SftBatch: empty batch");
+    std::size_t T = 1;
+    for (const auto* s : seqs) {
+      if (s->ids.size() < 2 || s->prompt_len == 0 || s->prompt_len >= s->ids.size())
+        fail<InvalidArgument>("SftBatch: sequence of user ", s->user_id, ", movie ", s->movie_id,
+                              " has no pitch");
+      T = std::max(T, s->ids.size() - 1);
+    }
+    const std::size_t S = prefix_len + T;
+    ids.resize(Shape{B, T}, 0);
+    targets.resize(Shape{B, S}, ops::ignore_index_default);
+    lengths.resize(Shape{B});
+    users.resize(B);
+    items.resize(B);
+    counted = 0;
+    for (std::size_t b = 0; b < B; ++b) {
+      const auto& s = *seqs[b];
+      const std::size_t n = s.ids.size() - 1;
+      std::copy(s.ids.begin(), s.ids.begin() + static_cast<std::ptrdiff_t>(n), ids.data() + b * T);
+      lengths.data()[b] = static_cast<std::int32_t>(n);
+      for (std::size_t t = s.prompt_len - 1; t < n; ++t)
+        targets.data()[b * S + prefix_len + t] = s.ids[t + 1];
+      counted += n - (s.prompt_len - 1);
+      users[b] = s.user;
+      items[b] = s.item;
+    }
+  }
+};
+
+}  // namespace p4lm::train

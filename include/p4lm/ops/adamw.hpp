@@ -39,16 +39,27 @@ void adamw_update(CpuView<T> params, const CpuView<T>& grads, CpuView<T> m, CpuV
   const T c2 = T(1.0 / (1.0 - std::pow(config.beta2, double(step))));
   T *p = params.data(), *mm = m.data(), *vv = v.data();
   const T* g = grads.data();
+  // One update, written once for xsimd batches and for scalars (the tail): std::sqrt alone would not
+  // vectorise (errno), xsimd::sqrt does.
+  const auto update = [=](auto pi, auto gi, auto& mi, auto& vi) {
+    using std::sqrt;
+    using xsimd::sqrt;
+    mi = b1 * mi + one_b1 * gi;
+    vi = b2 * vi + one_b2 * gi * gi;
+    return pi - lr * (mi * c1 / (sqrt(vi * c2) + eps) + wd * pi);
+  };
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
   detail::parallel_ranges(params.numel(), [&](std::size_t begin, std::size_t end) {
-#pragma omp simd
-    for (std::size_t i = begin; i < end; ++i) {
-      const T gi = g[i];
-      const T mi = b1 * mm[i] + one_b1 * gi;
-      const T vi = b2 * vv[i] + one_b2 * gi * gi;
-      mm[i] = mi;
-      vv[i] = vi;
-      p[i] -= lr * (mi * c1 / (std::sqrt(vi * c2) + eps) + wd * p[i]);
+    std::size_t i = begin;
+    for (; i + W <= end; i += W) {
+      Batch mi = Batch::load_unaligned(mm + i), vi = Batch::load_unaligned(vv + i);
+      const Batch pi = update(Batch::load_unaligned(p + i), Batch::load_unaligned(g + i), mi, vi);
+      pi.store_unaligned(p + i);
+      mi.store_unaligned(mm + i);
+      vi.store_unaligned(vv + i);
     }
+    for (; i < end; ++i) p[i] = update(p[i], g[i], mm[i], vv[i]);
   });
 }
 

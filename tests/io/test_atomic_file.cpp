@@ -23,5 +23,6 @@ TEST_CASE("write_atomically replaces the file only when the writer succeeds", "[
   // No temporary file is left behind.
   CHECK(std::distance(fs::directory_iterator(dir / "sub"), fs::directory_iterator()) == 1);
   CHECK_THROWS_WITH(p4lm::io::read_file(dir / "missing"), Catch::Contains("missing: cannot open"));
+  CHECK_THROWS_WITH(p4lm::io::read_file(dir), Catch::Contains("is a folder"));
   fs::remove_all(dir);
 }

@@ -52,6 +52,8 @@ inline void write_file_atomically(const std::filesystem::path& path, std::string
 
 // Reads a whole file; the error names the file.
 inline std::string read_file(const std::filesystem::path& path) {
+  // A folder opens as a stream on Linux and reports a bogus size: refuse it by name.
+  if (std::filesystem::is_directory(path)) fail<IoError>(path.string(), ": is a folder, expected a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail<IoError>(path.string(), ": cannot open for reading");
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -1,7 +1,8 @@
 #pragma once
 // LayerNorm and its backward on CUDA (ops/layernorm.hpp has the CPU versions and the semantics).
 //
-// Forward: one warp per row; two passes over the row (mean, then Σ (x - mean)²), the second from L1/L2.
+// Forward: one warp per row; two passes over the row (mean of x - x[0], then Σ (x - mean)²), the second
+// from L1/L2.
 // Backward: dx with one warp per row; dweight and dbias as deterministic column sums (fixed chunks of
 // rows, fixed order), so repeated runs give identical bits.
 
@@ -20,9 +21,11 @@ __global__ void layernorm_forward_kernel(T* out, T* mean, T* rstd, const T* x, c
   const unsigned lane = threadIdx.x & 31u;
   if (row >= rows) return;
   const float* xr = x + row * c;
+  // The mean of x - x[0] (then shifted back): partial sums stay small when |mean| >> std.
+  const float shift = xr[0];
   float s = 0;
-  for (std::size_t i = lane; i < c; i += 32) s += xr[i];
-  const float m = warp_sum(s) / float(c);
+  for (std::size_t i = lane; i < c; i += 32) s += xr[i] - shift;
+  const float m = shift + warp_sum(s) / float(c);
   float v = 0;
   for (std::size_t i = lane; i < c; i += 32) {
     const float d = xr[i] - m;

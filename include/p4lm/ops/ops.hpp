@@ -17,13 +17,17 @@
 //    TensorView<backend::cuda, float> live in backend/cuda/<op>.cuh with the same signatures.
 
 #include "p4lm/ops/adamw.hpp"
+#include "p4lm/ops/attention.hpp"
 #include "p4lm/ops/clip_grad_norm.hpp"
 #include "p4lm/ops/dropout.hpp"
 #include "p4lm/ops/embedding.hpp"
 #include "p4lm/ops/gelu.hpp"
+#include "p4lm/ops/layernorm.hpp"
 #include "p4lm/ops/logprob_gather.hpp"
 #include "p4lm/ops/losses.hpp"
 #include "p4lm/ops/matmul.hpp"
 #include "p4lm/ops/residual.hpp"
+#include "p4lm/ops/rmsnorm.hpp"
+#include "p4lm/ops/rope.hpp"
 #include "p4lm/ops/softmax_cross_entropy.hpp"
 #include "p4lm/ops/swiglu.hpp"

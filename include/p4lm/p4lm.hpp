@@ -1,13 +1,63 @@
 #pragma once
-// p4lm: the umbrella header for the CPU library. CUDA users include <p4lm/cuda.hpp> as well, from a
-// translation unit compiled by nvcc. Headers below p4lm/<folder>/ may be included on their own.
+// p4lm: the umbrella header of the CPU library. CUDA users also include <p4lm/cuda.hpp> from a
+// translation unit compiled by nvcc. Any header below p4lm/<folder>/ may be included on its own for
+// faster builds; headers under a detail/ folder are internal and may change without notice.
 
 #include "p4lm/version.hpp"
 
+// core: errors, configuration, progress and metrics, tensors, random numbers
 #include "p4lm/core/config.hpp"
 #include "p4lm/core/data_dir.hpp"
 #include "p4lm/core/error.hpp"
+#include "p4lm/core/gradcheck.hpp"
 #include "p4lm/core/metrics.hpp"
 #include "p4lm/core/progress.hpp"
+#include "p4lm/core/rng.hpp"
+#include "p4lm/core/shape.hpp"
+#include "p4lm/core/tensor.hpp"
 
+// backends and ops (forward/backward pairs)
+#include "p4lm/backend/tags.hpp"
+#include "p4lm/ops/ops.hpp"
+
+// file formats
 #include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/csv.hpp"
+#include "p4lm/io/jsonl.hpp"
+#include "p4lm/io/llama2c.hpp"
+#include "p4lm/io/safetensors.hpp"
+
+// tokenizers
+#include "p4lm/text/gpt2_tokenizer.hpp"
+#include "p4lm/text/llama2c_tokenizer.hpp"
+#include "p4lm/text/tokenizer.hpp"
+
+// modules and language models
+#include "p4lm/model/arch.hpp"
+#include "p4lm/model/causal_lm.hpp"
+#include "p4lm/model/cf_adapter.hpp"
+#include "p4lm/model/checkpoint.hpp"
+#include "p4lm/model/generate.hpp"
+#include "p4lm/model/kv_cache.hpp"
+#include "p4lm/nn/adamw.hpp"
+#include "p4lm/nn/parameter.hpp"
+#include "p4lm/nn/schedule.hpp"
+
+// collaborative filtering on MovieLens
+#include "p4lm/cf/als.hpp"
+#include "p4lm/cf/baselines.hpp"
+#include "p4lm/cf/embeddings.hpp"
+#include "p4lm/cf/implicit_als.hpp"
+#include "p4lm/cf/metrics.hpp"
+#include "p4lm/cf/movielens.hpp"
+#include "p4lm/cf/ratings.hpp"
+#include "p4lm/cf/split.hpp"
+
+// the pitch data: catalog, profiles, teacher, datasets
+#include "p4lm/data/catalog.hpp"
+#include "p4lm/data/datasets.hpp"
+#include "p4lm/data/profile.hpp"
+#include "p4lm/data/teacher.hpp"
+
+// evaluation output
+#include "p4lm/eval/svg_plot.hpp"

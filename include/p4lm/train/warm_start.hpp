@@ -1,0 +1,325 @@
+#pragma once
+// The warm-start stage of the pipeline as one library call: base model + tokenizer, the pitch corpus
+// from `p4lm data build`, the CF embeddings from `p4lm cf train`, then SftTrainer (both stages),
+// held-out evaluation, learning curves and the trained pitch model.
+//
+//   p4lm::train::WarmStartOptions o;
+//   o.data = "runs/main/data"; o.cf = "runs/main/cf/cf.safetensors"; o.out = "runs/main/sft";
+//   auto result = p4lm::train::run_warm_start(o);     // resumes from o.out if a run was killed
+//
+// Base models: "stories260K" (the bundled pretrained llama2.c model, 512-piece vocabulary, 512
+// positions: the default), a path (llama2.c .bin, Hugging Face GPT-2 folder or model.safetensors,
+// p4lm checkpoint), or "scratch" (a randomly initialised Llama of stories260K's shape). The tokenizer
+// follows the model: llama2.c's tok512.bin for Llama models, GPT-2 BPE for GPT-2.
+//
+// Artifacts in `out`: model.safetensors (LM + adapter parameters; metadata "pitch_model" says how to
+// rebuild and prompt it), checkpoint.safetensors (resume), train_metrics/eval_metrics .jsonl/.csv,
+// curves.svg, result.json (held-out losses, with shuffled user embeddings as the control).
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "p4lm/cf/embeddings.hpp"
+#include "p4lm/core/data_dir.hpp"
+#include "p4lm/core/error.hpp"
+#include "p4lm/core/rng.hpp"
+#include "p4lm/data/datasets.hpp"
+#include "p4lm/eval/svg_plot.hpp"
+#include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/jsonl.hpp"
+#include "p4lm/model/causal_lm.hpp"
+#include "p4lm/model/cf_adapter.hpp"
+#include "p4lm/model/checkpoint.hpp"
+#include "p4lm/text/gpt2_tokenizer.hpp"
+#include "p4lm/text/llama2c_tokenizer.hpp"
+#include "p4lm/train/sft.hpp"
+#include "p4lm/train/sft_data.hpp"
+
+namespace p4lm::train {
+
+// ---- base model and tokenizer ----
+
+// A randomly initialised Llama with stories260K's shape (the "scratch" base).
+struct ScratchShape {
+  std::size_t d_model = 64, n_layers = 5, n_heads = 8, n_kv_heads = 4, d_ff = 172, max_seq = 512;
+};
+
+inline AnyLM load_base_lm(const std::string& base, const ScratchShape& scratch = {}, std::uint64_t seed = 1) {
+  if (base.empty() || base == "stories260K")
+    return load_llama2c_model(data_path("tiny-lm/stories260K/stories260K.bin"));
+  if (base == "scratch") {
+    ModelConfig c;
+    c.arch = "llama";
+    c.vocab_size = text::Llama2cTokenizer::bundled().vocab_size();
+    c.d_model = scratch.d_model, c.n_layers = scratch.n_layers, c.n_heads = scratch.n_heads;
+    c.n_kv_heads = scratch.n_kv_heads, c.d_ff = scratch.d_ff, c.max_seq = scratch.max_seq;
+    LlamaLM<float> lm(c);
+    Rng rng(seed, 0x5c7a7c4ULL);
+    lm.init_random(rng);
+    return lm;
+  }
+  return load_any_lm(base);
+}
+
+// The tokenizer that goes with a model: `path` overrides (a llama2.c tokenizer .bin, or a folder with
+// GPT-2's encoder.json + vocab.bpe); otherwise the bundled one of the model's architecture.
+inline TextCodec codec_for(const ModelConfig& config, const std::filesystem::path& path = {}) {
+  TextCodec c;
+  if (config.arch == "gpt2") {
+    auto tok = std::make_shared<text::Gpt2Tokenizer>(path.empty() ? text::Gpt2Tokenizer::bundled()
+                                                                  : text::Gpt2Tokenizer::from_folder(path));
+    c.encode = [tok](std::string_view s) { return tok->encode(s); };
+    c.decode = [tok](std::span<const std::int32_t> ids) { return tok->decode(ids); };
+    c.bos = c.eos = text::Gpt2Tokenizer::eot;
+    c.vocab_size = tok->vocab_size();
+    c.name = path.empty() ? "gpt2 (bundled)" : "gpt2 " + path.string();
+  } else {
+    auto tok = std::make_shared<text::Llama2cTokenizer>(
+        path.empty() ? text::Llama2cTokenizer::bundled() : text::Llama2cTokenizer::from_file(path));
+    c.encode = [tok](std::string_view s) { return tok->encode(s, {.bos = false, .eos = false}); };
+    c.decode = [tok](std::span<const std::int32_t> ids) { return tok->decode(ids); };
+    c.bos = text::Llama2cTokenizer::bos, c.eos = text::Llama2cTokenizer::eos;
+    c.vocab_size = tok->vocab_size();
+    c.name = path.empty() ? "llama2c tok512 (bundled)" : "llama2c " + path.string();
+  }
+  if (c.vocab_size > config.vocab_size)
+    fail<InvalidArgument>("tokenizer ", c.name, " has ", c.vocab_size,
+                          " pieces, the model's vocabulary only ", config.vocab_size);
+  return c;
+}
+
+// CF embedding widths the tools are compiled for (each is its own CFAdapter<Dim> type).
+template <class F>
+decltype(auto) with_adapter_dim(int dim, F&& f) {
+  switch (dim) {
+    case 16:
+      return f(std::integral_constant<int, 16>{});
+    case 32:
+      return f(std::integral_constant<int, 32>{});
+    case 64:
+      return f(std::integral_constant<int, 64>{});
+    default:
+      fail<InvalidArgument>("CF embeddings of width ", dim, ": the pitch model supports 16, 32 or 64");
+  }
+}
+
+// ---- corpus ----
+
+// user_id -> row and movie_id -> row of the CF embeddings (index = id when the file has no id lists).
+struct CfRows {
+  std::unordered_map<std::int64_t, cf::Index> user, item;
+  template <int Dim>
+  explicit CfRows(const cf::Embeddings<Dim>& e) {
+    for (std::size_t k = 0; k < e.n_users(); ++k)
+      user.emplace(e.user_ids.empty() ? static_cast<std::int64_t>(k) : e.user_ids[k],
+                   static_cast<cf::Index>(k));
+    for (std::size_t k = 0; k < e.n_items(); ++k)
+      item.emplace(e.item_ids.empty() ? static_cast<std::int64_t>(k) : e.item_ids[k],
+                   static_cast<cf::Index>(k));
+  }
+  CfRows() = default;
+  cf::Index user_row(std::int64_t id) const {
+    const auto it = user.find(id);
+    return it == user.end() ? -1 : it->second;
+  }
+  cf::Index item_row(std::int64_t id) const {
+    const auto it = item.find(id);
+    return it == item.end() ? -1 : it->second;
+  }
+};
+
+// The prompt of an example under a conditioning.
+inline std::string prompt_of(const data::SftExample& e, Conditioning c, const PromptOptions& o) {
+  const auto item = item_prompt(e.title, e.year, e.genres, e.overview, o);
+  return c == Conditioning::text ? text_prompt(e.profile, item) : item;
+}
+
+// Reads sft/<split>.jsonl and tokenizes it. clean_only drops the teacher's deliberately defective
+// pitches (SFT imitates the good ones); examples without CF rows are dropped under CF conditioning.
+inline std::vector<SftSequence> load_sft_split(const std::filesystem::path& data, const std::string& split,
+                                               const TextCodec& codec, Conditioning c, const PromptOptions& o,
+                                               const CfRows* rows, bool clean_only, std::size_t limit = 0) {
+  const auto records = data::read_records<data::SftExample>(data / "sft" / (split + ".jsonl"));
+  std::vector<SftSequence> out;
+  for (const auto& e : records) {
+    if (clean_only && !e.defects.empty()) continue;
+    auto s = encode_example(codec, prompt_of(e, c, o), e.pitch, o);
+    s.user_id = e.user_id, s.movie_id = e.movie_id;
+    if (rows) {
+      s.user = rows->user_row(e.user_id), s.item = rows->item_row(e.movie_id);
+      if (s.user < 0 || s.item < 0) continue;
+    }
+    out.push_back(std::move(s));
+    if (limit && out.size() >= limit) break;
+  }
+  return out;
+}
+
+// ---- the stage ----
+
+struct WarmStartOptions {
+  std::filesystem::path data;  // folder of `p4lm data build`
+  std::filesystem::path cf;    // cf.safetensors of `p4lm cf train` (CF conditioning)
+  std::filesystem::path out = "runs/sft";
+  std::string base = "stories260K";
+  std::filesystem::path tokenizer;  // override of the model's bundled tokenizer
+  ScratchShape scratch{};
+  Conditioning conditioning = Conditioning::cf;
+  std::size_t adapter_hidden = 0;  // 0: max(Dim, d_model)
+  bool clean_only = true;
+  std::size_t max_train = 0;  // training sequences (0: all)
+  std::size_t max_test = 0;   // test sequences in the final evaluation (0: all)
+  PromptOptions prompt{};
+  SftOptions sft{};
+  bool resume = true;  // continue a killed run; reuse a finished one
+};
+
+struct WarmStartResult {
+  double val_loss = NAN, test_loss = NAN, test_loss_shuffled_users = NAN;
+  std::size_t train_sequences = 0, val_sequences = 0, test_sequences = 0, steps = 0;
+  double seconds = 0;
+  bool reused = false;
+  nlohmann::json json() const {
+    auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+    return {{"val_loss", num(val_loss)},
+            {"test_loss", num(test_loss)},
+            {"test_loss_shuffled_users", num(test_loss_shuffled_users)},
+            {"train_sequences", train_sequences},
+            {"val_sequences", val_sequences},
+            {"test_sequences", test_sequences},
+            {"steps", steps},
+            {"seconds", seconds}};
+  }
+};
+
+// Learning curves of a run folder (train loss per log record, held-out loss per evaluation) as SVG.
+inline void write_learning_curves(const std::filesystem::path& run, const std::filesystem::path& svg,
+                                  const std::string& title) {
+  eval::Series s1{"train loss, stage 1 (adapters)", {}, {}}, s2{"train loss, stage 2 (all)", {}, {}},
+      ev{"held-out loss", {}, {}, "#000000", true};
+  auto read = [](const std::filesystem::path& p, auto&& f) {
+    if (std::filesystem::exists(p))
+      io::for_each_jsonl(p, [&](const nlohmann::json& j, std::size_t) { f(j); });
+  };
+  read(run / "train_metrics.jsonl", [&](const nlohmann::json& j) {
+    auto& s = j.value("stage", 2.0) == 1.0 ? s1 : s2;
+    if (j.at("loss").is_number())
+      s.x.push_back(j.at("step").get<double>()), s.y.push_back(j.at("loss").get<double>());
+  });
+  read(run / "eval_metrics.jsonl", [&](const nlohmann::json& j) {
+    if (j.at("eval_loss").is_number())
+      ev.x.push_back(j.at("step").get<double>()), ev.y.push_back(j.at("eval_loss").get<double>());
+  });
+  std::vector<eval::Series> series;
+  for (auto* s : {&s1, &s2, &ev})
+    if (!s->x.empty()) series.push_back(*s);
+  if (series.empty()) return;
+  eval::write_line_plot(
+      svg, series, {.title = title, .x_label = "optimizer step", .y_label = "cross-entropy per pitch token"});
+}
+
+namespace detail {
+
+template <class LM, int Dim>
+WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCodec& codec) {
+  using Adapter = CFAdapter<Dim, 1, float>;
+  const auto started = std::chrono::steady_clock::now();
+  const bool with_cf = o.conditioning == Conditioning::cf;
+  std::optional<cf::Embeddings<Dim>> cf;
+  std::optional<Adapter> adapter;
+  CfRows rows;
+  if (with_cf) {
+    cf = cf::load_embeddings<Dim>(o.cf);
+    rows = CfRows(*cf);
+    adapter.emplace(lm.config().d_model, o.adapter_hidden);
+    // Soft tokens start at the scale of the model's token embeddings; fc1 sees unit-variance inputs.
+    const auto& wte = lm.parameters()[0].value;
+    double sq = 0, in_sq = 0;
+    for (float v : wte.span()) sq += double(v) * v;
+    for (float v : cf->users) in_sq += double(v) * v;
+    Rng rng(o.sft.seed, 0xada97e4ULL);
+    adapter->init_random(rng, std::sqrt(sq / double(wte.numel())),
+                         std::sqrt(in_sq / double(std::max<std::size_t>(cf->users.size(), 1))));
+  }
+  const CfRows* r = with_cf ? &rows : nullptr;
+  auto train = load_sft_split(o.data, "train", codec, o.conditioning, o.prompt, r, o.clean_only, o.max_train);
+  auto val =
+      load_sft_split(o.data, "val", codec, o.conditioning, o.prompt, r, o.clean_only, o.sft.eval_examples);
+  auto test = load_sft_split(o.data, "test", codec, o.conditioning, o.prompt, r, o.clean_only, o.max_test);
+  WarmStartResult result;
+  result.train_sequences = train.size(), result.val_sequences = val.size(),
+  result.test_sequences = test.size();
+
+  SftTrainer<LM, Adapter> trainer(lm, adapter ? &*adapter : nullptr, cf ? &*cf : nullptr, std::move(train),
+                                  std::move(val), o.sft, o.out);
+  if (o.resume && trainer.resume() && o.sft.progress)
+    std::cerr << "sft: resuming " << o.out.string() << " at step " << trainer.position().step << '\n';
+  result.val_loss = trainer.fit();
+  result.steps = trainer.position().step;
+  if (!trainer.done()) {  // stopped early on purpose: the checkpoint resumes it
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return result;
+  }
+  result.test_loss = trainer.evaluate(test);
+  if (with_cf) result.test_loss_shuffled_users = trainer.evaluate(test, true, o.sft.seed);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  const nlohmann::json pitch_model{{"conditioning", to_string(o.conditioning)},
+                                   {"cf_dim", with_cf ? Dim : 0},
+                                   {"adapter_tokens", 1},
+                                   {"adapter_hidden", adapter ? adapter->hidden() : 0},
+                                   {"tokenizer", o.tokenizer.string()},
+                                   {"base", o.base},
+                                   {"cf", with_cf ? std::filesystem::absolute(o.cf).string() : ""},
+                                   {"max_prompt_tokens", o.prompt.max_prompt_tokens},
+                                   {"max_pitch_tokens", o.prompt.max_pitch_tokens},
+                                   {"first_sentence_only", o.prompt.first_sentence_only},
+                                   {"marker", o.prompt.marker}};
+  trainer.save_model(o.out / "model.safetensors", {{"pitch_model", pitch_model.dump()}});
+  write_learning_curves(o.out, o.out / "curves.svg",
+                        std::string("SFT (") + to_string(o.conditioning) + " conditioning, " + o.base + ")");
+  io::write_file_atomically(o.out / "result.json", result.json().dump(2) + "\n");
+  return result;
+}
+
+}  // namespace detail
+
+// Runs (or resumes, or reuses) the warm start. See the file comment.
+inline WarmStartResult run_warm_start(const WarmStartOptions& o) {
+  if (o.resume && std::filesystem::exists(o.out / "result.json") &&
+      std::filesystem::exists(o.out / "model.safetensors")) {
+    const auto j = nlohmann::json::parse(io::read_file(o.out / "result.json"));
+    WarmStartResult r;
+    auto num = [&](const char* k) { return j.at(k).is_number() ? j.at(k).get<double>() : NAN; };
+    r.val_loss = num("val_loss"), r.test_loss = num("test_loss"),
+    r.test_loss_shuffled_users = num("test_loss_shuffled_users");
+    r.train_sequences = j.at("train_sequences"), r.val_sequences = j.at("val_sequences");
+    r.test_sequences = j.at("test_sequences"), r.steps = j.at("steps"), r.seconds = j.at("seconds");
+    r.reused = true;
+    return r;
+  }
+  auto base = load_base_lm(o.base, o.scratch, o.sft.seed);
+  return std::visit(
+      [&](auto& lm) {
+        const TextCodec codec = codec_for(lm.config(), o.tokenizer);
+        const int dim = o.conditioning == Conditioning::cf ? cf::embeddings_dim(o.cf) : 32;
+        return with_adapter_dim(dim, [&](auto d) {
+          return detail::warm_start_impl<std::decay_t<decltype(lm)>, decltype(d)::value>(lm, o, codec);
+        });
+      },
+      base);
+}
+
+}  // namespace p4lm::train

@@ -1,0 +1,96 @@
+#pragma once
+// Flags of `p4lm sft` (also used by `p4lm run` for its SFT stage): one reflected struct, mapped onto
+// train::WarmStartOptions.
+
+#include <cstdint>
+#include <string>
+
+#include <p4lm/core/config.hpp>
+#include <p4lm/train/warm_start.hpp>
+
+namespace p4lm::cli {
+
+struct SftConfig {
+  Param<std::string> data{"runs/main/data", "folder written by `p4lm data build` (sft/*.jsonl)"};
+  Param<std::string> cf{"runs/main/cf/cf.safetensors",
+                        "CF embeddings from `p4lm cf train` (cf conditioning)"};
+  Param<std::string> out{"runs/main/sft", "output folder (model, checkpoint, metrics, curves, result.json)"};
+  Param<std::string> conditioning{"cf", "cf (CF adapters: P4LM) or text (profile as text: SFT-Text)"};
+  Param<std::string> base{
+      "stories260K", "base model: stories260K (bundled), scratch, or a path (.bin, HF GPT-2 folder/file)"};
+  Param<std::string> tokenizer{
+      "", "tokenizer override (llama2.c .bin or GPT-2 folder); default follows the model"};
+  Param<long> batch_size{16, "sequences per step"};
+  Param<long> stage1_steps{150,
+                           "stage 1 steps: adapters only, transformer frozen (0: single-stage ablation)"};
+  Param<long> stage2_steps{450, "stage 2 steps: everything"};
+  Param<double> stage1_lr{3e-3, "peak learning rate of stage 1"};
+  Param<double> stage2_lr{2e-3, "peak learning rate of stage 2"};
+  Param<long> warmup_steps{20, "linear warmup steps per stage (then cosine to 10% of the peak)"};
+  Param<double> weight_decay{0.0, "AdamW weight decay on matrices"};
+  Param<double> max_grad_norm{1.0, "global gradient-norm clip"};
+  Param<long> eval_every{50, "held-out evaluation every N steps (and at each stage's end)"};
+  Param<long> eval_examples{128, "validation sequences per evaluation"};
+  Param<long> max_train{0, "training sequences (0: all clean pitches of train users)"};
+  Param<long> max_test{0, "test sequences in the final evaluation (0: all)"};
+  Param<long> checkpoint_every{50, "atomic checkpoint every N steps (resume loses at most this many)"};
+  Param<long> max_prompt_tokens{96,
+                                "prompt budget: title, year, genres, first overview sentence (+ profile)"};
+  Param<long> max_pitch_tokens{200, "pitch budget (EOS included)"};
+  Param<long> adapter_hidden{0, "hidden width of the adapters' MLPs (0: max(CF dim, d_model))"};
+  Param<bool> clean_only{true,
+                         "train on the teacher's clean pitches only (skip deliberately defective ones)"};
+  Param<long> seed{1, "seed of the data order, adapter initialisation and the shuffled-embedding control"};
+  Param<long> stop_after{0, "stop after this global step (0: run to the end); rerun to resume"};
+  Param<bool> resume{true, "resume a killed run / reuse a finished one in --out"};
+  Param<bool> progress{true, "show progress on stderr"};
+};
+
+inline train::WarmStartOptions warm_start_options(const SftConfig& c) {
+  auto pos = [](long v, const char* flag) {
+    if (v < 0) fail<UsageError>("--", flag, " must be >= 0");
+    return static_cast<std::size_t>(v);
+  };
+  train::WarmStartOptions o;
+  o.data = *c.data;
+  o.cf = *c.cf;
+  o.out = *c.out;
+  o.base = *c.base;
+  o.tokenizer = *c.tokenizer;
+  try {
+    o.conditioning = train::parse_conditioning(*c.conditioning);
+  } catch (const InvalidArgument& e) {
+    throw UsageError(std::string("--conditioning: ") + e.what());
+  }
+  o.adapter_hidden = pos(*c.adapter_hidden, "adapter-hidden");
+  o.clean_only = *c.clean_only;
+  o.max_train = pos(*c.max_train, "max-train");
+  o.max_test = pos(*c.max_test, "max-test");
+  o.prompt.max_prompt_tokens = pos(*c.max_prompt_tokens, "max-prompt-tokens");
+  o.prompt.max_pitch_tokens = pos(*c.max_pitch_tokens, "max-pitch-tokens");
+  o.sft.batch_size = pos(*c.batch_size, "batch-size");
+  if (o.sft.batch_size == 0) fail<UsageError>("--batch-size must be > 0");
+  o.sft.stage1_steps = pos(*c.stage1_steps, "stage1-steps");
+  o.sft.stage2_steps = pos(*c.stage2_steps, "stage2-steps");
+  o.sft.stage1_lr = *c.stage1_lr;
+  o.sft.stage2_lr = *c.stage2_lr;
+  o.sft.warmup_steps = pos(*c.warmup_steps, "warmup-steps");
+  o.sft.weight_decay = *c.weight_decay;
+  o.sft.max_grad_norm = *c.max_grad_norm;
+  o.sft.eval_every = pos(*c.eval_every, "eval-every");
+  o.sft.eval_examples = pos(*c.eval_examples, "eval-examples");
+  o.sft.checkpoint_every = pos(*c.checkpoint_every, "checkpoint-every");
+  o.sft.seed = static_cast<std::uint64_t>(*c.seed);
+  o.sft.stop_after = pos(*c.stop_after, "stop-after");
+  o.sft.progress = *c.progress;
+  o.resume = *c.resume;
+  return o;
+}
+
+}  // namespace p4lm::cli
+
+BOOST_HANA_ADAPT_STRUCT(p4lm::cli::SftConfig, data, cf, out, conditioning, base, tokenizer, batch_size,
+                        stage1_steps, stage2_steps, stage1_lr, stage2_lr, warmup_steps, weight_decay,
+                        max_grad_norm, eval_every, eval_examples, max_train, max_test, checkpoint_every,
+                        max_prompt_tokens, max_pitch_tokens, adapter_hidden, clean_only, seed, stop_after,
+                        resume, progress);

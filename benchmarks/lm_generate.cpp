@@ -1,0 +1,102 @@
+// Generation throughput with the KV cache: tokens/s of greedy decoding for stories260K (bundled) and
+// Llama configs of ~15M (dim 288, 6 layers, 6 heads, vocab 32000) and ~110M (dim 768, 12 layers,
+// 12 heads, vocab 32000) with random weights, for one sequence and a batch of sequences. llama2.c's
+// run.c is the peer (docs/performance.md, "Language models").
+//
+//   env -u OPENBLAS_CORETYPE OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 bench_lm_generate --model 15M --batch
+//   16 --json
+
+#include <chrono>
+#include <cstdint>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <omp.h>
+
+#include <nlohmann/json.hpp>
+
+#include "p4lm/backend/cpu/blas.hpp"
+#include "p4lm/core/data_dir.hpp"
+#include "p4lm/model/checkpoint.hpp"
+#include "p4lm/model/generate.hpp"
+
+int main(int argc, char** argv) {
+  std::string which = "15M";
+  std::size_t batch = 1, tokens = 256, repeats = 1;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--model")
+      which = argv[++i];
+    else if (a == "--batch")
+      batch = std::stoull(argv[++i]);
+    else if (a == "--tokens")
+      tokens = std::stoull(argv[++i]);
+    else if (a == "--repeats")
+      repeats = std::stoull(argv[++i]);
+    else if (a == "--json")
+      json = true;
+    else {
+      std::cerr << "usage: bench_lm_generate [--model stories260K|15M|110M] [--batch 1] [--tokens 256] "
+                   "[--repeats 1] [--json]\n";
+      return 2;
+    }
+  }
+  auto make = [&]() -> p4lm::LlamaLM<float> {
+    if (which == "stories260K")
+      return p4lm::load_llama2c_model(p4lm::data_path("tiny-lm/stories260K/stories260K.bin"));
+    p4lm::ModelConfig c{.arch = "llama",
+                        .vocab_size = 32000,
+                        .d_model = 288,
+                        .n_layers = 6,
+                        .n_heads = 6,
+                        .n_kv_heads = 6,
+                        .d_ff = 768,
+                        .max_seq = 256};
+    if (which == "110M")
+      c.d_model = 768, c.n_layers = 12, c.n_heads = 12, c.n_kv_heads = 12, c.d_ff = 2048, c.max_seq = 1024;
+    else if (which != "15M")
+      throw p4lm::InvalidArgument("--model must be stories260K, 15M or 110M");
+    p4lm::LlamaLM<float> m(c);
+    p4lm::Rng rng(1);
+    m.init_random(rng, 0.05);
+    return m;
+  };
+  auto model = make();
+  tokens = std::min(tokens, model.config().max_seq - 1);
+  const std::vector<std::vector<std::int32_t>> prompts(batch, std::vector<std::int32_t>{1});
+  p4lm::Generator<p4lm::LlamaLM<float>> gen(model);
+  const p4lm::SamplingOptions o{.max_new_tokens = tokens, .temperature = 0};
+  gen.generate(prompts, {.max_new_tokens = 8, .temperature = 0});  // warm the cache and the workspace
+  double seconds = 1e30;
+  std::size_t produced = 0;
+  for (std::size_t r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto out = gen.generate(prompts, o);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    produced = 0;
+    for (const auto& t : out.tokens) produced += t.size();
+    seconds = std::min(seconds, dt);
+  }
+  const double tps = static_cast<double>(produced) / seconds;
+  if (json) {
+    std::cout << nlohmann::json{{"benchmark", "lm_generate"},
+                                {"model", which},
+                                {"params", model.num_parameters()},
+                                {"batch", batch},
+                                {"new_tokens_per_sequence", tokens},
+                                {"tokens", produced},
+                                {"seconds", seconds},
+                                {"tokens_per_s", tps},
+                                {"omp_threads", omp_get_max_threads()},
+                                {"openblas_core", openblas_get_corename()}}
+                     .dump()
+              << '\n';
+  } else {
+    std::cout << which << " (" << model.num_parameters() << " params), batch " << batch << ": " << produced
+              << " tokens in " << seconds << " s = " << tps << " tokens/s (OpenBLAS core "
+              << openblas_get_corename() << ", " << omp_get_max_threads() << " OpenMP threads)\n";
+  }
+  return 0;
+}

@@ -15,6 +15,7 @@
 #include <p4lm/text/llama2c_tokenizer.hpp>
 
 #include "p4lm/command.hpp"
+#include "p4lm/tokenizer_spec.hpp"
 
 namespace p4lm::cli {
 namespace {
@@ -37,26 +38,13 @@ BOOST_HANA_ADAPT_STRUCT(p4lm::cli::TokenizeConfig, tokenizer, text, jsonl, bos, 
 namespace p4lm::cli {
 namespace {
 
-using AnyTokenizer = std::variant<text::Gpt2Tokenizer, text::Llama2cTokenizer>;
-
-AnyTokenizer load_tokenizer(const std::string& spec) {
-  namespace fs = std::filesystem;
-  if (spec == "gpt2") return text::Gpt2Tokenizer::bundled();
-  if (spec == "stories260K") return text::Llama2cTokenizer::bundled();
-  const fs::path path(spec);
-  if (fs::is_directory(path)) return text::Gpt2Tokenizer::from_folder(path);
-  if (path.filename() == "encoder.json") return text::Gpt2Tokenizer::from_folder(path.parent_path());
-  if (fs::is_regular_file(path)) return text::Llama2cTokenizer::from_file(path);
-  fail<UsageError>(
-      "--tokenizer '", spec,
-      "': not gpt2, stories260K, a folder with encoder.json + vocab.bpe, nor a llama2.c tokenizer file");
-}
+using lm::AnyTokenizer;
 
 int run_tokenize(std::span<const std::string> args) {
   const auto config = parse_flags<TokenizeConfig>(args);
   if (config.text->empty() == config.jsonl->empty())
     fail<UsageError>("give exactly one of --text and --jsonl");
-  const auto tokenizer = load_tokenizer(*config.tokenizer);
+  const auto tokenizer = lm::load_tokenizer(*config.tokenizer, /*gpt2_model=*/true);
   auto encode = [&](const std::string& s) {
     return std::visit(
         [&](const auto& tok) -> std::vector<std::int32_t> {

@@ -12,19 +12,13 @@
 #include <p4lm/core/data_dir.hpp>
 #include <p4lm/core/error.hpp>
 #include <p4lm/model/checkpoint.hpp>
-#include <p4lm/text/gpt2_tokenizer.hpp>
-#include <p4lm/text/llama2c_tokenizer.hpp>
+#include "p4lm/tokenizer_spec.hpp"
 
 namespace p4lm::cli::lm {
-
-using AnyTokenizer = std::variant<text::Gpt2Tokenizer, text::Llama2cTokenizer>;
 
 inline constexpr const char* model_help =
     "stories260K (bundled), a llama2.c .bin, a p4lm checkpoint (.safetensors), or a Hugging Face GPT-2 "
     "folder / model.safetensors";
-inline constexpr const char* tokenizer_help =
-    "gpt2 | stories260K (bundled), a folder with encoder.json + vocab.bpe, or a llama2.c tok*.bin file "
-    "(default: stories260K for stories260K, gpt2 for GPT-2 models)";
 
 inline std::filesystem::path model_path(const std::string& spec) {
   if (spec.empty()) fail<UsageError>("--model is required (", model_help, ")");
@@ -38,21 +32,6 @@ inline AnyLM load_model(const std::string& spec) {
 
 inline bool is_gpt2(const AnyLM& model) {
   return std::holds_alternative<GPT2LM<float>>(model);
-}
-
-// `gpt2_model` picks the default when spec is empty.
-inline AnyTokenizer load_tokenizer(const std::string& spec, bool gpt2_model) {
-  namespace fs = std::filesystem;
-  std::string s = spec;
-  if (s.empty()) s = gpt2_model ? "gpt2" : "stories260K";
-  if (s == "gpt2") return text::Gpt2Tokenizer::bundled();
-  if (s == "stories260K") return text::Llama2cTokenizer::bundled();
-  const fs::path path(s);
-  if (fs::is_directory(path)) return text::Gpt2Tokenizer::from_folder(path);
-  if (path.filename() == "encoder.json") return text::Gpt2Tokenizer::from_folder(path.parent_path());
-  if (fs::is_regular_file(path)) return text::Llama2cTokenizer::from_file(path);
-  fail<UsageError>("--tokenizer '", s,
-                   "': not gpt2, stories260K, a GPT-2 tokenizer folder, nor a llama2.c tokenizer file");
 }
 
 // Ids of a prompt: llama2.c tokenizers add BOS as run.c does; GPT-2 has none, so an empty GPT-2

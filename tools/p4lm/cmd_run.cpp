@@ -26,9 +26,9 @@ struct RunConfig {
   Param<std::string> out{"runs/main", "output folder for every artifact of the run"};
   Param<long> seed{1, "seed of every random choice in the run"};
   Param<long> cf_dim{32, "CF embedding width (16, 32 or 64)"};
-  Param<long> stage1_steps{150, "SFT stage 1 steps (CF adapters only)"};
-  Param<long> stage2_steps{450, "SFT stage 2 steps (everything)"};
-  Param<long> batch_size{16, "SFT sequences per step"};
+  Param<long> stage1_steps{60, "SFT stage 1 steps (CF adapters only)"};
+  Param<long> stage2_steps{240, "SFT stage 2 steps (everything)"};
+  Param<long> batch_size{8, "SFT sequences per step"};
   Param<long> pitch_users{5, "test users that get a sample pitch"};
   Param<bool> progress{true, "show progress on stderr"};
 };
@@ -84,6 +84,7 @@ int run_main(std::span<const std::string> args) {
   sft.data = corpus;
   sft.cf = cf_file;
   sft.out = out / "sft";
+  sft.max_test = 300;  // bounds the final evaluation's time (the main job has a 10-minute budget)
   sft.sft.seed = static_cast<std::uint64_t>(*config.seed);
   sft.sft.stage1_steps = static_cast<std::size_t>(std::max(0L, *config.stage1_steps));
   sft.sft.stage2_steps = static_cast<std::size_t>(std::max(0L, *config.stage2_steps));

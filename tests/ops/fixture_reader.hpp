@@ -42,6 +42,7 @@ class Fixture {
     auto take = [&](void* dst, std::size_t n, const char* what) {
       if (bytes.size() - at < n)
         throw ParseError(path, 0, what, "file truncated at byte " + std::to_string(at));
+      if (n == 0) return;  // a rank-0 array has no dims; memcpy from/to null is UB even for 0 bytes
       std::memcpy(dst, bytes.data() + at, n);
       at += n;
     };

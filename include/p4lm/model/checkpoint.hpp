@@ -233,7 +233,7 @@ void read_exact(const io::SafetensorsFile& st, const std::string& name, TensorVi
   const std::vector<std::int64_t> shape(dst.shape().begin(), dst.shape().end());
   const auto& view = st.expect(name, shape);
   if (view.dtype == dtype_of<T>()) {
-    std::memcpy(dst.data(), view.data.data(), view.data.size());  // bit-exact
+    if (!view.data.empty()) std::memcpy(dst.data(), view.data.data(), view.data.size());  // bit-exact
   } else {
     const auto values = st.read_f32(name);
     std::copy(values.begin(), values.end(), dst.data());

@@ -2,7 +2,10 @@
 // its yardstick measured in the same run: GEMM-based ops against raw cblas_sgemm on the same shapes
 // (GFLOP/s), memory-bound ops against the measured copy bandwidth (GB/s of compulsory traffic).
 //
-//   bench_ops_cpu [--json] [--quick] [--reps N] [--cpu-time]
+//   bench_ops_cpu [--json] [--quick] [--reps N] [--cpu-time] [--only WORD]...
+//
+// --only WORD (repeatable) runs only the rows whose op name contains one of the words; the copy
+// yardstick is always measured.
 //
 // --cpu-time times with the process CPU clock instead of the wall clock: on a loaded machine, run it
 // with OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 and the ratios stay meaningful (time a thread spends
@@ -130,6 +133,20 @@ struct Row {
 };
 std::vector<Row> g_rows;
 bool g_json = false;
+std::vector<std::string> g_only;  // --only words; empty: every row
+
+bool wanted(const char* op) {
+  if (g_only.empty()) return true;
+  return std::any_of(g_only.begin(), g_only.end(),
+                     [&](const std::string& w) { return std::string(op).find(w) != std::string::npos; });
+}
+
+// A group of rows whose names start with `prefix` may hold a wanted row (its setup is worth doing).
+bool wanted_group(const std::string& prefix) {
+  return g_only.empty() || std::any_of(g_only.begin(), g_only.end(), [&](const std::string& w) {
+           return w.find(prefix) != std::string::npos || prefix.find(w) != std::string::npos;
+         });
+}
 
 void report(Row r) {
   if (!g_json) {
@@ -189,7 +206,11 @@ void bench_batched(std::size_t heads, std::size_t T, std::size_t D) {
           flop / raw / 1e9});
 }
 
-void mem_row(const char* op, const std::string& shape, double bytes, double sec, double copy_gbs) {
+// Times f only when the row is wanted (--only), so a filtered run skips the others' work.
+template <class F>
+void mem_row(const char* op, const std::string& shape, double bytes, double copy_gbs, F&& f) {
+  if (!wanted(op)) return;
+  const double sec = time_median(f);
   report({op, shape, "GB/s", sec * 1e3, bytes / sec / 1e9, "copy", copy_gbs});
 }
 
@@ -200,24 +221,21 @@ void bench_memory(std::size_t N, std::size_t C, double copy_gbs) {
   CpuTensor<float> out(Shape{N, H}), d1(Shape{N, H}), d2(Shape{N, H});
   const std::string sh = shape_str({N, H}), sc = shape_str({N, C});
   const double B = 4.0;  // bytes per float
-  mem_row("gelu_forward", sh, 2 * B * nh, time_median([&] { ops::gelu_forward(out, x); }), copy_gbs);
-  mem_row("gelu_backward", sh, 4 * B * nh, time_median([&] { ops::gelu_backward(d1, g, x); }), copy_gbs);
-  mem_row("swiglu_forward", sh, 3 * B * nh, time_median([&] { ops::swiglu_forward(out, x, y); }), copy_gbs);
-  mem_row("swiglu_backward", sh, 9 * B * nh, time_median([&] { ops::swiglu_backward(d1, d2, g, x, y); }),
-          copy_gbs);
+  mem_row("gelu_forward", sh, 2 * B * nh, copy_gbs, [&] { ops::gelu_forward(out, x); });
+  mem_row("gelu_backward", sh, 4 * B * nh, copy_gbs, [&] { ops::gelu_backward(d1, g, x); });
+  mem_row("swiglu_forward", sh, 3 * B * nh, copy_gbs, [&] { ops::swiglu_forward(out, x, y); });
+  mem_row("swiglu_backward", sh, 9 * B * nh, copy_gbs, [&] { ops::swiglu_backward(d1, d2, g, x, y); });
   auto xc = x.view().reshaped(Shape{N * 4, C}).rows(0, N), yc = y.view().reshaped(Shape{N * 4, C}).rows(0, N);
   auto oc = out.view().reshaped(Shape{N * 4, C}).rows(0, N),
        gc = g.view().reshaped(Shape{N * 4, C}).rows(0, N);
   auto dc1 = d1.view().reshaped(Shape{N * 4, C}).rows(0, N),
        dc2 = d2.view().reshaped(Shape{N * 4, C}).rows(0, N);
-  mem_row("residual_forward", sc, 3 * B * nc, time_median([&] { ops::residual_forward(oc, xc, yc); }),
-          copy_gbs);
-  mem_row("residual_backward", sc, 5 * B * nc, time_median([&] { ops::residual_backward(dc1, dc2, gc); }),
-          copy_gbs);
-  mem_row("dropout_forward p=0.1", sc, 2 * B * nc,
-          time_median([&] { ops::dropout_forward(oc, xc, 0.1, 1, 2); }), copy_gbs);
-  mem_row("dropout_backward p=0.1", sc, 3 * B * nc,
-          time_median([&] { ops::dropout_backward(dc1, gc, 0.1, 1, 2); }), copy_gbs);
+  mem_row("residual_forward", sc, 3 * B * nc, copy_gbs, [&] { ops::residual_forward(oc, xc, yc); });
+  mem_row("residual_backward", sc, 5 * B * nc, copy_gbs, [&] { ops::residual_backward(dc1, dc2, gc); });
+  mem_row("dropout_forward p=0.1", sc, 2 * B * nc, copy_gbs,
+          [&] { ops::dropout_forward(oc, xc, 0.1, 1, 2); });
+  mem_row("dropout_backward p=0.1", sc, 3 * B * nc, copy_gbs,
+          [&] { ops::dropout_backward(dc1, gc, 0.1, 1, 2); });
   // Embedding: GPT-2's tables (V = 50257, 1024 positions), ids spread over the vocabulary.
   const std::size_t V = 50257, T = std::min<std::size_t>(N, 1024);
   static CpuTensor<float> wte = random(Shape{V, C}, 11, 0.02f), wpe = random(Shape{1024, C}, 12, 0.02f);
@@ -225,10 +243,10 @@ void bench_memory(std::size_t N, std::size_t C, double copy_gbs) {
   Tensor<backend::cpu, std::int32_t> ids(Shape{N / T, T});
   for (std::size_t i = 0; i < N; ++i) ids.data()[i] = std::int32_t(Rng::u32_at(5, 0, i) % V);
   auto emb = oc.reshaped(Shape{N / T, T, C}), demb = gc.reshaped(Shape{N / T, T, C});
-  mem_row("embedding_forward (wte+wpe)", sc, 3 * B * nc,
-          time_median([&] { ops::embedding_forward(emb, ids, wte, wpe); }), copy_gbs);
-  mem_row("embedding_backward (dwte,dwpe)", sc, 5 * B * nc,
-          time_median([&] { ops::embedding_backward(dwte, dwpe, demb, ids); }), copy_gbs);
+  mem_row("embedding_forward (wte+wpe)", sc, 3 * B * nc, copy_gbs,
+          [&] { ops::embedding_forward(emb, ids, wte, wpe); });
+  mem_row("embedding_backward (dwte,dwpe)", sc, 5 * B * nc, copy_gbs,
+          [&] { ops::embedding_backward(dwte, dwpe, demb, ids); });
 }
 
 // Vocabulary-sized rows (V = 50257): cross-entropy and log-prob gather. GB/s of logits read/written.
@@ -241,21 +259,27 @@ void bench_vocab(std::size_t N, double copy_gbs) {
   for (std::size_t i = 0; i < N; ++i) t.data()[i] = std::int32_t(Rng::u32_at(6, 0, i) % V);
   const double nv = double(N) * V * 4.0;
   const std::string s = shape_str({N, V});
-  mem_row("softmax_xent_forward (+probs)", s, 2 * nv,
-          time_median([&] { ops::softmax_cross_entropy_forward(losses, probs, logits, t); }), copy_gbs);
-  mem_row("softmax_xent_backward", s, 3 * nv,
-          time_median([&] { ops::softmax_cross_entropy_backward(dlogits, probs, t); }), copy_gbs);
+  // The backward rows read what forward leaves (probs, lse): run it once even when filtered out.
+  ops::softmax_cross_entropy_forward(losses, probs, logits, t);
+  ops::logprob_gather_forward(lp, lse, {}, logits, t);
+  mem_row("softmax_xent_forward (+probs)", s, 2 * nv, copy_gbs,
+          [&] { ops::softmax_cross_entropy_forward(losses, probs, logits, t); });
+  mem_row("softmax_xent_backward", s, 3 * nv, copy_gbs,
+          [&] { ops::softmax_cross_entropy_backward(dlogits, probs, t); });
   // Fused works in place: time it on a fresh copy each run (the copy is timed apart and subtracted).
-  const double cp = time_median([&] { copy(work.view(), logits.view()); });
-  const double fused = time_median([&] {
-    copy(work.view(), logits.view());
-    ops::softmax_cross_entropy_fused(work, losses, t);
-  });
-  mem_row("softmax_xent_fused (in place)", s, 2 * nv, std::max(fused - cp, 1e-9), copy_gbs);
-  mem_row("logprob_gather_forward (+lse)", s, nv,
-          time_median([&] { ops::logprob_gather_forward(lp, lse, {}, logits, t); }), copy_gbs);
-  mem_row("logprob_gather_backward", s, 3 * nv,
-          time_median([&] { ops::logprob_gather_backward(dlogits, dlp, logits, t, lse); }), copy_gbs);
+  if (wanted("softmax_xent_fused")) {
+    const double cp = time_median([&] { copy(work.view(), logits.view()); });
+    const double fused = time_median([&] {
+      copy(work.view(), logits.view());
+      ops::softmax_cross_entropy_fused(work, losses, t);
+    });
+    const double sec = std::max(fused - cp, 1e-9);
+    report({"softmax_xent_fused (in place)", s, "GB/s", sec * 1e3, 2 * nv / sec / 1e9, "copy", copy_gbs});
+  }
+  mem_row("logprob_gather_forward (+lse)", s, nv, copy_gbs,
+          [&] { ops::logprob_gather_forward(lp, lse, {}, logits, t); });
+  mem_row("logprob_gather_backward", s, 3 * nv, copy_gbs,
+          [&] { ops::logprob_gather_backward(dlogits, dlp, logits, t, lse); });
 }
 
 // Optimizer ops over P parameters: AdamW reads p, g, m, v and writes p, m, v; clipping reads g for
@@ -266,15 +290,13 @@ void bench_optimizer(std::size_t P, double copy_gbs) {
   std::int64_t step = 1;
   const ops::AdamWConfig cfg{.lr = 1e-4, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
   const std::string s = shape_str({P});
-  mem_row("adamw_update", s, 7 * 4.0 * double(P),
-          time_median([&] { ops::adamw_update(p, g, m, v, step++, cfg); }), copy_gbs);
+  mem_row("adamw_update", s, 7 * 4.0 * double(P), copy_gbs,
+          [&] { ops::adamw_update(p, g, m, v, step++, cfg); });
   std::vector<ops::CpuView<float>> grads{g};
-  mem_row("global_grad_norm", s, 4.0 * double(P), time_median([&] { (void)ops::global_grad_norm(grads); }),
-          copy_gbs);
+  mem_row("global_grad_norm", s, 4.0 * double(P), copy_gbs, [&] { (void)ops::global_grad_norm(grads); });
   // max_norm below the norm, so every run scales (by a factor ~1: values stay in range).
-  mem_row("clip_grad_norm (scales)", s, 3 * 4.0 * double(P),
-          time_median([&] { (void)ops::clip_grad_norm(grads, 0.999999 * ops::global_grad_norm(grads)); }),
-          copy_gbs);
+  mem_row("clip_grad_norm (scales)", s, 3 * 4.0 * double(P), copy_gbs,
+          [&] { (void)ops::clip_grad_norm(grads, 0.999999 * ops::global_grad_norm(grads)); });
 }
 
 }  // namespace
@@ -289,10 +311,13 @@ int main(int argc, char** argv) {
       g_cpu_time = true;
     else if (a == "--quick")
       quick = true;
+    else if (a == "--only" && i + 1 < argc)
+      g_only.emplace_back(argv[++i]);
     else if (a == "--reps" && i + 1 < argc)
       g_reps = std::max(1, std::atoi(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: %s [--json] [--quick] [--reps N] [--cpu-time]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--json] [--quick] [--reps N] [--cpu-time] [--only WORD]...\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -312,15 +337,18 @@ int main(int argc, char** argv) {
       quick ? std::vector<std::size_t>{64, 1024} : std::vector<std::size_t>{64, 256, 1024, 4096};
   const std::size_t C = 768;
   for (std::size_t N : rows) {
+    if (!wanted_group("matmul_")) break;
     bench_matmul(N, C, 3 * C);  // qkv projection
     bench_matmul(N, C, 4 * C);  // MLP up projection
     bench_matmul(N, 4 * C, C);  // MLP down projection
   }
-  for (std::size_t N : rows) bench_batched(48, std::max<std::size_t>(N / 4, 16), 64);  // B = 4, 12 heads
+  for (std::size_t N : rows)
+    if (wanted_group("batched_matmul"))
+      bench_batched(48, std::max<std::size_t>(N / 4, 16), 64);  // B = 4, 12 heads
   for (std::size_t N : rows) bench_memory(N, C, copy_gbs);
   for (std::size_t N : rows)
-    if (N <= 1024) bench_vocab(N, copy_gbs);
-  bench_optimizer(std::size_t(1) << 24, copy_gbs);
+    if (wanted_group("softmax_xent") || wanted_group("logprob_gather")) bench_vocab(N, copy_gbs);
+  if (wanted_group("adamw") || wanted_group("grad_norm")) bench_optimizer(std::size_t(1) << 24, copy_gbs);
 
   if (g_json) {
     std::printf(

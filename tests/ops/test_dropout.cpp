@@ -59,3 +59,42 @@ TEST_CASE("dropout_backward recomputes the mask and matches finite differences",
     CHECK_THROWS_WITH(ops::dropout_backward(dx, g, -0.1, 77, 1), Catch::Contains("dropout_backward"));
   }
 }
+
+TEST_CASE("philox_blocks gives Rng::u32_at's words, across the 2^32-block carry too", "[ops][dropout]") {
+  const Philox4x32::Key key{0x9abcdef0u, 0x12345678u};
+  const std::uint64_t seed = 0x123456789abcdef0ull;
+  for (std::uint64_t stream : {std::uint64_t{0}, std::uint64_t{7}, std::uint64_t{0xfedcba9876543210ull}})
+    for (std::uint64_t block : {std::uint64_t{0}, std::uint64_t{12345}, (std::uint64_t{1} << 32) - 5,
+                                std::uint64_t{0x3fffffff00000000ull}}) {  // index 4 · block fits in 64 bits
+      std::uint32_t words[32];
+      ops::detail::philox_blocks<8>(block, stream, key, words);
+      std::size_t wrong = 0;
+      for (std::uint64_t j = 0; j < 32; ++j) wrong += words[j] != Rng::u32_at(seed, stream, 4 * block + j);
+      INFO("stream " << stream << ", block " << block);
+      CHECK(wrong == 0);
+    }
+}
+
+TEST_CASE("dropout in float: every size and offset keeps exactly the elements uniform_at says",
+          "[ops][dropout]") {
+  // Sizes around the 32-element vector step and the 16-element thread split, and p on both sides of
+  // a 2^-24 step (the integer threshold must agree with the float comparison).
+  for (double p : {0.1, 0.5, 0.3 + 1e-9, 1.0 - 1e-9})
+    for (std::size_t n : {std::size_t{1}, std::size_t{31}, std::size_t{33}, std::size_t{70000}}) {
+      const auto x = cast<float>(uniform(Shape{n}, 5, 0.5, 1.5));
+      CpuTensor<float> y(x.shape()), d(x.shape());
+      ops::dropout_forward(y, x, p, 42, 3);
+      for (std::size_t i = 0; i < n; ++i) d.data()[i] = 1.0f;
+      ops::dropout_backward(d, x, p, 42, 3);
+      const float scale = float(1.0 / (1.0 - p));
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const bool keep = Rng::uniform_at(42, 3, i) >= float(p);
+        wrong += y.data()[i] != (keep ? x.data()[i] * scale : 0.0f);
+        // backward may fuse the multiply-add (one rounding fewer); the mask is what must agree
+        wrong += std::abs(d.data()[i] - (1.0f + (keep ? x.data()[i] * scale : 0.0f))) > 1e-6f;
+      }
+      INFO("p = " << p << ", n = " << n);
+      CHECK(wrong == 0);
+    }
+}

@@ -3,12 +3,15 @@
 // iff Rng::uniform_at(seed, stream, i) >= p. Same mask on any thread count and on CUDA, and backward
 // recomputes it instead of storing it.
 
+#include <bit>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
 #include "p4lm/core/rng.hpp"
 #include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/detail/philox_blocks.hpp"
 
 namespace p4lm::ops {
 
@@ -21,21 +24,35 @@ template <class T>
 void dropout_apply(std::size_t n, T* y, const T* acc, const T* x, double p, std::uint64_t seed,
                    std::uint64_t stream) {
   const T scale = T(1.0 / (1.0 - p));
-  const float pf = static_cast<float>(p);
+  // u32_to_unit_float(w) >= p  <=>  (w >> 8) · 2^-24 >= float(p)  <=>  (w >> 8) >= ceil(float(p) · 2^24):
+  // the same test on integers, exact (both sides are integers times 2^-24, float(p) · 2^24 is exact).
+  const auto threshold = static_cast<std::uint32_t>(std::ceil(double(static_cast<float>(p)) * 16777216.0));
   const Philox4x32::Key key{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)};
+  // m <= step elements from i on, their words in w. The kept value is selected by masking its bits
+  // (a branch-free form the compiler vectorises; a dropped element is +0 as before, even if x is NaN).
+  // Everything by value: a captured reference could alias y and would block vectorisation.
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  auto apply = [scale, threshold](T* yi, const T* acci, const T* xi, std::size_t m, const std::uint32_t* w) {
+    for (std::size_t j = 0; j < m; ++j) {
+      const U mask = U(0) - U((w[j] >> 8) >= threshold);
+      const T kept = std::bit_cast<T>(std::bit_cast<U>(xi[j] * scale) & mask);
+      yi[j] = acci ? acci[j] + kept : kept;
+    }
+  };
+  // 8 Philox blocks (two vector chains) per step: more chains spill the 16 AVX2 registers, fewer
+  // leave the multiplies waiting on their latency (measured: 1.1 ns a word; 4 or 16 blocks: slower).
+  constexpr std::size_t blocks = 8, step = 4 * blocks;
   parallel_ranges(n, [&](std::size_t begin, std::size_t end) {
-    // One Philox block gives the words of 4 consecutive indices (ranges start on multiples of 16).
-    for (std::size_t i = begin; i < end; i += 4) {
-      const std::uint64_t block = i >> 2;
-      const auto words =
-          Philox4x32::generate({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
-                                static_cast<std::uint32_t>(stream), static_cast<std::uint32_t>(stream >> 32)},
-                               key);
-      const std::size_t m = end - i < 4 ? end - i : 4;
-      for (std::size_t j = 0; j < m; ++j) {
-        const T kept = u32_to_unit_float(words[j]) >= pf ? x[i + j] * scale : T(0);
-        y[i + j] = acc ? acc[i + j] + kept : kept;
-      }
+    // Ranges start on multiples of 16 elements, so on Philox block boundaries (4 words per block).
+    alignas(32) std::uint32_t words[step];
+    std::size_t i = begin;
+    for (; i + step <= end; i += step) {
+      philox_blocks<blocks>(i >> 2, stream, key, words);
+      apply(y + i, acc ? acc + i : nullptr, x + i, step, words);
+    }
+    if (i < end) {  // the tail draws blocks it does not use: the words are a pure function of i
+      philox_blocks<blocks>(i >> 2, stream, key, words);
+      apply(y + i, acc ? acc + i : nullptr, x + i, end - i, words);
     }
   });
 }

@@ -152,6 +152,14 @@ TEST_CASE("build_datasets: defect mix and label structure", "[data][datasets]") 
     for (const auto& c : e.claims) any_false |= !c.supported;
     CHECK(any_false == hallucinated);
     if (!e.defects.empty() && e.defects[0] == "bland") CHECK(e.appeal.empty());
+    // The link span is one whole sentence of the pitch, present exactly when there is a link.
+    CHECK(e.link_span.empty() == e.link_terms.empty());
+    if (!e.link_span.empty()) {
+      const std::string link = e.pitch.substr(e.link_span[0], e.link_span[1] - e.link_span[0]);
+      CHECK((e.link_span[0] == 0 || e.pitch[e.link_span[0] - 1] == ' '));
+      CHECK((e.link_span[1] == e.pitch.size() || e.pitch[e.link_span[1]] == ' '));
+      CHECK((link.ends_with('.') || link.ends_with('!') || link.ends_with('?')));
+    }
   }
   // About a quarter (plus the few users with no possible link, labelled generic).
   const double rate = static_cast<double>(defective) / static_cast<double>(sft.size());
@@ -212,8 +220,9 @@ TEST_CASE("JSONL: every record type round-trips", "[data][datasets]") {
        {"hallucinated"},
        {"genre:Drama"},
        {"cta"},
-       "identity/v1 cta/0"},
-      {2, 5, 3.0f, "Untitled", std::nullopt, {}, "", "", "Plain \"quoted\"\nline.", {}, {}, {}, {}, {}, ""}};
+       "identity/v1 cta/0",
+       {2, 8}},
+      {2, 5, 3.0f, "Untitled", std::nullopt, {}, "", "", "Plain \"quoted\"\nline.", {}, {}, {}, {}, {}, "", {}}};
   write_records(dir.path / "sft.jsonl", sft);
   CHECK(read_records<SftExample>(dir.path / "sft.jsonl") == sft);
   const std::vector<NliPair> nli{

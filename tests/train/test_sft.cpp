@@ -123,6 +123,35 @@ TEST_CASE("sft data: prompts, truncation and the loss mask", "[train][sft]") {
   }
 }
 
+TEST_CASE("sft data: the link sentence's characters map to its tokens", "[train][sft]") {
+  using namespace p4lm::train;
+  // Two characters per token; decoding adds a leading space, as sentencepiece's dummy prefix does.
+  TextCodec codec;
+  codec.encode = [](std::string_view s) {
+    std::vector<std::int32_t> ids;
+    for (std::size_t k = 0; k < s.size(); k += 2) ids.push_back(static_cast<std::int32_t>(k / 2 + 10));
+    return ids;
+  };
+  const std::string pitch = "Hook. Link me. End.";
+  codec.decode = [&](std::span<const std::int32_t> ids) {
+    std::string out = " ";
+    for (auto id : ids) out += pitch.substr(static_cast<std::size_t>(id - 10) * 2, 2);
+    return out;
+  };
+  codec.bos = 1, codec.eos = 2;
+  // "Link me." is characters [6, 14): tokens 3 ("Li") to 6 ("e."), i.e. [3, 7).
+  const auto [first, last] = tokens_covering(codec, pitch, codec.encode(pitch), 6, 14);
+  CHECK(first == 3);
+  CHECK(last == 7);
+  PromptOptions o{.max_prompt_tokens = 8, .max_pitch_tokens = 6, .marker = ">"};
+  const std::size_t span[] = {6, 14};
+  const auto seq = encode_example(codec, "abc", pitch, o, span);
+  // Prompt: BOS + 2 tokens + the marker's 1 token; the pitch is cut to 5 tokens, so the link keeps 2.
+  CHECK(seq.link_begin == seq.prompt_len + 3);
+  CHECK(seq.link_end == seq.prompt_len + 5);
+  CHECK(encode_example(codec, "abc", pitch, o).link_end == 0);  // no span, no link tokens
+}
+
 TEMPLATE_TEST_CASE("sft: gradients flow from the loss through the LM into the adapters (double)",
                    "[train][sft][gradcheck]", p4lm::arch::Llama, p4lm::arch::GPT2) {
   using LM = p4lm::CausalLM<p4lm::backend::cpu, TestType, p4lm::attention::Causal, double>;
@@ -279,4 +308,14 @@ TEST_CASE("sft: a tiny run lowers held-out loss and uses the user embedding", "[
   INFO("held-out loss before " << before << ", after " << after << ", shuffled users " << shuffled);
   CHECK(after < 0.5 * before);
   CHECK(after < shuffled - 0.1);
+  // Split at the user-dependent tokens (the two favourites): that is where shuffling hurts.
+  for (auto& q : data.held_out) q.link_begin = 3, q.link_end = 5;
+  const auto real = trainer.evaluate_split(data.held_out), other = trainer.evaluate_split(data.held_out, true);
+  INFO("link tokens: real " << real.link_loss << ", shuffled " << other.link_loss << "; rest: real "
+                            << real.other_loss << ", shuffled " << other.other_loss);
+  CHECK(real.link_tokens == 2 * data.held_out.size());
+  CHECK(real.tokens == 5 * data.held_out.size());
+  CHECK(real.loss == Approx(after).epsilon(1e-4));
+  CHECK(real.link_loss < other.link_loss - 0.5);
+  CHECK(std::abs(real.other_loss - other.other_loss) < other.link_loss - real.link_loss);
 }

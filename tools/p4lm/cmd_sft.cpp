@@ -33,6 +33,10 @@ int sft_main(std::span<const std::string> args) {
             << "  held-out loss per pitch token: val " << r.val_loss << ", test " << r.test_loss;
   if (o.conditioning == train::Conditioning::cf)
     std::cout << ", test with shuffled user embeddings " << r.test_loss_shuffled_users;
+  std::cout << "\n  link sentence (" << r.test_link_tokens << " of " << r.test_tokens
+            << " test tokens): " << r.test_link_loss;
+  if (o.conditioning == train::Conditioning::cf)
+    std::cout << ", with shuffled user embeddings " << r.test_link_loss_shuffled_users;
   std::cout << "\n  artifacts in " << o.out.string() << '\n';
   return 0;
 }

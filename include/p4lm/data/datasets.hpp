@@ -99,6 +99,9 @@ struct SftExample {
   std::vector<std::string> defects;  // [] for a clean pitch
   std::vector<std::string> link_terms, appeal;
   std::string pattern;
+  // [begin, end) characters of the pitch's link sentence (the part that depends on the user); empty
+  // when the pitch has none. Lets training report the loss where personalization happens.
+  std::vector<std::size_t> link_span;
   friend bool operator==(const SftExample&, const SftExample&) = default;
 };
 
@@ -187,6 +190,7 @@ inline void to_json(nlohmann::json& j, const SftExample& e) {
        {"link_terms", e.link_terms},
        {"appeal", e.appeal},
        {"pattern", e.pattern}};
+  if (!e.link_span.empty()) j["link_span"] = e.link_span;
 }
 inline void from_json(const nlohmann::json& j, SftExample& e) {
   j.at("user_id").get_to(e.user_id);
@@ -205,6 +209,10 @@ inline void from_json(const nlohmann::json& j, SftExample& e) {
   e.link_terms = j.value("link_terms", std::vector<std::string>{});
   e.appeal = j.value("appeal", std::vector<std::string>{});
   e.pattern = j.value("pattern", std::string{});
+  e.link_span = j.value("link_span", std::vector<std::size_t>{});
+  if (!e.link_span.empty() &&
+      (e.link_span.size() != 2 || e.link_span[0] > e.link_span[1] || e.link_span[1] > e.pitch.size()))
+    fail<InvalidArgument>("link_span must be [begin, end) inside the pitch (", e.pitch.size(), " characters)");
 }
 inline void to_json(nlohmann::json& j, const NliPair& p) {
   j = {{"user_id", p.user_id},       {"movie_id", p.movie_id}, {"premise", p.premise},
@@ -413,6 +421,11 @@ inline SftExample sft_example(const Pitch& pitch, const CatalogItem& movie, cons
   e.link_terms = pitch.link_terms;
   e.appeal = pitch.appeal;
   e.pattern = pitch.pattern();
+  std::size_t at = 0;  // the teacher joins sentences with one space
+  for (const auto& s : pitch.sentences) {
+    if (s.slot == Slot::link) e.link_span = {at, at + s.text.size()};
+    at += s.text.size() + 1;
+  }
   return e;
 }
 

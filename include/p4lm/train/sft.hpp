@@ -67,6 +67,15 @@ struct SftOptions {
                                // and time-boxed runs use it, the checkpoint then allows resuming
 };
 
+// Held-out cross-entropy per pitch token: all of it, the link sentence's tokens (where the pitch
+// depends on the user: the adapters can only help there) and the rest. NaN where nothing counted.
+struct SftLoss {
+  double loss = std::numeric_limits<double>::quiet_NaN();
+  double link_loss = std::numeric_limits<double>::quiet_NaN();
+  double other_loss = std::numeric_limits<double>::quiet_NaN();
+  std::size_t tokens = 0, link_tokens = 0;
+};
+
 // Where a run stands: global step g counts optimizer updates over both stages.
 struct SftPosition {
   std::size_t step = 0;
@@ -237,23 +246,26 @@ class SftTrainer {
     return last_eval;
   }
 
-  // Mean cross-entropy per pitch token over `seqs` (the model's current parameters). With
+  // Mean cross-entropy per pitch token over `seqs` (the model's current parameters), overall and
+  // split into the link sentence (where the pitch depends on the user) and the rest. With
   // shuffle_users, each sequence gets the CF embedding of a random OTHER user (seeded): the control
   // that tells whether the adapters use who the user is.
-  double evaluate(std::span<const SftSequence> seqs, bool shuffle_users = false,
-                  std::uint64_t shuffle_seed = 7) {
-    if (seqs.empty()) return std::numeric_limits<double>::quiet_NaN();
+  SftLoss evaluate_split(std::span<const SftSequence> seqs, bool shuffle_users = false,
+                         std::uint64_t shuffle_seed = 7) {
+    SftLoss out;
+    if (seqs.empty()) return out;
     if (shuffle_users && !model_.adapter())
       fail<InvalidArgument>("SftTrainer::evaluate: no CF embeddings to shuffle");
     Rng rng(shuffle_seed, 0x5a0ffULL);
-    double total = 0;
-    std::size_t counted = 0;
+    double sum[2] = {0, 0};  // other, link
+    std::size_t count[2] = {0, 0};
     std::vector<const SftSequence*> ptrs;
+    const std::size_t P = prefix_len();
     for (std::size_t start = 0; start < seqs.size(); start += o_.batch_size) {
       const std::size_t stop = std::min(seqs.size(), start + o_.batch_size);
       ptrs.clear();
       for (std::size_t k = start; k < stop; ++k) ptrs.push_back(&seqs[k]);
-      batch_.build(ptrs, prefix_len());
+      batch_.build(ptrs, P);
       if (shuffle_users) {
         const auto n = static_cast<std::uint64_t>(cf_->n_users());
         for (auto& u : batch_.users) {
@@ -262,11 +274,32 @@ class SftTrainer {
           u = other;
         }
       }
-      const T loss = forward_batch();
-      total += static_cast<double>(loss) * static_cast<double>(batch_.counted);
-      counted += batch_.counted;
+      const std::size_t S = batch_.targets.dim(1);
+      logprobs_.resize(Shape{ptrs.size(), S});
+      forward_logprobs_batch(logprobs_.view());
+      for (std::size_t b = 0; b < ptrs.size(); ++b)
+        for (std::size_t pos = P; pos < S; ++pos) {
+          if (batch_.targets.data()[b * S + pos] == ops::ignore_index_default) continue;
+          const std::size_t predicted = pos - P + 1;  // index in ids of the token this position predicts
+          const bool link = predicted >= ptrs[b]->link_begin && predicted < ptrs[b]->link_end;
+          sum[link] -= static_cast<double>(logprobs_.data()[b * S + pos]);
+          ++count[link];
+        }
     }
-    return counted ? total / static_cast<double>(counted) : std::numeric_limits<double>::quiet_NaN();
+    const auto mean = [](double s, std::size_t n) {
+      return n ? s / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+    };
+    out.tokens = count[0] + count[1], out.link_tokens = count[1];
+    out.loss = mean(sum[0] + sum[1], out.tokens);
+    out.link_loss = mean(sum[1], count[1]);
+    out.other_loss = mean(sum[0], count[0]);
+    return out;
+  }
+
+  // The mean cross-entropy per pitch token of evaluate_split().
+  double evaluate(std::span<const SftSequence> seqs, bool shuffle_users = false,
+                  std::uint64_t shuffle_seed = 7) {
+    return evaluate_split(seqs, shuffle_users, shuffle_seed).loss;
   }
 
   // The LM and adapter parameters only, for pitch generation (no optimizer state).
@@ -317,7 +350,7 @@ class SftTrainer {
     return perm_[k % N];
   }
 
-  T forward_batch() {
+  LMInput<T> batch_input() {
     LM& lm = model_.lm();
     LMInput<T> in{
         .ids = batch_.ids.view(), .targets = batch_.targets.view(), .lengths = batch_.lengths.view()};
@@ -326,8 +359,10 @@ class SftTrainer {
       adapter->forward(prefix_.view(), *cf_, batch_.users, batch_.items);
       in.prefix = prefix_.view();
     }
-    return lm.forward(in);
+    return in;
   }
+  T forward_batch() { return model_.lm().forward(batch_input()); }
+  void forward_logprobs_batch(View logprobs) { model_.lm().forward_logprobs(batch_input(), logprobs); }
 
   struct StepResult {
     double loss, grad_norm, lr;
@@ -371,7 +406,7 @@ class SftTrainer {
   AdamW<T> opt_;
   WarmupCosine schedule_;
   SftBatch batch_;
-  CpuTensor<T> prefix_;
+  CpuTensor<T> prefix_, logprobs_;
   std::vector<const SftSequence*> ptrs_;
   std::vector<std::size_t> perm_;
   std::size_t perm_epoch_ = static_cast<std::size_t>(-1);

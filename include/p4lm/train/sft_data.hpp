@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "p4lm/cf/ratings.hpp"
@@ -92,6 +93,9 @@ struct SftSequence {
   std::int64_t user_id = 0, movie_id = 0;
   std::vector<std::int32_t> ids;  // BOS, prompt, marker, pitch, EOS
   std::uint32_t prompt_len = 0;   // tokens before the first pitch token
+  // ids[link_begin, link_end): the pitch tokens of the link sentence, the part of the pitch that
+  // depends on who the user is (empty range when unknown or absent).
+  std::uint32_t link_begin = 0, link_end = 0;
   std::size_t pitch_tokens() const noexcept { return ids.size() - prompt_len; }
 };
 
@@ -111,13 +115,38 @@ inline std::vector<std::int32_t> encode_prompt(const TextCodec& codec, std::stri
   return ids;
 }
 
+// Tokens of `pieces` (the encoding of `text`) that overlap text[begin, end), as [first, last). Token
+// k covers the characters that decoding it adds, so the answer follows the tokenizer exactly; a
+// tokenizer that adds a leading space when decoding (sentencepiece's dummy prefix) is allowed for.
+inline std::pair<std::size_t, std::size_t> tokens_covering(const TextCodec& codec, std::string_view text,
+                                                           std::span<const std::int32_t> pieces,
+                                                           std::size_t begin, std::size_t end) {
+  const std::string full = codec.decode(pieces);
+  const std::size_t lead = full.size() > text.size() && full.starts_with(' ') && !text.starts_with(' ') ? 1 : 0;
+  std::size_t first = pieces.size(), last = 0, prev = 0;
+  for (std::size_t k = 0; k < pieces.size(); ++k) {
+    const std::size_t upto = codec.decode(pieces.subspan(0, k + 1)).size();
+    const std::size_t lo = prev > lead ? prev - lead : 0, hi = upto > lead ? upto - lead : 0;
+    prev = upto;
+    if (hi > begin && lo < end) first = std::min(first, k), last = k + 1;
+  }
+  return first < last ? std::pair{first, last} : std::pair<std::size_t, std::size_t>{0, 0};
+}
+
+// link_span: [begin, end) characters of the pitch's link sentence, or empty.
 inline SftSequence encode_example(const TextCodec& codec, std::string_view prompt, std::string_view pitch,
-                                  const PromptOptions& o) {
+                                  const PromptOptions& o, std::span<const std::size_t> link_span = {}) {
   SftSequence s;
   s.ids = encode_prompt(codec, prompt, o);
   s.prompt_len = static_cast<std::uint32_t>(s.ids.size());
   auto p = codec.encode(pitch);
   if (o.max_pitch_tokens < 2) fail<InvalidArgument>("PromptOptions: max_pitch_tokens must be >= 2");
+  if (link_span.size() == 2) {
+    const auto [first, last] = tokens_covering(codec, pitch, p, link_span[0], link_span[1]);
+    const std::size_t kept = std::min(p.size(), o.max_pitch_tokens - 1);
+    s.link_begin = static_cast<std::uint32_t>(s.prompt_len + std::min(first, kept));
+    s.link_end = static_cast<std::uint32_t>(s.prompt_len + std::min(last, kept));
+  }
   if (p.size() > o.max_pitch_tokens - 1) p.resize(o.max_pitch_tokens - 1);
   s.ids.insert(s.ids.end(), p.begin(), p.end());
   s.ids.push_back(codec.eos);

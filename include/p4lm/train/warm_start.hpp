@@ -155,7 +155,7 @@ inline std::vector<SftSequence> load_sft_split(const std::filesystem::path& data
   std::vector<SftSequence> out;
   for (const auto& e : records) {
     if (clean_only && !e.defects.empty()) continue;
-    auto s = encode_example(codec, prompt_of(e, c, o), e.pitch, o);
+    auto s = encode_example(codec, prompt_of(e, c, o), e.pitch, o, e.link_span);
     s.user_id = e.user_id, s.movie_id = e.movie_id;
     if (rows) {
       s.user = rows->user_row(e.user_id), s.item = rows->item_row(e.movie_id);
@@ -188,6 +188,10 @@ struct WarmStartOptions {
 
 struct WarmStartResult {
   double val_loss = NAN, test_loss = NAN, test_loss_shuffled_users = NAN;
+  // The same split by the pitch's link sentence (the user-dependent tokens) and the rest.
+  double test_link_loss = NAN, test_link_loss_shuffled_users = NAN, test_other_loss = NAN,
+         test_other_loss_shuffled_users = NAN;
+  std::size_t test_tokens = 0, test_link_tokens = 0;
   std::size_t train_sequences = 0, val_sequences = 0, test_sequences = 0, steps = 0;
   double seconds = 0;
   bool reused = false;
@@ -196,6 +200,12 @@ struct WarmStartResult {
     return {{"val_loss", num(val_loss)},
             {"test_loss", num(test_loss)},
             {"test_loss_shuffled_users", num(test_loss_shuffled_users)},
+            {"test_link_loss", num(test_link_loss)},
+            {"test_link_loss_shuffled_users", num(test_link_loss_shuffled_users)},
+            {"test_other_loss", num(test_other_loss)},
+            {"test_other_loss_shuffled_users", num(test_other_loss_shuffled_users)},
+            {"test_tokens", test_tokens},
+            {"test_link_tokens", test_link_tokens},
             {"train_sequences", train_sequences},
             {"val_sequences", val_sequences},
             {"test_sequences", test_sequences},
@@ -272,8 +282,14 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     return result;
   }
-  result.test_loss = trainer.evaluate(test);
-  if (with_cf) result.test_loss_shuffled_users = trainer.evaluate(test, true, o.sft.seed);
+  const SftLoss real = trainer.evaluate_split(test);
+  result.test_loss = real.loss, result.test_link_loss = real.link_loss, result.test_other_loss = real.other_loss;
+  result.test_tokens = real.tokens, result.test_link_tokens = real.link_tokens;
+  if (with_cf) {
+    const SftLoss shuffled = trainer.evaluate_split(test, true, o.sft.seed);
+    result.test_loss_shuffled_users = shuffled.loss, result.test_link_loss_shuffled_users = shuffled.link_loss;
+    result.test_other_loss_shuffled_users = shuffled.other_loss;
+  }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   const nlohmann::json pitch_model{{"conditioning", to_string(o.conditioning)},
@@ -305,6 +321,12 @@ inline WarmStartResult run_warm_start(const WarmStartOptions& o) {
     auto num = [&](const char* k) { return j.at(k).is_number() ? j.at(k).get<double>() : NAN; };
     r.val_loss = num("val_loss"), r.test_loss = num("test_loss"),
     r.test_loss_shuffled_users = num("test_loss_shuffled_users");
+    if (j.contains("test_link_loss")) {
+      r.test_link_loss = num("test_link_loss"), r.test_link_loss_shuffled_users = num("test_link_loss_shuffled_users");
+      r.test_other_loss = num("test_other_loss"),
+      r.test_other_loss_shuffled_users = num("test_other_loss_shuffled_users");
+      r.test_tokens = j.at("test_tokens"), r.test_link_tokens = j.at("test_link_tokens");
+    }
     r.train_sequences = j.at("train_sequences"), r.val_sequences = j.at("val_sequences");
     r.test_sequences = j.at("test_sequences"), r.steps = j.at("steps"), r.seconds = j.at("seconds");
     r.reused = true;

@@ -28,9 +28,11 @@
 // Decoding: forward_cached() runs new positions of a batch against a KVCache (generate.hpp).
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <regex>
 #include <span>
 #include <string>
@@ -40,6 +42,7 @@
 #include <vector>
 
 #include "p4lm/backend/cpu/blas.hpp"
+#include "p4lm/backend/cpu/skinny_gemm.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/core/tensor.hpp"
 #include "p4lm/model/arch.hpp"
@@ -335,9 +338,9 @@ class CausalLM {
           std::copy(src + 2 * Cd, src + 3 * Cd, v.data() + r * Cd);
         }
       } else {
-        linear(q.reshaped({Bn, Sq, H * D}), ln, L.wq, View{});
-        linear(k.reshaped({Bn, Sq, KV * D}), ln, L.wk, View{});
-        linear(v.reshaped({Bn, Sq, KV * D}), ln, L.wv, View{});
+        linears(ln, {{q.reshaped({Bn, Sq, H * D}), L.wq},
+                     {k.reshaped({Bn, Sq, KV * D}), L.wk},
+                     {v.reshaped({Bn, Sq, KV * D}), L.wv}});
         ops::rope_forward(q, q, dec_pos_.view(), config_.rope_theta);
         ops::rope_forward(k, k, dec_pos_.view(), config_.rope_theta);
       }
@@ -379,8 +382,7 @@ class CausalLM {
         ops::gelu_forward(f2, f1);
         linear(ln, f2, L.w2, L.b2);
       } else {
-        linear(f1, ln, L.w1, View{});
-        linear(f2, ln, L.w3, View{});
+        linears(ln, {{f1, L.w1}, {f2, L.w3}});
         ops::swiglu_forward(f1, f1, f2);
         linear(ln, f1, L.w2, View{});
       }
@@ -469,23 +471,38 @@ class CausalLM {
     if (w_.pnormf_b) w_.normf_b = w_.pnormf_b->value;
   }
 
-  // out = in · Wᵀ + b. One row (single-sequence decoding) goes to GEMV: OpenBLAS's SGEMM with M = 1
-  // packs the whole weight matrix first.
-  static void linear(View out, const View& in, const View& weight, const View& bias) {
-    const std::size_t rows = in.shape().rows(), K = in.shape().last(), M = weight.dim(0);
-    if (rows == 1 && K > 0) {
-      expect_shape("CausalLM::linear: weight", weight.shape(), Shape{M, K});
-      if (ops::detail::given(bias)) std::copy(bias.data(), bias.data() + M, out.data());
-      const int m = static_cast<int>(M), k = static_cast<int>(K);
-      if constexpr (std::is_same_v<T, float>)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1.0f, weight.data(), k, in.data(), 1,
-                    ops::detail::given(bias) ? 1.0f : 0.0f, out.data(), 1);
-      else
-        cblas_dgemv(CblasRowMajor, CblasNoTrans, m, k, 1.0, weight.data(), k, in.data(), 1,
-                    ops::detail::given(bias) ? 1.0 : 0.0, out.data(), 1);
+  // Decoding products: out = in · Wᵀ + b for each (out, W, b) that reads the same input. A few rows
+  // (one per sequence of a decoding step) go to skinny_gemm_nt, which streams W once with the OpenMP
+  // team and never hands off to OpenBLAS's threads; prefill-sized inputs go to GEMM.
+  struct LinearOut {
+    View out;
+    View weight;
+    View bias{};
+  };
+  static constexpr std::size_t skinny_max_rows = 32;
+  static void linears(const View& in, std::initializer_list<LinearOut> list) {
+    const std::span<const LinearOut> outs(list.begin(), list.size());
+    const std::size_t rows = in.shape().rows(), K = in.shape().last();
+    if (rows > skinny_max_rows) {
+      for (const LinearOut& o : outs) ops::matmul_forward(o.out, in, o.weight, o.bias);
       return;
     }
-    ops::matmul_forward(out, in, weight, bias);
+    std::array<backend::cpu_blas::SkinnyProduct<T>, 3> products;
+    std::size_t count = 0;
+    for (LinearOut o : outs) {  // a copy: View::data() of a const view is const
+      const std::size_t M = o.weight.dim(0);
+      expect_shape("CausalLM::linear: weight", o.weight.shape(), Shape{M, K});
+      expect_shape("CausalLM::linear: out", o.out.shape(), ops::detail::with_last(in.shape(), M));
+      if (ops::detail::given(o.bias)) expect_shape("CausalLM::linear: bias", o.bias.shape(), Shape{M});
+      auto& p = products.at(count++);
+      p.w = o.weight.data(), p.m = M, p.out = o.out.data(), p.ldo = M;
+      p.bias = ops::detail::given(o.bias) ? o.bias.data() : nullptr;
+    }
+    backend::cpu_blas::skinny_gemm_nt<T>(
+        in.data(), rows, K, K, std::span<const backend::cpu_blas::SkinnyProduct<T>>(products.data(), count));
+  }
+  static void linear(View out, const View& in, const View& weight, const View& bias) {
+    linears(in, {{out, weight, bias}});
   }
 
   void norm(View out, View mean, View rstd, const View& x, const View& w, const View& b) const {

@@ -1,0 +1,80 @@
+// skinny_gemm_nt against a double-precision reference, and the invariances decoding relies on: an
+// output does not depend on the batch size, on its row's place in the batch or on the thread count.
+
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include <omp.h>
+
+#include <catch2/catch.hpp>
+
+#include "p4lm/backend/cpu/skinny_gemm.hpp"
+#include "p4lm/core/rng.hpp"
+
+using p4lm::backend::cpu_blas::skinny_gemm_nt;
+using p4lm::backend::cpu_blas::SkinnyProduct;
+
+namespace {
+std::vector<float> random_vec(std::size_t n, std::uint64_t seed) {
+  p4lm::Rng rng(seed);
+  std::vector<float> v(n);
+  for (auto& x : v) x = static_cast<float>(rng.normal());
+  return v;
+}
+}  // namespace
+
+TEST_CASE("skinny_gemm_nt matches x · Wᵀ + b for several products", "[backend][skinny_gemm]") {
+  for (std::size_t k : {1, 7, 8, 64, 172, 300}) {
+    for (std::size_t n : {1, 2, 5, 16}) {
+      const std::size_t m1 = 44, m2 = 3, ldx = k + 3, ldo1 = m1 + 2;
+      const auto x = random_vec(n * ldx, 1), w1 = random_vec(m1 * k, 2), w2 = random_vec(m2 * k, 3),
+                 b1 = random_vec(m1, 4);
+      std::vector<float> o1(n * ldo1, -7.0f), o2(n * m2, -7.0f);
+      skinny_gemm_nt<float>(x.data(), n, ldx, k,
+                            {{w1.data(), m1, o1.data(), ldo1, b1.data()}, {w2.data(), m2, o2.data(), m2}});
+      for (std::size_t r = 0; r < n; ++r) {
+        for (std::size_t j = 0; j < m1; ++j) {
+          double ref = b1[j];
+          for (std::size_t p = 0; p < k; ++p) ref += double(x[r * ldx + p]) * w1[j * k + p];
+          CHECK(o1[r * ldo1 + j] == Approx(ref).margin(1e-4 * std::sqrt(double(k))));
+        }
+        CHECK(o1[r * ldo1 + m1] == -7.0f);  // past m: untouched
+        for (std::size_t j = 0; j < m2; ++j) {
+          double ref = 0;
+          for (std::size_t p = 0; p < k; ++p) ref += double(x[r * ldx + p]) * w2[j * k + p];
+          CHECK(o2[r * m2 + j] == Approx(ref).margin(1e-4 * std::sqrt(double(k))));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("skinny_gemm_nt outputs do not depend on batch size, row or threads", "[backend][skinny_gemm]") {
+  const std::size_t k = 300, m = 4000, n = 5;  // large enough for the parallel path
+  const auto x = random_vec(n * k, 5), w = random_vec(m * k, 6);
+  std::vector<float> all(n * m), one(m), serial(n * m);
+  skinny_gemm_nt<float>(x.data(), n, k, k, {{w.data(), m, all.data(), m}});
+  skinny_gemm_nt<float>(x.data() + 3 * k, 1, k, k, {{w.data(), m, one.data(), m}});
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  skinny_gemm_nt<float>(x.data(), n, k, k, {{w.data(), m, serial.data(), m}});
+  omp_set_num_threads(threads);
+  for (std::size_t j = 0; j < m; ++j) REQUIRE(one[j] == all[3 * m + j]);
+  CHECK(serial == all);
+}
+
+TEST_CASE("skinny_gemm_nt in double", "[backend][skinny_gemm]") {
+  const std::size_t k = 13, m = 19, n = 3;
+  p4lm::Rng rng(7);
+  std::vector<double> x(n * k), w(m * k), o(n * m);
+  for (auto& v : x) v = rng.normal();
+  for (auto& v : w) v = rng.normal();
+  skinny_gemm_nt<double>(x.data(), n, k, k, {{w.data(), m, o.data(), m}});
+  for (std::size_t r = 0; r < n; ++r)
+    for (std::size_t j = 0; j < m; ++j) {
+      double ref = 0;
+      for (std::size_t p = 0; p < k; ++p) ref += x[r * k + p] * w[j * k + p];
+      CHECK(o[r * m + j] == Approx(ref).margin(1e-12));
+    }
+}

@@ -102,15 +102,51 @@ void attn_gemm(std::size_t blas_min_work, bool ta, bool tb, std::size_t m, std::
                             static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
     return;
   }
+  // Loops, vectorised along a contiguous index: dot products when both rows run along k (QKᵀ), row
+  // updates c_i += a_ip b_p along n otherwise (PV, the backward products; KV-cache decoding lives
+  // here). Sums gather in `row`, then c = alpha row + beta c as BLAS would.
+  if (!ta && tb) {
+    for (std::size_t i = 0; i < m; ++i) {
+      const T* ai = a + i * lda;
+      T* ci = c + i * ldc;
+      for (std::size_t j = 0; j < n; ++j) {
+        const T* bj = b + j * ldb;
+        T sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (std::size_t p = 0; p < k; ++p) sum += ai[p] * bj[p];
+        ci[j] = beta == T(0) ? alpha * sum : alpha * sum + beta * ci[j];
+      }
+    }
+    return;
+  }
+  if (!tb) {
+    static thread_local std::vector<T> row;
+    row.resize(n);
+    T* acc = row.data();
+    for (std::size_t i = 0; i < m; ++i) {
+      std::fill(acc, acc + n, T(0));
+      for (std::size_t p = 0; p < k; ++p) {
+        const T av = ta ? a[p * lda + i] : a[i * lda + p];
+        const T* bp = b + p * ldb;
+#pragma omp simd
+        for (std::size_t j = 0; j < n; ++j) acc[j] += av * bp[j];
+      }
+      T* ci = c + i * ldc;
+      if (beta == T(0)) {
+#pragma omp simd
+        for (std::size_t j = 0; j < n; ++j) ci[j] = alpha * acc[j];
+      } else {
+#pragma omp simd
+        for (std::size_t j = 0; j < n; ++j) ci[j] = alpha * acc[j] + beta * ci[j];
+      }
+    }
+    return;
+  }
   for (std::size_t i = 0; i < m; ++i) {
     T* ci = c + i * ldc;
     for (std::size_t j = 0; j < n; ++j) {
       T sum = 0;
-      for (std::size_t p = 0; p < k; ++p) {
-        const T av = ta ? a[p * lda + i] : a[i * lda + p];
-        const T bv = tb ? b[j * ldb + p] : b[p * ldb + j];
-        sum += av * bv;
-      }
+      for (std::size_t p = 0; p < k; ++p) sum += a[p * lda + i] * b[j * ldb + p];
       ci[j] = beta == T(0) ? alpha * sum : alpha * sum + beta * ci[j];
     }
   }

@@ -29,6 +29,9 @@
 #include <span>
 #include <vector>
 
+#include <omp.h>
+#include <xsimd/xsimd.hpp>
+
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/core/tensor.hpp"
@@ -52,19 +55,57 @@ struct Generation {
   std::vector<bool> stopped;                      // the sequence emitted EOS
 };
 
+namespace detail {
+
+// First index of the largest logit (llama2.c's argmax), vectorised: the max, then a scan for it.
+template <class T>
+std::size_t first_argmax(const T* x, std::size_t n) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t L = Batch::size;
+  T mx = -std::numeric_limits<T>::infinity();
+  std::size_t i = 0;
+  if (n >= L) {
+    Batch acc = Batch::load_unaligned(x);
+    for (i = L; i + L <= n; i += L) acc = xsimd::max(acc, Batch::load_unaligned(x + i));
+    alignas(64) T lanes[L];
+    acc.store_aligned(lanes);
+    for (T v : lanes) mx = std::max(mx, v);
+  }
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  for (i = 0; i < n; ++i)
+    if (x[i] == mx) return i;
+  return 0;  // every logit NaN
+}
+
+// log Σ_j exp((x[j] - mx) inv_t) in double, four lanes at a time: the scalar std::exp loop over a
+// 32000-word vocabulary cost as much as the model's own products at small batch.
+template <class T>
+double log_sum_exp(const T* x, std::size_t n, double mx, double inv_t) {
+  using Batch = xsimd::batch<double>;
+  constexpr std::size_t L = Batch::size;
+  Batch acc(0.0);
+  std::size_t i = 0;
+  alignas(64) double buf[L];
+  for (; i + L <= n; i += L) {
+    for (std::size_t l = 0; l < L; ++l) buf[l] = static_cast<double>(x[i + l]);
+    acc += xsimd::exp((Batch::load_aligned(buf) - mx) * inv_t);
+  }
+  double sum = xsimd::hadd(acc);
+  for (; i < n; ++i) sum += std::exp((static_cast<double>(x[i]) - mx) * inv_t);
+  return std::log(sum);
+}
+
+}  // namespace detail
+
 // Picks the next token from one row of logits; writes its log-probability. `scratch` is reused.
 template <class T>
 std::int32_t sample_token(const T* logits, std::size_t V, const SamplingOptions& o, Rng& rng, float& logprob,
                           std::vector<std::pair<double, std::int32_t>>& scratch) {
   const bool greedy = o.temperature <= 0;
   const double inv_t = greedy ? 1.0 : 1.0 / o.temperature;
-  double mx = -std::numeric_limits<double>::infinity();
-  std::size_t arg = 0;
-  for (std::size_t j = 0; j < V; ++j)
-    if (double(logits[j]) > mx) mx = logits[j], arg = j;  // first maximum
-  double sum = 0;
-  for (std::size_t j = 0; j < V; ++j) sum += std::exp((double(logits[j]) - mx) * inv_t);
-  const double lse = std::log(sum);  // of (logits - mx) / T
+  const std::size_t arg = detail::first_argmax(logits, V);
+  const double mx = static_cast<double>(logits[arg]);
+  const double lse = detail::log_sum_exp(logits, V, mx, inv_t);  // of (logits - mx) / T
   auto logp = [&](std::size_t j) { return static_cast<float>((double(logits[j]) - mx) * inv_t - lse); };
   if (greedy) {
     logprob = logp(arg);
@@ -154,14 +195,25 @@ class Generator {
     const std::size_t V = model_.config().vocab_size;
     step_ids_.resize(Shape{B, 1});
     for (std::size_t step = 0; step < o.max_new_tokens; ++step) {
+      // Sampling: rows are independent (each has its own Rng), so they run in parallel.
+      picks_.resize(B);
+      pick_logprobs_.resize(B);
+      scratches_.resize(static_cast<std::size_t>(omp_get_max_threads()));
+      const auto rows = static_cast<std::ptrdiff_t>(B);
+#pragma omp parallel for schedule(static) if (B > 1 && B * V >= (std::size_t{1} << 16))
+      for (std::ptrdiff_t r = 0; r < rows; ++r) {
+        const auto b = static_cast<std::size_t>(r);
+        if (out.stopped[b]) continue;
+        picks_[b] = sample_token(logits.data() + b * V, V, o, rngs[b], pick_logprobs_[b],
+                                 scratches_[static_cast<std::size_t>(omp_get_thread_num())]);
+      }
       bool any = false;
       for (std::size_t b = 0; b < B; ++b) {
         new_len_[b] = 0;
         if (out.stopped[b]) continue;
-        float lp = 0;
-        const std::int32_t tok = sample_token(logits.data() + b * V, V, o, rngs[b], lp, scratch_);
+        const std::int32_t tok = picks_[b];
         out.tokens[b].push_back(tok);
-        out.logprobs[b].push_back(lp);
+        out.logprobs[b].push_back(pick_logprobs_[b]);
         step_ids_.data()[b] = tok;
         if (o.eos && tok == *o.eos) {
           out.stopped[b] = true;
@@ -186,7 +238,9 @@ class Generator {
   KVCache<T> cache_;
   CpuTensor<std::int32_t> ids_, step_ids_;
   std::vector<std::int32_t> new_len_;
-  std::vector<std::pair<double, std::int32_t>> scratch_;
+  std::vector<std::int32_t> picks_;
+  std::vector<float> pick_logprobs_;
+  std::vector<std::vector<std::pair<double, std::int32_t>>> scratches_;  // one per OpenMP thread
 };
 
 // One-off generation (allocates a fresh cache; keep a Generator to reuse it).

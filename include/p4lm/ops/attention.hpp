@@ -71,24 +71,7 @@ struct AttentionDims {
   std::size_t b, tq, tk, h, hkv, d;
 };
 
-// Suspends OpenBLAS's own threads while OpenMP threads each run their own GEMMs.
-class BlasSingleThreaded {
- public:
-  explicit BlasSingleThreaded(bool active) {
-    if (active) {
-      saved_ = backend::cpu_blas::num_threads();
-      if (saved_ > 1) backend::cpu_blas::set_num_threads(1);
-    }
-  }
-  ~BlasSingleThreaded() {
-    if (saved_ > 1) backend::cpu_blas::set_num_threads(saved_);
-  }
-  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
-  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
-
- private:
-  int saved_ = 0;
-};
+using backend::cpu_blas::BlasSingleThreaded;
 
 // Row-major C = alpha op(A) op(B) + beta C (beta == 0: C is not read). BLAS above ~32^3 multiply-adds,
 // where its packing pays for itself; loops below.

@@ -10,10 +10,51 @@
 #include <cstddef>
 #include <type_traits>
 
+#include <omp.h>
+
 #include "p4lm/backend/cpu/blas.hpp"
 #include "p4lm/ops/detail/common.hpp"
 
 namespace p4lm::ops {
+
+namespace detail {
+
+// A large GEMM split across the OpenMP team (C's rows or columns, whichever is longer), OpenBLAS
+// single-threaded inside each part. OpenBLAS's pthread workers then never run beside the OpenMP team:
+// on 2 cores the two pools competed (OpenBLAS workers sched_yield-spin after each GEMM while the team
+// runs the element-wise ops between GEMMs, and the team spins while they run), and a GPT-2 training
+// step spent about half its time spinning. Small products and calls from inside a parallel region
+// go to BLAS as they are.
+template <class T>
+void team_gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int lda, const T* b, int ldb,
+               T beta, T* c, int ldc) {
+  const int threads = omp_get_max_threads();
+  if (threads == 1 || omp_in_parallel() || double(m) * n * k < double(1 << 22) || std::max(m, n) < 32) {
+    backend::cpu_blas::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  const bool by_cols = n >= m;
+  backend::cpu_blas::BlasSingleThreaded single(true);
+#pragma omp parallel num_threads(threads)
+  {
+    const int parts = omp_get_num_threads(), t = omp_get_thread_num();
+    const int len = by_cols ? n : m;
+    const int per = ((len + parts - 1) / parts + 15) / 16 * 16;  // multiples of 16: whole cache lines
+    const int begin = std::min(len, t * per), end = std::min(len, begin + per);
+    if (begin < end) {
+      if (by_cols)  // C[:, begin:end] = op(A) op(B)[:, begin:end]
+        backend::cpu_blas::gemm(ta, tb, m, end - begin, k, alpha, a, lda,
+                                b + (tb ? std::size_t(begin) * ldb : std::size_t(begin)), ldb, beta,
+                                c + begin, ldc);
+      else  // C[begin:end, :] = op(A)[begin:end, :] op(B)
+        backend::cpu_blas::gemm(ta, tb, end - begin, n, k, alpha,
+                                a + (ta ? std::size_t(begin) : std::size_t(begin) * lda), lda, b, ldb, beta,
+                                c + std::size_t(begin) * ldc, ldc);
+    }
+  }
+}
+
+}  // namespace detail
 
 // inp (..., C), weight (OC, C), bias (OC) or {} -> out (..., OC) = inp · weightᵀ + bias
 template <Scalar T>
@@ -42,10 +83,10 @@ void matmul_forward(CpuView<T> out, const CpuView<T>& inp, const CpuView<T>& wei
     return;
   }
   using backend::cpu_blas::blas_int;
-  backend::cpu_blas::gemm(false, true, blas_int(N, "matmul_forward"), blas_int(OC, "matmul_forward"),
-                          blas_int(C, "matmul_forward"), T(1), inp.data(), blas_int(C, "matmul_forward"),
-                          weight.data(), blas_int(C, "matmul_forward"), has_bias ? T(1) : T(0), o,
-                          blas_int(OC, "matmul_forward"));
+  detail::team_gemm(false, true, blas_int(N, "matmul_forward"), blas_int(OC, "matmul_forward"),
+                    blas_int(C, "matmul_forward"), T(1), inp.data(), blas_int(C, "matmul_forward"),
+                    weight.data(), blas_int(C, "matmul_forward"), has_bias ? T(1) : T(0), o,
+                    blas_int(OC, "matmul_forward"));
 }
 
 // dout (..., OC), inp (..., C), weight (OC, C)
@@ -66,11 +107,9 @@ void matmul_backward(CpuView<T> dinp, CpuView<T> dweight, CpuView<T> dbias, cons
   const int n = blas_int(N, "matmul_backward"), oc = blas_int(OC, "matmul_backward"),
             c = blas_int(C, "matmul_backward");
   if (C > 0 && detail::given(dinp))
-    backend::cpu_blas::gemm(false, false, n, c, oc, T(1), dout.data(), oc, weight.data(), c, T(1),
-                            dinp.data(), c);
+    detail::team_gemm(false, false, n, c, oc, T(1), dout.data(), oc, weight.data(), c, T(1), dinp.data(), c);
   if (C > 0 && detail::given(dweight))
-    backend::cpu_blas::gemm(true, false, oc, c, n, T(1), dout.data(), oc, inp.data(), c, T(1), dweight.data(),
-                            c);
+    detail::team_gemm(true, false, oc, c, n, T(1), dout.data(), oc, inp.data(), c, T(1), dweight.data(), c);
   if (detail::given(dbias)) {
     // Column sums: each thread owns a slice of the OC columns and walks all rows (contiguous, no races).
     const T* d = dout.data();

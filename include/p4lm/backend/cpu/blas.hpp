@@ -39,6 +39,25 @@ inline void set_num_threads(int n) {
   if (openblas_set_num_threads) openblas_set_num_threads(n);
 }
 
+// Suspends OpenBLAS's own threads while OpenMP threads each run their own GEMMs.
+class BlasSingleThreaded {
+ public:
+  explicit BlasSingleThreaded(bool active) {
+    if (active) {
+      saved_ = num_threads();
+      if (saved_ > 1) set_num_threads(1);
+    }
+  }
+  ~BlasSingleThreaded() {
+    if (saved_ > 1) set_num_threads(saved_);
+  }
+  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
+  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
+
+ private:
+  int saved_ = 0;
+};
+
 // Matrix sizes go to BLAS as int (LP64 OpenBLAS): refuse what would overflow instead of corrupting.
 inline int blas_int(std::size_t n, const char* what) {
   if (n > static_cast<std::size_t>(std::numeric_limits<int>::max()))

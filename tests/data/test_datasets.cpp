@@ -222,7 +222,22 @@ TEST_CASE("JSONL: every record type round-trips", "[data][datasets]") {
        {"cta"},
        "identity/v1 cta/0",
        {2, 8}},
-      {2, 5, 3.0f, "Untitled", std::nullopt, {}, "", "", "Plain \"quoted\"\nline.", {}, {}, {}, {}, {}, "", {}}};
+      {2,
+       5,
+       3.0f,
+       "Untitled",
+       std::nullopt,
+       {},
+       "",
+       "",
+       "Plain \"quoted\"\nline.",
+       {},
+       {},
+       {},
+       {},
+       {},
+       "",
+       {}}};
   write_records(dir.path / "sft.jsonl", sft);
   CHECK(read_records<SftExample>(dir.path / "sft.jsonl") == sft);
   const std::vector<NliPair> nli{

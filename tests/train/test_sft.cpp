@@ -18,6 +18,7 @@
 #include "p4lm/model/cf_adapter.hpp"
 #include "p4lm/train/sft.hpp"
 #include "p4lm/train/sft_data.hpp"
+#include "p4lm/train/soft_prompt.hpp"
 
 namespace {
 
@@ -209,6 +210,48 @@ TEMPLATE_TEST_CASE("sft: gradients flow from the loss through the LM into the ad
   }
 }
 
+TEMPLATE_TEST_CASE("sft: BOS then soft tokens: gradients reach the adapters and BOS's embedding (double)",
+                   "[train][sft][gradcheck]", p4lm::arch::Llama, p4lm::arch::GPT2) {
+  using LM = p4lm::CausalLM<p4lm::backend::cpu, TestType, p4lm::attention::Causal, double>;
+  using Adapter = p4lm::CFAdapter<kDim, 1, double>;
+  using Prompt = p4lm::train::SoftPrompt<LM, Adapter>;
+  LM lm(tiny_config(TestType::name));
+  init_model(lm, 6);
+  Adapter adapter(lm.config().d_model, 6);
+  p4lm::Rng rng(7);
+  adapter.init_random(rng, 0.5);
+  auto data = make_synthetic(8);
+  const p4lm::train::SftSequence* ptrs[] = {&data.train[0], &data.train[3]};
+  p4lm::train::SftBatch batch;
+  batch.build(ptrs, Prompt::length, true);
+  // The text starts after BOS; targets keep their positions.
+  CHECK(batch.ids.data()[0] == data.train[0].ids[1]);
+  CHECK(batch.targets.dim(1) == Prompt::length + data.train[0].ids.size() - 2);
+  Prompt soft(1);
+  CpuTensor<double> prefix(Shape{2, Prompt::length, lm.config().d_model});
+  auto loss = [&] {
+    soft.forward(prefix.view(), lm, adapter, data.cf, batch.users, batch.items);
+    return static_cast<double>(
+        lm.forward({.ids = batch.ids, .prefix = prefix, .targets = batch.targets, .lengths = batch.lengths}));
+  };
+  // Row 0 of the prefix is BOS's embedding.
+  loss();
+  const auto& wte = lm.parameters()[0];
+  for (std::size_t c = 0; c < lm.config().d_model; ++c)
+    CHECK(prefix.data()[c] == wte.value.data()[1 * lm.config().d_model + c]);
+  lm.zero_grad();
+  adapter.zero_grad();
+  loss();
+  lm.backward();
+  soft.backward(lm, adapter, lm.prefix_grad());
+  for (auto* p : {&adapter.parameters()[2], &adapter.parameters()[4], &lm.parameters()[0]}) {
+    const CpuTensor<double> analytic(p->grad);
+    const auto report = p4lm::check_gradient(loss, p->value, analytic, 1e-5);
+    INFO(p->name << ": " << report.str());
+    CHECK(report.max_relative_error < 1e-5);
+  }
+}
+
 TEST_CASE("sft: stage 1 leaves every transformer parameter bit-identical", "[train][sft]") {
   using LM = p4lm::LlamaLM<float>;
   using Adapter = p4lm::CFAdapter<kDim, 1, float>;
@@ -310,7 +353,8 @@ TEST_CASE("sft: a tiny run lowers held-out loss and uses the user embedding", "[
   CHECK(after < shuffled - 0.1);
   // Split at the user-dependent tokens (the two favourites): that is where shuffling hurts.
   for (auto& q : data.held_out) q.link_begin = 3, q.link_end = 5;
-  const auto real = trainer.evaluate_split(data.held_out), other = trainer.evaluate_split(data.held_out, true);
+  const auto real = trainer.evaluate_split(data.held_out),
+             other = trainer.evaluate_split(data.held_out, true);
   INFO("link tokens: real " << real.link_loss << ", shuffled " << other.link_loss << "; rest: real "
                             << real.other_loss << ", shuffled " << other.other_loss);
   CHECK(real.link_tokens == 2 * data.held_out.size());

@@ -99,7 +99,8 @@ int run_main(std::span<const std::string> args) {
   std::cout << "    " << (r.reused ? "reused: " : "") << r.steps
             << " steps; held-out loss per pitch token: test " << r.test_loss
             << ", with shuffled user embeddings " << r.test_loss_shuffled_users
-            << "; link sentence only: " << r.test_link_loss << " vs " << r.test_link_loss_shuffled_users << '\n';
+            << "; link sentence only: " << r.test_link_loss << " vs " << r.test_link_loss_shuffled_users
+            << '\n';
 
   std::cout << "[5] pitches for test users" << std::endl;
   const train::PitchSources sources(corpus);

@@ -38,6 +38,9 @@ struct SftConfig {
                                 "prompt budget: title, year, genres, first overview sentence (+ profile)"};
   Param<long> max_pitch_tokens{200, "pitch budget (EOS included)"};
   Param<long> adapter_hidden{0, "hidden width of the adapters' MLPs (0: max(CF dim, d_model))"};
+  Param<bool> soft_tokens_after_bos{
+      true,
+      "CF prefix is [BOS, soft tokens] (false: soft tokens before BOS, the attention sink: an ablation)"};
   Param<bool> clean_only{true,
                          "train on the teacher's clean pitches only (skip deliberately defective ones)"};
   Param<long> seed{1, "seed of the data order, adapter initialisation and the shuffled-embedding control"};
@@ -73,6 +76,7 @@ inline train::WarmStartOptions warm_start_options(const SftConfig& c) {
   o.sft.stage1_steps = pos(*c.stage1_steps, "stage1-steps");
   o.sft.stage2_steps = pos(*c.stage2_steps, "stage2-steps");
   o.sft.stage1_lr = *c.stage1_lr;
+  o.sft.soft_tokens_after_bos = *c.soft_tokens_after_bos;
   o.sft.stage2_lr = *c.stage2_lr;
   o.sft.warmup_steps = pos(*c.warmup_steps, "warmup-steps");
   o.sft.weight_decay = *c.weight_decay;
@@ -92,5 +96,5 @@ inline train::WarmStartOptions warm_start_options(const SftConfig& c) {
 BOOST_HANA_ADAPT_STRUCT(p4lm::cli::SftConfig, data, cf, out, conditioning, base, tokenizer, batch_size,
                         stage1_steps, stage2_steps, stage1_lr, stage2_lr, warmup_steps, weight_decay,
                         max_grad_norm, eval_every, eval_examples, max_train, max_test, checkpoint_every,
-                        max_prompt_tokens, max_pitch_tokens, adapter_hidden, clean_only, seed, stop_after,
-                        resume, progress);
+                        max_prompt_tokens, max_pitch_tokens, adapter_hidden, soft_tokens_after_bos,
+                        clean_only, seed, stop_after, resume, progress);

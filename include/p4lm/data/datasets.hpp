@@ -212,7 +212,8 @@ inline void from_json(const nlohmann::json& j, SftExample& e) {
   e.link_span = j.value("link_span", std::vector<std::size_t>{});
   if (!e.link_span.empty() &&
       (e.link_span.size() != 2 || e.link_span[0] > e.link_span[1] || e.link_span[1] > e.pitch.size()))
-    fail<InvalidArgument>("link_span must be [begin, end) inside the pitch (", e.pitch.size(), " characters)");
+    fail<InvalidArgument>("link_span must be [begin, end) inside the pitch (", e.pitch.size(),
+                          " characters)");
 }
 inline void to_json(nlohmann::json& j, const NliPair& p) {
   j = {{"user_id", p.user_id},       {"movie_id", p.movie_id}, {"premise", p.premise},

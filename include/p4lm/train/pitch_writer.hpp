@@ -30,6 +30,7 @@
 #include "p4lm/model/generate.hpp"
 #include "p4lm/train/sft.hpp"
 #include "p4lm/train/sft_data.hpp"
+#include "p4lm/train/soft_prompt.hpp"
 #include "p4lm/train/warm_start.hpp"
 
 namespace p4lm::train {
@@ -132,10 +133,13 @@ class PitchWriter {
     const std::filesystem::path cf = cf_path.empty() ? std::filesystem::path(info.value("cf", "")) : cf_path;
     const int dim = w.conditioning_ == Conditioning::cf ? info.at("cf_dim").get<int>() : 32;
     const std::size_t hidden = info.value("adapter_hidden", std::size_t{0});
+    // Models written before the soft tokens moved after BOS have no "prefix" entry.
+    const bool bos_first = info.value("prefix", std::string("soft_tokens")) == "bos_then_soft_tokens";
     auto build = [&](auto lm_tag, auto d) {
       using LM = typename decltype(lm_tag)::type;
       constexpr int Dim = decltype(d)::value;
       auto impl = std::make_shared<Impl<LM, Dim>>(config, w.conditioning_ == Conditioning::cf, hidden);
+      if (impl->adapter && bos_first) impl->soft.emplace(w.codec_.bos);
       if (impl->adapter) {
         if (cf.empty())
           fail<InvalidArgument>(model_file.string(), ": CF-conditioned model, but no CF embeddings given");
@@ -185,6 +189,7 @@ class PitchWriter {
     std::optional<CFAdapter<Dim, 1, float>> adapter;
     std::optional<cf::Embeddings<Dim>> cf;
     CfRows rows;
+    std::optional<SoftPrompt<LM, CFAdapter<Dim, 1, float>>> soft;  // BOS then the soft tokens
     Generator<LM> generator{lm};
     std::int32_t eos = 0;
 
@@ -194,7 +199,9 @@ class PitchWriter {
 
     std::vector<std::int32_t> generate(const PitchRequest& r, const std::vector<std::int32_t>& prompt,
                                        Rng& rng, SamplingOptions s) {
-      const std::size_t P = adapter ? CFAdapter<Dim, 1, float>::prefix_length : 0;
+      const std::size_t P = soft ? soft->length : adapter ? CFAdapter<Dim, 1, float>::prefix_length : 0;
+      // With BOS in the prefix the text starts after it.
+      const std::vector<std::int32_t> text(prompt.begin() + (soft && !prompt.empty() ? 1 : 0), prompt.end());
       CpuTensor<float> prefix;
       if (adapter) {
         const std::int64_t uid = r.embedding_user_id.value_or(r.user_id);
@@ -203,14 +210,17 @@ class PitchWriter {
         if (i < 0) fail<InvalidArgument>("pitch: movie ", r.movie_id, " has no CF embedding");
         prefix.resize(Shape{1, P, lm.config().d_model});
         const cf::Index users[] = {u}, items[] = {i};
-        adapter->forward(prefix.view(), *cf, users, items);
+        if (soft)
+          soft->forward(prefix.view(), lm, *adapter, *cf, users, items);
+        else
+          adapter->forward(prefix.view(), *cf, users, items);
       }
-      if (P + prompt.size() >= lm.config().max_seq)
+      if (P + text.size() >= lm.config().max_seq)
         fail<InvalidArgument>("pitch: the prompt fills the model's context");
-      s.max_new_tokens = std::min(s.max_new_tokens, lm.config().max_seq - P - prompt.size());
+      s.max_new_tokens = std::min(s.max_new_tokens, lm.config().max_seq - P - text.size());
       s.eos = eos;
       s.seed = rng.next_u64();
-      const std::vector<std::vector<std::int32_t>> prompts{prompt};
+      const std::vector<std::vector<std::int32_t>> prompts{text};
       auto out = generator.generate(prompts, s, adapter ? prefix.view() : TensorView<backend::cpu, float>{});
       auto& ids = out.tokens[0];
       if (!ids.empty() && ids.back() == eos) ids.pop_back();

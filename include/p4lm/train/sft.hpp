@@ -44,6 +44,7 @@
 #include "p4lm/nn/parameter.hpp"
 #include "p4lm/nn/schedule.hpp"
 #include "p4lm/train/sft_data.hpp"
+#include "p4lm/train/soft_prompt.hpp"
 
 namespace p4lm::train {
 
@@ -63,6 +64,9 @@ struct SftOptions {
   std::size_t checkpoint_every = 100;  // 0: no checkpoints
   std::uint64_t seed = 1;
   bool progress = true;
+  // CF conditioning: the prefix is [BOS, soft tokens] and the text follows BOS (soft_prompt.hpp);
+  // false puts the soft tokens before BOS, at the attention sink (the layout that failed; an ablation).
+  bool soft_tokens_after_bos = true;
   std::size_t stop_after = 0;  // stop once the global step reaches this (0: run to the end); tests
                                // and time-boxed runs use it, the checkpoint then allows resuming
 };
@@ -153,12 +157,17 @@ class SftTrainer {
     if (adapter && adapter->d_model() != lm.config().d_model)
       fail<InvalidArgument>("SftTrainer: adapter width ", adapter->d_model(), " != model width ",
                             lm.config().d_model);
-    const std::size_t P = prefix_len();
+    if (adapter && o_.soft_tokens_after_bos) soft_.emplace(train_.front().ids.front());
+    const std::size_t P = prefix_len(), skip = bos_in_prefix() ? 1 : 0;
     for (const auto* set : {&train_, &eval_})
       for (const auto& s : *set) {
-        if (P + s.ids.size() - 1 > lm.config().max_seq)
+        if (P + s.ids.size() - 1 - skip > lm.config().max_seq)
           fail<InvalidArgument>("SftTrainer: sequence of user ", s.user_id, ", movie ", s.movie_id, " needs ",
-                                P + s.ids.size() - 1, " positions, the model has ", lm.config().max_seq);
+                                P + s.ids.size() - 1 - skip, " positions, the model has ",
+                                lm.config().max_seq);
+        if (soft_ && (s.ids.empty() || s.ids.front() != soft_->bos()))
+          fail<InvalidArgument>("SftTrainer: sequence of user ", s.user_id, ", movie ", s.movie_id,
+                                " does not start with the BOS token ", soft_->bos(), " of the others");
         if (adapter && (s.user < 0 || static_cast<std::size_t>(s.user) >= cf->n_users() || s.item < 0 ||
                         static_cast<std::size_t>(s.item) >= cf->n_items()))
           fail<InvalidArgument>("SftTrainer: user ", s.user_id, " / movie ", s.movie_id,
@@ -166,7 +175,12 @@ class SftTrainer {
       }
   }
 
-  std::size_t prefix_len() const noexcept { return model_.adapter() ? Adapter::prefix_length : 0; }
+  // Positions before the text: [BOS, soft tokens] (soft_prompt.hpp), the bare soft tokens (the
+  // before-BOS ablation), or none (text conditioning).
+  std::size_t prefix_len() const noexcept {
+    return soft_ ? Prompt::length : model_.adapter() ? Adapter::prefix_length : 0;
+  }
+  bool bos_in_prefix() const noexcept { return soft_.has_value(); }
   const SftOptions& options() const noexcept { return o_; }
   SftPosition position() const noexcept { return pos_; }
   std::size_t total_steps() const noexcept { return o_.stage1_steps + o_.stage2_steps; }
@@ -184,6 +198,10 @@ class SftTrainer {
     const nlohmann::json sft = nlohmann::json::parse(it->second);
     const std::uint64_t seed = sft.at("data_seed");
     const std::size_t batch = sft.at("batch_size"), s1 = sft.at("stage1_steps");
+    if (sft.value("soft_tokens_after_bos", false) != o_.soft_tokens_after_bos)
+      fail<InvalidArgument>(checkpoint_path().string(), ": written with the soft tokens ",
+                            o_.soft_tokens_after_bos ? "before" : "after", " BOS; this run puts them ",
+                            o_.soft_tokens_after_bos ? "after" : "before");
     if (seed != o_.seed || batch != o_.batch_size || s1 != o_.stage1_steps)
       fail<InvalidArgument>(checkpoint_path().string(), ": written with seed ", seed, ", batch ", batch,
                             ", stage-1 steps ", s1, "; this run has ", o_.seed, ", ", o_.batch_size, ", ",
@@ -265,7 +283,7 @@ class SftTrainer {
       const std::size_t stop = std::min(seqs.size(), start + o_.batch_size);
       ptrs.clear();
       for (std::size_t k = start; k < stop; ++k) ptrs.push_back(&seqs[k]);
-      batch_.build(ptrs, P);
+      batch_.build(ptrs, P, bos_in_prefix());
       if (shuffle_users) {
         const auto n = static_cast<std::uint64_t>(cf_->n_users());
         for (auto& u : batch_.users) {
@@ -280,7 +298,8 @@ class SftTrainer {
       for (std::size_t b = 0; b < ptrs.size(); ++b)
         for (std::size_t pos = P; pos < S; ++pos) {
           if (batch_.targets.data()[b * S + pos] == ops::ignore_index_default) continue;
-          const std::size_t predicted = pos - P + 1;  // index in ids of the token this position predicts
+          // Index in the sequence's ids of the token this position predicts.
+          const std::size_t predicted = pos - P + 1 + (bos_in_prefix() ? 1 : 0);
           const bool link = predicted >= ptrs[b]->link_begin && predicted < ptrs[b]->link_end;
           sum[link] -= static_cast<double>(logprobs_.data()[b * S + pos]);
           ++count[link];
@@ -355,8 +374,11 @@ class SftTrainer {
     LMInput<T> in{
         .ids = batch_.ids.view(), .targets = batch_.targets.view(), .lengths = batch_.lengths.view()};
     if (Adapter* adapter = model_.adapter()) {
-      prefix_.resize(Shape{batch_.users.size(), Adapter::prefix_length, lm.config().d_model});
-      adapter->forward(prefix_.view(), *cf_, batch_.users, batch_.items);
+      prefix_.resize(Shape{batch_.users.size(), prefix_len(), lm.config().d_model});
+      if (soft_)
+        soft_->forward(prefix_.view(), lm, *adapter, *cf_, batch_.users, batch_.items);
+      else
+        adapter->forward(prefix_.view(), *cf_, batch_.users, batch_.items);
       in.prefix = prefix_.view();
     }
     return in;
@@ -372,11 +394,16 @@ class SftTrainer {
     ptrs_.resize(o_.batch_size);
     for (std::size_t b = 0; b < o_.batch_size; ++b)
       ptrs_[b] = &train_[example_at(pos_.step * o_.batch_size + b)];
-    batch_.build(ptrs_, prefix_len());
+    batch_.build(ptrs_, prefix_len(), bos_in_prefix());
     model_.zero_grad();
     const T loss = forward_batch();
     model_.lm().backward();
-    if (Adapter* adapter = model_.adapter()) adapter->backward(model_.lm().prefix_grad());
+    if (Adapter* adapter = model_.adapter()) {
+      if (soft_)
+        soft_->backward(model_.lm(), *adapter, model_.lm().prefix_grad());
+      else
+        adapter->backward(model_.lm().prefix_grad());
+    }
     const int stage = pos_.stage(o_);
     const std::size_t in_stage = stage == 1 ? pos_.step : pos_.step - o_.stage1_steps;
     const double lr = schedule_.lr(in_stage);
@@ -392,15 +419,18 @@ class SftTrainer {
                              {"data_rng_position", data_rng_.position()},
                              {"batch_size", o_.batch_size},
                              {"stage1_steps", o_.stage1_steps},
+                             {"soft_tokens_after_bos", o_.soft_tokens_after_bos},
                              {"stage2_steps", o_.stage2_steps}};
     save_checkpoint(checkpoint_path(), model_, &opt_, {{"sft", sft.dump()}});
   }
 
+  using Prompt = SoftPrompt<LM, Adapter>;
   PitchModel<LM, Adapter> model_;
   const Embeddings* cf_;
   std::vector<SftSequence> train_, eval_;
   SftOptions o_;
   std::filesystem::path out_;
+  std::optional<Prompt> soft_;
   SftPosition pos_;
   int stage_ready_ = 0;
   AdamW<T> opt_;

@@ -122,7 +122,8 @@ inline std::pair<std::size_t, std::size_t> tokens_covering(const TextCodec& code
                                                            std::span<const std::int32_t> pieces,
                                                            std::size_t begin, std::size_t end) {
   const std::string full = codec.decode(pieces);
-  const std::size_t lead = full.size() > text.size() && full.starts_with(' ') && !text.starts_with(' ') ? 1 : 0;
+  const std::size_t lead =
+      full.size() > text.size() && full.starts_with(' ') && !text.starts_with(' ') ? 1 : 0;
   std::size_t first = pieces.size(), last = 0, prev = 0;
   for (std::size_t k = 0; k < pieces.size(); ++k) {
     const std::size_t upto = codec.decode(pieces.subspan(0, k + 1)).size();
@@ -155,21 +156,23 @@ inline SftSequence encode_example(const TextCodec& codec, std::string_view promp
 
 // A padded batch: text inputs ids (B, T), targets (B, P + T) over prefix + text positions, lengths (B).
 // Target of text position t is ids[t + 1] when that is a pitch token (or EOS), else ignored; prefix
-// positions predict nothing. Buffers grow only, so a training loop allocates nothing once warm.
+// positions predict nothing. With bos_in_prefix the sequences' first token (BOS) is left out of ids:
+// the prefix carries it (see soft_prompt.hpp), so position p still holds token p - P + 1. Buffers grow
+// only, so a training loop allocates nothing once warm.
 struct SftBatch {
   CpuTensor<std::int32_t> ids, targets, lengths;
   std::vector<cf::Index> users, items;
   std::size_t counted = 0;  // targets that count in the loss
 
-  void build(std::span<const SftSequence* const> seqs, std::size_t prefix_len) {
-    const std::size_t B = seqs.size();
+  void build(std::span<const SftSequence* const> seqs, std::size_t prefix_len, bool bos_in_prefix = false) {
+    const std::size_t B = seqs.size(), skip = bos_in_prefix ? 1 : 0;
     if (B == 0) fail<InvalidArgument>("SftBatch: empty batch");
     std::size_t T = 1;
     for (const auto* s : seqs) {
-      if (s->ids.size() < 2 || s->prompt_len == 0 || s->prompt_len >= s->ids.size())
+      if (s->ids.size() < 2 + skip || s->prompt_len <= skip || s->prompt_len >= s->ids.size())
         fail<InvalidArgument>("SftBatch: sequence of user ", s->user_id, ", movie ", s->movie_id,
                               " has no pitch");
-      T = std::max(T, s->ids.size() - 1);
+      T = std::max(T, s->ids.size() - 1 - skip);
     }
     const std::size_t S = prefix_len + T;
     ids.resize(Shape{B, T}, 0);
@@ -180,11 +183,12 @@ struct SftBatch {
     counted = 0;
     for (std::size_t b = 0; b < B; ++b) {
       const auto& s = *seqs[b];
-      const std::size_t n = s.ids.size() - 1;
-      std::copy(s.ids.begin(), s.ids.begin() + static_cast<std::ptrdiff_t>(n), ids.data() + b * T);
-      lengths.data()[b] = static_cast<std::int32_t>(n);
+      const std::size_t n = s.ids.size() - 1;  // ids[0, n) are inputs, each predicting its successor
+      std::copy(s.ids.begin() + static_cast<std::ptrdiff_t>(skip),
+                s.ids.begin() + static_cast<std::ptrdiff_t>(n), ids.data() + b * T);
+      lengths.data()[b] = static_cast<std::int32_t>(n - skip);
       for (std::size_t t = s.prompt_len - 1; t < n; ++t)
-        targets.data()[b * S + prefix_len + t] = s.ids[t + 1];
+        targets.data()[b * S + prefix_len + t - skip] = s.ids[t + 1];
       counted += n - (s.prompt_len - 1);
       users[b] = s.user;
       items[b] = s.item;

@@ -283,26 +283,30 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
     return result;
   }
   const SftLoss real = trainer.evaluate_split(test);
-  result.test_loss = real.loss, result.test_link_loss = real.link_loss, result.test_other_loss = real.other_loss;
+  result.test_loss = real.loss, result.test_link_loss = real.link_loss,
+  result.test_other_loss = real.other_loss;
   result.test_tokens = real.tokens, result.test_link_tokens = real.link_tokens;
   if (with_cf) {
     const SftLoss shuffled = trainer.evaluate_split(test, true, o.sft.seed);
-    result.test_loss_shuffled_users = shuffled.loss, result.test_link_loss_shuffled_users = shuffled.link_loss;
+    result.test_loss_shuffled_users = shuffled.loss,
+    result.test_link_loss_shuffled_users = shuffled.link_loss;
     result.test_other_loss_shuffled_users = shuffled.other_loss;
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
-  const nlohmann::json pitch_model{{"conditioning", to_string(o.conditioning)},
-                                   {"cf_dim", with_cf ? Dim : 0},
-                                   {"adapter_tokens", 1},
-                                   {"adapter_hidden", adapter ? adapter->hidden() : 0},
-                                   {"tokenizer", o.tokenizer.string()},
-                                   {"base", o.base},
-                                   {"cf", with_cf ? std::filesystem::absolute(o.cf).string() : ""},
-                                   {"max_prompt_tokens", o.prompt.max_prompt_tokens},
-                                   {"max_pitch_tokens", o.prompt.max_pitch_tokens},
-                                   {"first_sentence_only", o.prompt.first_sentence_only},
-                                   {"marker", o.prompt.marker}};
+  const nlohmann::json pitch_model{
+      {"conditioning", to_string(o.conditioning)},
+      {"cf_dim", with_cf ? Dim : 0},
+      {"adapter_tokens", 1},
+      {"prefix", with_cf && o.sft.soft_tokens_after_bos ? "bos_then_soft_tokens" : "soft_tokens"},
+      {"adapter_hidden", adapter ? adapter->hidden() : 0},
+      {"tokenizer", o.tokenizer.string()},
+      {"base", o.base},
+      {"cf", with_cf ? std::filesystem::absolute(o.cf).string() : ""},
+      {"max_prompt_tokens", o.prompt.max_prompt_tokens},
+      {"max_pitch_tokens", o.prompt.max_pitch_tokens},
+      {"first_sentence_only", o.prompt.first_sentence_only},
+      {"marker", o.prompt.marker}};
   trainer.save_model(o.out / "model.safetensors", {{"pitch_model", pitch_model.dump()}});
   write_learning_curves(o.out, o.out / "curves.svg",
                         std::string("SFT (") + to_string(o.conditioning) + " conditioning, " + o.base + ")");
@@ -322,7 +326,8 @@ inline WarmStartResult run_warm_start(const WarmStartOptions& o) {
     r.val_loss = num("val_loss"), r.test_loss = num("test_loss"),
     r.test_loss_shuffled_users = num("test_loss_shuffled_users");
     if (j.contains("test_link_loss")) {
-      r.test_link_loss = num("test_link_loss"), r.test_link_loss_shuffled_users = num("test_link_loss_shuffled_users");
+      r.test_link_loss = num("test_link_loss"),
+      r.test_link_loss_shuffled_users = num("test_link_loss_shuffled_users");
       r.test_other_loss = num("test_other_loss"),
       r.test_other_loss_shuffled_users = num("test_other_loss_shuffled_users");
       r.test_tokens = j.at("test_tokens"), r.test_link_tokens = j.at("test_link_tokens");

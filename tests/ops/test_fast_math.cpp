@@ -1,6 +1,8 @@
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 
@@ -15,6 +17,13 @@ float exp_fast_scalar(float x) {
   alignas(64) std::array<float, Batch::size> lanes{};
   lanes.fill(x);
   p4lm::ops::detail::exp_fast(Batch::load_aligned(lanes.data())).store_aligned(lanes.data());
+  return lanes[0];
+}
+
+float exp_nonpositive_scalar(float x) {
+  alignas(64) std::array<float, Batch::size> lanes{};
+  lanes.fill(x);
+  p4lm::ops::detail::exp_nonpositive(Batch::load_aligned(lanes.data())).store_aligned(lanes.data());
   return lanes[0];
 }
 
@@ -54,4 +63,27 @@ TEST_CASE("exp_fast's edges: 0 below the normal range, finite above it, NaN stay
   CHECK(std::isfinite(exp_fast_scalar(1000.0f)));
   CHECK(exp_fast_scalar(1000.0f) == exp_fast_scalar(88.37f));
   CHECK(std::isnan(exp_fast_scalar(std::numeric_limits<float>::quiet_NaN())));
+}
+
+TEST_CASE("exp_nonpositive is exp_fast on [-87, 0] and a negligible positive number below it",
+          "[ops][fast_math]") {
+  double worst = 0;
+  std::size_t differ = 0;
+  for (std::uint32_t b = std::bit_cast<std::uint32_t>(-0.0f); b <= std::bit_cast<std::uint32_t>(-87.0f);
+       b += 61) {
+    const float x = std::bit_cast<float>(b);
+    worst = std::max(worst, ulps(exp_nonpositive_scalar(x), std::exp(double(x))));
+    differ += exp_nonpositive_scalar(x) != exp_fast_scalar(x);  // the same core: bit for bit
+  }
+  CHECK(worst <= 2.0);
+  CHECK(differ == 0);
+  // Below the range: exp(-87) or so, which a sum >= 1 cannot see (instead of exp_fast's 0).
+  for (float x : {-87.5f, -100.0f, -1e30f, -std::numeric_limits<float>::infinity()}) {
+    INFO("x = " << x);
+    CHECK(exp_nonpositive_scalar(x) >= 0.0f);
+    CHECK(exp_nonpositive_scalar(x) < 2e-38f);
+    CHECK(1.0f + exp_nonpositive_scalar(x) == 1.0f);
+  }
+  CHECK(exp_nonpositive_scalar(0.0f) == 1.0f);
+  CHECK(std::isnan(exp_nonpositive_scalar(std::numeric_limits<float>::quiet_NaN())));
 }

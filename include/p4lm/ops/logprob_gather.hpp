@@ -32,8 +32,8 @@ void logprob_gather_forward(CpuView<T> logprobs, CpuView<T> lse, CpuView<T> entr
       [&](std::size_t r0, std::size_t r1) {
         for (std::size_t r = r0; r < r1; ++r) {
           const T* x = logits.data() + r * V;
-          const T m = detail::row_max(x, V);
-          const T log_sum = std::log(detail::row_sum_exp(x, V, m, static_cast<T*>(nullptr)));
+          const auto [m, sum] = detail::row_max_sum_exp(x, V);  // one read of the row
+          const T log_sum = std::log(sum);
           const T l = m + log_sum;
           // (x - max) first: exact for nearby values, so float keeps its precision for large logits.
           logprobs.data()[r] = id[r] == ignore_index ? T(0) : (x[id[r]] - m) - log_sum;
@@ -68,8 +68,8 @@ void logprob_gather_backward(CpuView<T> dlogits, const CpuView<T>& dlogprobs, co
           if (have_lse) {
             l = lse.data()[r];
           } else {
-            const T m = detail::row_max(x, V);
-            l = m + std::log(detail::row_sum_exp(x, V, m, static_cast<T*>(nullptr)));
+            const auto [m, sum] = detail::row_max_sum_exp(x, V);  // as forward computes it
+            l = m + std::log(sum);
           }
           const T g = dlogprobs.data()[r];
           T* d = dlogits.data() + r * V;

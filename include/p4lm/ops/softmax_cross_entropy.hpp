@@ -59,11 +59,16 @@ T softmax_cross_entropy_forward(CpuView<T> losses, CpuView<T> probs, const CpuVi
           const T* x = logits.data() + r * V;
           T* p = want_probs ? probs.data() + r * V : nullptr;
           const T target_logit = t[r] == ignore_index ? T(0) : x[t[r]];  // read before p overwrites x
-          const T m = detail::row_max(x, V);
-          const T sum = detail::row_sum_exp(x, V, m, p);
+          T m, sum;
           if (p) {
+            m = detail::row_max(x, V);
+            sum = detail::row_sum_exp(x, V, m, p);
             const T inv = T(1) / sum;
             for (std::size_t j = 0; j < V; ++j) p[j] *= inv;
+          } else {
+            const auto ms = detail::row_max_sum_exp(x, V);  // losses only: one read of the row
+            m = ms.max;
+            sum = ms.sum;
           }
           losses.data()[r] = t[r] == ignore_index ? T(0) : (m - target_logit) + std::log(sum);
         }

@@ -1,7 +1,8 @@
 #pragma once
 // Row kernels shared by the softmax-based losses (do not include directly): max and Σ exp over one
-// row of logits, vectorised with xsimd. Float rows use exp_fast (within 2 ulp of std::exp): at a
-// 50257-entry vocabulary the exponentials, not memory, set the speed.
+// row of logits, vectorised with xsimd. Float rows use exp_fast (within 2 ulp of std::exp), and the
+// one-read max-and-sum its shorter exp_nonpositive: at a 50257-entry vocabulary the exponentials'
+// instruction count, more than memory, sets the speed.
 
 #include <algorithm>
 #include <cmath>
@@ -68,6 +69,56 @@ T row_sum_exp(const T* x, std::size_t n, T shift, T* e) {
     s += v;
   }
   return s;
+}
+
+// Max and Σ exp(x - max) of a row.
+template <class T>
+struct MaxSumExp {
+  T max;
+  T sum;
+};
+
+// The same two numbers as row_max then row_sum_exp, in one read of the row (an online softmax): each
+// lane keeps a running max and a sum relative to it. A chunk of two batches first raises the lanes'
+// maxima (rescaling their sums by exp(old - new) when one moves: a few times per row, ~ln(n) per lane
+// for shuffled logits), then adds its exps; the lanes are merged at the end. The row is read once from
+// memory, so its loads overlap the exps instead of a max pass streaming it before them. Same result as
+// the two passes within float summation rounding (tests/ops/test_logprob_gather.cpp).
+template <class T>
+MaxSumExp<T> row_max_sum_exp(const T* x, std::size_t n) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size, K = 2, step = K * W;
+  if (n < step) {  // too short for a chunk: two passes over a row that sits in L1
+    const T m = row_max(x, n);
+    return {m, row_sum_exp(x, n, m, static_cast<T*>(nullptr))};
+  }
+  // lowest(), not -inf: a lane whose values so far are all -inf must not compute exp(-inf - -inf).
+  Batch m(std::numeric_limits<T>::lowest()), s0(T(0)), s1(T(0));
+  std::size_t i = 0;
+  for (; i + step <= n; i += step) {
+    // Pull the next row (rows are contiguous) into cache while this one computes, as in row_sum_exp.
+    for (std::size_t l = 0; l < step; l += 64 / sizeof(T)) __builtin_prefetch(x + n + i + l, 0, 2);
+    const Batch v0 = Batch::load_unaligned(x + i), v1 = Batch::load_unaligned(x + i + W);
+    const Batch mn = xsimd::max(m, xsimd::max(v0, v1));
+    if (xsimd::any(mn > m)) {
+      const Batch f = exp_nonpositive(m - mn);
+      s0 *= f;
+      s1 *= f;
+      m = mn;
+    }
+    s0 += exp_nonpositive(v0 - m);
+    s1 += exp_nonpositive(v1 - m);
+  }
+  alignas(64) T ml[W], sl[W];
+  m.store_aligned(ml);
+  (s0 + s1).store_aligned(sl);
+  T mx = ml[0];
+  for (std::size_t l = 1; l < W; ++l) mx = std::max(mx, ml[l]);
+  for (std::size_t j = i; j < n; ++j) mx = std::max(mx, x[j]);
+  T sum = 0;
+  for (std::size_t l = 0; l < W; ++l) sum += sl[l] * std::exp(ml[l] - mx);
+  for (; i < n; ++i) sum += std::exp(x[i] - mx);
+  return {mx, sum};
 }
 
 // d[j] += a · exp(x[j] - shift) over the row (the softmax term of a log-softmax gradient).

@@ -55,3 +55,37 @@ TEST_CASE("clip_grad_norm leaves small and non-finite gradients alone; its sum i
   omp_set_num_threads(threads);
   CHECK(n1 == n2);
 }
+
+TEMPLATE_TEST_CASE("global_grad_norm: every tail length, many small tensors and extreme magnitudes",
+                   "[ops][clip_grad_norm]", float, double) {
+  using T = TestType;
+  // Lengths around the 16-element vector step and the 64-block split; 300 small tensors (summed one
+  // per task) next to a large one (split into blocks); sums of squares a float accumulator could not
+  // hold (65537 squares of ~1e36) and squares it could not represent (~1e-60): double keeps both.
+  std::vector<CpuTensor<T>> owned;
+  for (std::size_t n = 1; n <= 40; ++n) owned.push_back(cast<T>(uniform(Shape{n}, 100 + n)));
+  for (std::size_t k = 0; k < 300; ++k) owned.push_back(cast<T>(uniform(Shape{768}, 200 + k)));
+  owned.push_back(cast<T>(uniform(Shape{1000003}, 7)));
+  owned.push_back(cast<T>(uniform(Shape{65537}, 8, 1e18, 2e18)));
+  owned.push_back(cast<T>(uniform(Shape{65537}, 9, -2e-30, 2e-30)));
+  std::vector<ops::CpuView<T>> views(owned.begin(), owned.end());
+  long double big = 0, rest = 0;  // the 1e18 tensor dwarfs the others: check it and the rest apart
+  for (std::size_t k = 0; k < owned.size(); ++k)
+    for (T x : owned[k].span()) (k + 2 == owned.size() ? big : rest) += (long double)x * x;
+  CHECK(ops::global_grad_norm(views) == Approx(std::sqrt(double(big + rest))).epsilon(1e-12));
+  std::vector<ops::CpuView<T>> small_only(views.begin(), views.end() - 2);
+  CHECK(ops::global_grad_norm(small_only) == Approx(std::sqrt(double(rest))).epsilon(1e-12));
+  std::vector<ops::CpuView<T>> tiny{views.back()};
+  long double t = 0;
+  for (T x : owned.back().span()) t += (long double)x * x;
+  CHECK(ops::global_grad_norm(tiny) == Approx(std::sqrt(double(t))).epsilon(1e-12));
+  CHECK(ops::global_grad_norm(tiny) > 0);
+
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const double n1 = ops::global_grad_norm(views);
+  omp_set_num_threads(std::max(threads, 3));
+  const double n3 = ops::global_grad_norm(views);
+  omp_set_num_threads(threads);
+  CHECK(n1 == n3);
+}

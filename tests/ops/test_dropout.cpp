@@ -78,8 +78,9 @@ TEST_CASE("philox_blocks gives Rng::u32_at's words, across the 2^32-block carry 
 TEST_CASE("dropout in float: every size and offset keeps exactly the elements uniform_at says",
           "[ops][dropout]") {
   // Sizes around the 32-element vector step and the 16-element thread split, and p on both sides of
-  // a 2^-24 step (the integer threshold must agree with the float comparison).
-  for (double p : {0.1, 0.5, 0.3 + 1e-9, 1.0 - 1e-9})
+  // a 2^-24 step (the integer threshold must agree with the float comparison); 1 - 2^-24 is the
+  // largest threshold the word comparison sees, 1 - 1e-9 rounds to 1.0f and drops everything.
+  for (double p : {0.1, 0.5, 0.3 + 1e-9, 1.0 - 0x1p-24, 1.0 - 1e-9})
     for (std::size_t n : {std::size_t{1}, std::size_t{31}, std::size_t{33}, std::size_t{70000}}) {
       const auto x = cast<float>(uniform(Shape{n}, 5, 0.5, 1.5));
       CpuTensor<float> y(x.shape()), d(x.shape());

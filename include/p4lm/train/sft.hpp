@@ -65,7 +65,7 @@ struct SftOptions {
   std::uint64_t seed = 1;
   bool progress = true;
   // CF conditioning: the prefix is [BOS, soft tokens] and the text follows BOS (soft_prompt.hpp);
-  // false puts the soft tokens before BOS, at the attention sink (the layout that failed; an ablation).
+  // false puts the soft tokens before BOS, at the pretrained model's attention sink (an ablation).
   bool soft_tokens_after_bos = true;
   std::size_t stop_after = 0;  // stop once the global step reaches this (0: run to the end); tests
                                // and time-boxed runs use it, the checkpoint then allows resuming

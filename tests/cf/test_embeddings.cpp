@@ -55,3 +55,20 @@ TEST_CASE("Embeddings save/load round trip through safetensors", "[cf][embedding
   CHECK_FALSE(fs::exists(dir / "bad.safetensors"));
   fs::remove_all(dir);
 }
+
+TEST_CASE("DimList picks the compiled width and names the others", "[cf][embeddings]") {
+  using Dims = DimList<16, 32>;
+  CHECK(Dims::contains(32));
+  CHECK_FALSE(Dims::contains(8));
+  CHECK(Dims::visit(16, [](auto d) { return decltype(d)::value * 2; }) == 32);
+  CHECK(Dims::visit(32, [](auto d) { return decltype(d)::value * 2; }) == 64);
+  try {
+    Dims::visit<p4lm::UsageError>(
+        8, [](auto d) { return decltype(d)::value; }, "--dim");
+    FAIL("width 8 was accepted");
+  } catch (const p4lm::UsageError& e) {
+    CHECK(std::string(e.what()).find("--dim 8 is not supported (compiled widths: 16, 32)") !=
+          std::string::npos);
+  }
+  CHECK_THROWS_AS(Dims::visit(0, [](auto d) { return decltype(d)::value; }), p4lm::InvalidArgument);
+}

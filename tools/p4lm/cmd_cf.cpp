@@ -15,6 +15,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <p4lm/cf/als.hpp>
@@ -113,23 +114,11 @@ namespace {
 
 using Metrics = std::map<std::string, double>;
 
-// Calls f(std::integral_constant<int, D>) for the supported compile-time widths.
+// The widths `p4lm cf` is compiled for.
+using CfDims = cf::DimList<8, 16, 32, 64, 128>;
 template <class F>
 decltype(auto) with_dim(int dim, F&& f) {
-  switch (dim) {
-    case 8:
-      return f(std::integral_constant<int, 8>{});
-    case 16:
-      return f(std::integral_constant<int, 16>{});
-    case 32:
-      return f(std::integral_constant<int, 32>{});
-    case 64:
-      return f(std::integral_constant<int, 64>{});
-    case 128:
-      return f(std::integral_constant<int, 128>{});
-    default:
-      fail<UsageError>("--dim ", dim, ": supported widths are 8, 16, 32, 64, 128");
-  }
+  return CfDims::visit<UsageError>(dim, std::forward<F>(f), "--dim");
 }
 
 void set_threads(int threads) {

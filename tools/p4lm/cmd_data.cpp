@@ -8,6 +8,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include <p4lm/cf/embeddings.hpp>
 #include <p4lm/cf/movielens.hpp>
@@ -57,22 +58,10 @@ BOOST_HANA_ADAPT_STRUCT(p4lm::cli::DataBuildConfig, data, overviews, out, cf, se
 namespace p4lm::cli {
 namespace {
 
+// The CF widths `p4lm data build` is compiled for.
 template <class F>
 decltype(auto) with_cf_dim(int dim, F&& f) {
-  switch (dim) {
-    case 8:
-      return f(std::integral_constant<int, 8>{});
-    case 16:
-      return f(std::integral_constant<int, 16>{});
-    case 32:
-      return f(std::integral_constant<int, 32>{});
-    case 64:
-      return f(std::integral_constant<int, 64>{});
-    case 128:
-      return f(std::integral_constant<int, 128>{});
-    default:
-      fail<UsageError>("--cf: embedding width ", dim, " not supported (8, 16, 32, 64, 128)");
-  }
+  return cf::DimList<8, 16, 32, 64, 128>::visit<UsageError>(dim, std::forward<F>(f), "--cf: embedding width");
 }
 
 int run_build(std::span<const std::string> args) {

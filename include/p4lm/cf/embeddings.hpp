@@ -12,6 +12,8 @@
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <xtensor/xtensor.hpp>
@@ -119,6 +121,37 @@ inline int embeddings_dim(const std::filesystem::path& path) {
   if (shape.size() != 2) throw ParseError(path, 0, "user_factors", "expected a matrix");
   return static_cast<int>(shape[1]);
 }
+
+// Embedding widths are compile-time constants (Embeddings<Dim>, CFAdapter<Dim>), so a width read at
+// run time picks one of a fixed list of instantiations:
+//   cf::DimList<16, 32, 64>::visit(cf::embeddings_dim(path), [&](auto d) { ... decltype(d)::value ... },
+//                                  "CF embedding width");
+// calls f(std::integral_constant<int, D>{}) for D == dim; any other width throws Error naming `what`
+// and the supported widths. Each tool lists the widths it compiles (each one costs compile time).
+template <int... Dims>
+struct DimList {
+  static_assert(sizeof...(Dims) > 0, "DimList: list at least one width");
+
+  static bool contains(int dim) noexcept { return ((dim == Dims) || ...); }
+
+  template <class Error = InvalidArgument, class F>
+  static decltype(auto) visit(int dim, F&& f, std::string_view what = "CF embedding width") {
+    return visit_from<Error, Dims...>(dim, f, what);
+  }
+
+ private:
+  template <class Error, int D, int... Rest, class F>
+  static decltype(auto) visit_from(int dim, F& f, std::string_view what) {
+    if (dim == D) return f(std::integral_constant<int, D>{});
+    if constexpr (sizeof...(Rest) > 0) {
+      return visit_from<Error, Rest...>(dim, f, what);
+    } else {
+      std::string supported;
+      ((supported += (supported.empty() ? "" : ", ") + std::to_string(Dims)), ...);
+      fail<Error>(what, " ", dim, " is not supported (compiled widths: ", supported, ")");
+    }
+  }
+};
 
 // Loads embeddings saved by save_embeddings; ShapeError if the file's width is not Dim.
 template <int Dim>

@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -100,19 +101,11 @@ inline TextCodec codec_for(const ModelConfig& config, const std::filesystem::pat
   return c;
 }
 
-// CF embedding widths the tools are compiled for (each is its own CFAdapter<Dim> type).
+// CF embedding widths the pitch model is compiled for (each is its own CFAdapter<Dim> type).
+using AdapterDims = cf::DimList<16, 32, 64>;
 template <class F>
 decltype(auto) with_adapter_dim(int dim, F&& f) {
-  switch (dim) {
-    case 16:
-      return f(std::integral_constant<int, 16>{});
-    case 32:
-      return f(std::integral_constant<int, 32>{});
-    case 64:
-      return f(std::integral_constant<int, 64>{});
-    default:
-      fail<InvalidArgument>("CF embeddings of width ", dim, ": the pitch model supports 16, 32 or 64");
-  }
+  return AdapterDims::visit(dim, std::forward<F>(f), "pitch model: CF embedding width");
 }
 
 // ---- corpus ----

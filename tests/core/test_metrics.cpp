@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <limits>
 
@@ -25,5 +26,28 @@ TEST_CASE("MetricsSink writes JSONL and CSV, appends on resume, nulls non-finite
   const auto jsonl = p4lm::io::read_file(dir / "m.jsonl");
   CHECK_THAT(jsonl, Catch::StartsWith("{\"loss\":2.5,\"lr\":0.001,\"step\":1}\n"));
   CHECK_THAT(jsonl, Catch::Contains("{\"loss\":null,\"lr\":0.002,\"step\":2}"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("MetricsSink::drop_after removes what a killed run logged after its checkpoint",
+          "[core][metrics]") {
+  const auto dir = fs::temp_directory_path() / "p4lm_test_metrics_drop";
+  fs::remove_all(dir);
+  {
+    p4lm::MetricsSink sink(dir / "m.jsonl", dir / "m.csv");
+    for (long step = 10; step <= 50; step += 10) sink.record(step, {{"loss", 1.0 / step}});
+  }
+  p4lm::MetricsSink::drop_after(30, dir / "m.jsonl", dir / "m.csv");  // the checkpoint was at 30
+  {
+    p4lm::MetricsSink resumed(dir / "m.jsonl", dir / "m.csv");
+    resumed.record(40, {{"loss", 0.025}});
+  }
+  CHECK(p4lm::io::read_file(dir / "m.csv") == "step,loss\n10,0.1\n20,0.05\n30,0.0333333333\n40,0.025\n");
+  const auto jsonl = p4lm::io::read_file(dir / "m.jsonl");
+  CHECK(jsonl.find("\"step\":50") == std::string::npos);
+  CHECK(std::count(jsonl.begin(), jsonl.end(), '\n') == 4);
+  // Missing files and nothing to drop leave everything as it is.
+  p4lm::MetricsSink::drop_after(100, dir / "m.jsonl", dir / "none.csv");
+  CHECK(p4lm::io::read_file(dir / "m.jsonl") == jsonl);
   fs::remove_all(dir);
 }

@@ -132,6 +132,8 @@ int train(Model& model, const TrainLmConfig& c, const std::vector<std::int32_t>&
                               .warmup_steps = static_cast<std::size_t>(*c.warmup),
                               .total_steps = static_cast<std::size_t>(*c.steps),
                               .min_lr = *c.min_lr};
+  // A resumed run logs again what the killed run logged after its last checkpoint.
+  MetricsSink::drop_after(static_cast<long>(step), out / "metrics.jsonl", out / "metrics.csv");
   MetricsSink metrics(out / "metrics.jsonl", out / "metrics.csv");
   std::vector<std::int32_t> ids(B * T), targets(B * T);
   const std::size_t span = stream.size() - T - 1;

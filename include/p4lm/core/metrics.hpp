@@ -1,7 +1,9 @@
 #pragma once
 // Metrics of a long job, one record per step, written as JSON lines and/or CSV that a plotting tool
 // reads directly. Files are appended to (so a resumed run continues its curve) and flushed per
-// record, so a crash loses at most the record being written.
+// record, so a crash loses at most the record being written. A job that resumes from a checkpoint
+// written at step k first calls MetricsSink::drop_after(k, ...): the records of steps after k were
+// written by the run that died and will be recorded again.
 
 #include <cmath>
 #include <filesystem>
@@ -30,6 +32,50 @@ class MetricsSink {
       if (existing) columns_ = read_csv_header(csv_path_);
       open(csv_, csv_path_);
     }
+  }
+
+  // Removes every record whose step is > `step` from the given files (missing files are fine), so a
+  // job resumed at `step` does not append a second copy of what the killed run logged after it. Each
+  // file is rewritten to a temporary and renamed over the original: a crash leaves one or the other.
+  static void drop_after(long step, const std::filesystem::path& jsonl_path,
+                         const std::filesystem::path& csv_path) {
+    auto rewrite = [&](const std::filesystem::path& path, bool csv) {
+      if (path.empty() || !std::filesystem::exists(path)) return;
+      std::ifstream in(path);
+      std::string kept, line;
+      bool header = csv, dropped = false;
+      while (std::getline(in, line)) {
+        if (line.empty()) continue;
+        if (header) {
+          kept += line + '\n';
+          header = false;
+          continue;
+        }
+        long at = 0;
+        try {
+          at = csv ? std::stol(line.substr(0, line.find(',')))
+                   : nlohmann::json::parse(line).at("step").get<long>();
+        } catch (const std::exception&) {
+          fail<IoError>(path.string(), ": metrics line without a step: ", line);
+        }
+        if (at <= step)
+          kept += line + '\n';
+        else
+          dropped = true;
+      }
+      in.close();
+      if (!dropped) return;
+      const auto tmp = std::filesystem::path(path.string() + ".tmp");
+      {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << kept;
+        out.flush();
+        if (!out) fail<IoError>(tmp.string(), ": cannot write metrics");
+      }
+      std::filesystem::rename(tmp, path);
+    };
+    rewrite(jsonl_path, false);
+    rewrite(csv_path, true);
   }
 
   // Records one step. Values that are NaN or infinite are written as null in JSONL, empty in CSV.

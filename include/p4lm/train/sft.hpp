@@ -218,6 +218,10 @@ class SftTrainer {
   double fit() {
     std::optional<MetricsSink> train_log, eval_log;
     if (!out_.empty()) {
+      // Records after the resumed step were logged by the run that died; they are logged again.
+      for (const char* name : {"train_metrics", "eval_metrics"})
+        MetricsSink::drop_after(static_cast<long>(pos_.step), out_ / (std::string(name) + ".jsonl"),
+                                out_ / (std::string(name) + ".csv"));
       train_log.emplace(out_ / "train_metrics.jsonl", out_ / "train_metrics.csv");
       eval_log.emplace(out_ / "eval_metrics.jsonl", out_ / "eval_metrics.csv");
     }

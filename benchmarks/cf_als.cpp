@@ -97,7 +97,7 @@ void run(const BenchConfig& c, const p4lm::cf::Ratings& r, const std::string& da
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   const std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "--help") {
     std::cout << p4lm::flags_help<BenchConfig>();
@@ -137,4 +137,7 @@ int main(int argc, char** argv) {
       }
     }
   return 0;
+} catch (const p4lm::UsageError& e) {
+  std::cerr << "bench_cf_als: " << e.what() << "\n";
+  return 2;
 }

@@ -67,8 +67,12 @@ double cpu_since(std::clock_t t) {
 }
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   const std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "--help") {
+    std::cout << p4lm::flags_help<CsvBenchConfig>();
+    return 0;
+  }
   const auto c = p4lm::parse_flags<CsvBenchConfig>(args);
   const std::filesystem::path dir = *c.folder;
   if (!std::filesystem::exists(dir / "ratings.csv")) {
@@ -96,4 +100,7 @@ int main(int argc, char** argv) {
             << ml.movies.size() << " movies in " << load << " s wall, " << cpu_since(c0) << " s CPU"
             << std::endl;
   return 0;
+} catch (const p4lm::UsageError& e) {
+  std::cerr << "bench_csv_ratings: " << e.what() << "\n";
+  return 2;
 }

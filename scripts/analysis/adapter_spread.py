@@ -1,15 +1,12 @@
 #!/usr/bin/env python3
 # How much a trained pitch model's user soft token varies across users (adapter MLP applied in numpy).
 # Usage: /usr/bin/python3 scripts/analysis/adapter_spread.py R/cf_seed1/model.safetensors R/cf/cf.safetensors
-import json, struct, sys, numpy as np, math
-def load_st(p):
-    b=open(p,'rb').read(); n=struct.unpack('<Q',b[:8])[0]; h=json.loads(b[8:8+n]); base=8+n; out={}
-    for k,v in h.items():
-        if k=='__metadata__': continue
-        dt={'F32':np.float32,'I64':np.int64,'I32':np.int32,'F64':np.float64}[v['dtype']]
-        s,e=v['data_offsets']; out[k]=np.frombuffer(b[base+s:base+e],dtype=dt).reshape(v['shape'])
-    return out
-m=load_st(sys.argv[1]); cf=load_st(sys.argv[2])
+import math, sys
+
+import numpy as np
+
+from safetensors_np import load
+m=load(sys.argv[1]); cf=load(sys.argv[2])
 U=cf['user_factors'].astype(np.float64)
 gelu=lambda x: 0.5*x*(1+np.tanh(math.sqrt(2/math.pi)*(x+0.044715*x**3)))
 h=U@m['adapter.user.fc1.weight'].T+m['adapter.user.fc1.bias']; g=gelu(h)

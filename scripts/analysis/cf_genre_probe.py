@@ -2,15 +2,13 @@
 # How much of a user's profile do the CF user factors hold? A logistic probe per genre from the ALS
 # user factors to "the profile lists this genre as liked"; trained on 80% of users, AUC on the rest.
 # Usage (Debian's python3-torch): /usr/bin/python3 scripts/analysis/cf_genre_probe.py R/cf/cf.safetensors R/data/profiles.jsonl
-import json, struct, sys, numpy as np, torch
-def load_st(p):
-    b=open(p,'rb').read(); n=struct.unpack('<Q',b[:8])[0]; h=json.loads(b[8:8+n]); base=8+n; out={}
-    for k,v in h.items():
-        if k=='__metadata__': continue
-        dt={'F32':np.float32,'I64':np.int64,'I32':np.int32,'F64':np.float64}[v['dtype']]
-        s,e=v['data_offsets']; out[k]=np.frombuffer(b[base+s:base+e],dtype=dt).reshape(v['shape'])
-    return out, h.get('__metadata__',{})
-t,meta=load_st(sys.argv[1]); print({k:v.shape for k,v in t.items()})
+import json, sys
+
+import numpy as np
+import torch
+
+from safetensors_np import load
+t=load(sys.argv[1])
 U=t['user_factors']; uid=t.get('user_ids')
 row={int(u):i for i,u in enumerate(uid)} if uid is not None else None
 profs=[json.loads(l) for l in open(sys.argv[2])]

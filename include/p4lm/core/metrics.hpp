@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "p4lm/core/error.hpp"
+#include "p4lm/io/atomic_file.hpp"  // a leaf utility (needs only core/error.hpp)
 
 namespace p4lm {
 
@@ -36,7 +37,7 @@ class MetricsSink {
 
   // Removes every record whose step is > `step` from the given files (missing files are fine), so a
   // job resumed at `step` does not append a second copy of what the killed run logged after it. Each
-  // file is rewritten to a temporary and renamed over the original: a crash leaves one or the other.
+  // file is replaced atomically: a crash leaves the old or the new one.
   static void drop_after(long step, const std::filesystem::path& jsonl_path,
                          const std::filesystem::path& csv_path) {
     auto rewrite = [&](const std::filesystem::path& path, bool csv) {
@@ -65,14 +66,7 @@ class MetricsSink {
       }
       in.close();
       if (!dropped) return;
-      const auto tmp = std::filesystem::path(path.string() + ".tmp");
-      {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << kept;
-        out.flush();
-        if (!out) fail<IoError>(tmp.string(), ": cannot write metrics");
-      }
-      std::filesystem::rename(tmp, path);
+      io::write_file_atomically(path, kept);
     };
     rewrite(jsonl_path, false);
     rewrite(csv_path, true);

@@ -60,10 +60,25 @@ TEST_CASE("teacher: defect labels are correct by construction", "[data][teacher]
     }
     CHECK(clean.facts.size() == clean.claims().size());
     CHECK(std::count(clean.appeal.begin(), clean.appeal.end(), "cta") == 1);
-    if (clean.has(Defect::generic))
+    if (clean.has(Defect::generic)) {
       CHECK(plan.link_choice.kind == LinkChoice::Kind::none);
-    else
-      CHECK(clean.link_terms.size() == 1);
+    } else {
+      // The tie first, then the user's strongest liked genres it names beside it, each in the text.
+      REQUIRE_FALSE(clean.link_terms.empty());
+      CHECK(clean.link_terms[0] == plan.link_choice.term());
+      const auto& liked = profile->liked_genres;
+      std::vector<std::string> expected;
+      const std::size_t want = plan.link_choice.kind == LinkChoice::Kind::favourite ? 2 : 1;
+      for (const auto& a : liked)
+        if (expected.size() < want && "genre:" + a.name != clean.link_terms[0])
+          expected.push_back("genre:" + a.name);
+      CHECK(std::vector<std::string>(clean.link_terms.begin() + 1, clean.link_terms.end()) == expected);
+      for (const auto& a : liked)
+        if (std::find(clean.link_terms.begin(), clean.link_terms.end(), "genre:" + a.name) !=
+            clean.link_terms.end())
+          CHECK(contains(clean.text, genre_words(a.name)));
+      if (!liked.empty()) ++checked["clean with taste"];
+    }
     ++checked["clean"];
 
     if (teacher.can_apply(plan, Defect::hallucinated)) {
@@ -135,7 +150,7 @@ TEST_CASE("teacher: defect labels are correct by construction", "[data][teacher]
       ++checked["bland"];
     }
   }
-  for (const char* k : {"clean", "hallucinated", "generic", "off_preference", "bland"}) {
+  for (const char* k : {"clean", "clean with taste", "hallucinated", "generic", "off_preference", "bland"}) {
     INFO(k);
     CHECK(checked[k] >= 100);
   }

@@ -5,7 +5,8 @@
 //   identity  "Heat (1995) is a gripping action and crime film."       (genre + year facts; vivid word)
 //   plot      "The story: <an overview sentence, verbatim>"            (overview fact)
 //   tags      "Its tags say it all: \"atmospheric\" and \"heist\"."    (tag facts)
-//   link      "Since you love crime, this one is right up your alley." (personalization)
+//   link      "Since you love war and crime, this one is right up your alley." (personalization: the
+//             user's strongest liked genre and the liked genre/tag the movie has, or a favourite)
 //   cta       "Press play tonight."                                    (appeal)
 // and records everything it did: the facts it states (ids), each sentence's template, the profile
 // terms it ties the movie to, its appeal elements, and its defects.
@@ -201,6 +202,14 @@ inline const std::vector<std::string> link_favourite{
     "It shares the spirit of {fav}, one of your favourites.",
     "You gave {fav} top marks; this is cut from similar cloth.",
 };
+// The same, also naming the user's strongest liked genres ({taste}: "war and drama"); used whenever the
+// user has a liked genre, so that the link says who the user is and not only what the movie is.
+inline const std::vector<std::string> link_favourite_taste{
+    "You love {taste}, and if you loved {fav}, this belongs on your list.",
+    "Beyond your usual {taste}, fans of {fav}, which you rated highly, will feel at home here.",
+    "You lean toward {taste}, but this shares the spirit of {fav}, one of your favourites.",
+    "You gave {fav} top marks and have a taste for {taste}; this is cut from similar cloth.",
+};
 inline const std::vector<std::string> ctas{
     "Press play tonight.",
     "Add it to your watchlist now.",
@@ -256,6 +265,9 @@ struct LinkChoice {
   std::string name;    // genre name, tag key or title
   std::string phrase;  // as written: "crime", "\"dark comedy\"", "Heat (1995)"
   cf::Index favourite = -1;
+  // The user's strongest liked genres named beside the tie (names, strongest first) and their phrase.
+  std::vector<std::string> taste;
+  std::string taste_phrase;
   std::string term() const {
     switch (kind) {
       case Kind::genre:
@@ -476,10 +488,13 @@ class Teacher {
           if (choice.kind == LinkChoice::Kind::none) continue;
           std::string tmpl;
           if (choice.kind == LinkChoice::Kind::favourite) {
-            const auto k = p.link % T::link_favourite.size();
-            tmpl = T::link_favourite[k];
+            const bool taste = !choice.taste_phrase.empty();
+            const auto& templates = taste ? T::link_favourite_taste : T::link_favourite;
+            const auto k = p.link % templates.size();
+            tmpl = templates[k];
             detail::replace_all(tmpl, "{fav}", choice.phrase);
-            s.pattern = "link/favourite/" + std::to_string(k);
+            detail::replace_all(tmpl, "{taste}", choice.taste_phrase);
+            s.pattern = (taste ? "link/favourite-taste/" : "link/favourite/") + std::to_string(k);
           } else {
             const auto k = (defect == Defect::off_preference ? p.link_off : p.link) % T::link_term.size();
             tmpl = T::link_term[k];
@@ -488,6 +503,7 @@ class Teacher {
           }
           s.text = tmpl;
           out.link_terms.push_back(choice.term());
+          for (const auto& g : choice.taste) out.link_terms.push_back("genre:" + g);
           break;
         }
         case Slot::cta: {
@@ -531,9 +547,10 @@ class Teacher {
     std::vector<LinkChoice> genre, tag, favourite;
     for (const auto& a : profile.liked_genres)
       if (movie.has_genre(a.name))
-        genre.push_back({LinkChoice::Kind::genre, a.name, genre_words(a.name), -1});
+        genre.push_back({LinkChoice::Kind::genre, a.name, genre_words(a.name), -1, {}, {}});
     for (const auto& a : profile.liked_tags)
-      if (movie.has_tag_key(a.name)) tag.push_back({LinkChoice::Kind::tag, a.name, "\"" + a.name + "\"", -1});
+      if (movie.has_tag_key(a.name))
+        tag.push_back({LinkChoice::Kind::tag, a.name, "\"" + a.name + "\"", -1, {}, {}});
     // Favourites that share the most genres with the movie (any favourite if none shares one).
     std::size_t best_shared = 0;
     for (auto f : profile.favourites) {
@@ -544,12 +561,48 @@ class Teacher {
       if (shared < best_shared) continue;
       if (shared > best_shared) favourite.clear(), best_shared = shared;
       favourite.push_back(
-          {LinkChoice::Kind::favourite, std::to_string(fav.movie_id), fav.title_with_year(), f});
+          {LinkChoice::Kind::favourite, std::to_string(fav.movie_id), fav.title_with_year(), f, {}, {}});
     }
     const auto draw = rng.below(1u << 16);  // one draw whatever the candidates
     for (const auto* list : {&genre, &tag, &favourite})
-      if (!list->empty()) return (*list)[static_cast<std::size_t>(draw % list->size())];
+      if (!list->empty()) return with_taste((*list)[static_cast<std::size_t>(draw % list->size())], profile);
     return {};
+  }
+
+  // Names the user's strongest liked genres beside the tie, so that the link sentence says who the
+  // user is and not only what the movie is (the tie alone is mostly predictable from the movie's own
+  // genres): a genre tie gets the strongest other liked genre, in the user's order ("war and crime"); a
+  // tag tie the strongest liked genre ("war and \"heist\""); a favourite the two strongest ({taste}).
+  static LinkChoice with_taste(LinkChoice c, const UserProfile& profile) {
+    const std::size_t want = c.kind == LinkChoice::Kind::favourite ? 2 : 1;
+    for (const auto& a : profile.liked_genres)
+      if (c.taste.size() < want && !(c.kind == LinkChoice::Kind::genre && a.name == c.name))
+        c.taste.push_back(a.name);
+    if (c.taste.empty()) return c;
+    std::vector<std::string> words;
+    for (const auto& g : c.taste) words.push_back(genre_words(g));
+    switch (c.kind) {
+      case LinkChoice::Kind::genre: {
+        // Strongest first: the tie leads when it outranks the added genre.
+        const auto rank = [&](const std::string& name) {
+          return std::find_if(profile.liked_genres.begin(), profile.liked_genres.end(),
+                              [&](const Affinity& a) { return a.name == name; }) -
+                 profile.liked_genres.begin();
+        };
+        c.phrase = rank(c.name) < rank(c.taste[0]) ? detail::join_and({c.phrase, words[0]})
+                                                   : detail::join_and({words[0], c.phrase});
+        break;
+      }
+      case LinkChoice::Kind::tag:
+        c.phrase = detail::join_and({words[0], c.phrase});
+        break;
+      case LinkChoice::Kind::favourite:
+        c.taste_phrase = detail::join_and(words);
+        break;
+      case LinkChoice::Kind::none:
+        break;
+    }
+    return c;
   }
 
   // A disliked genre/tag, preferring one the movie really has (then the tie is literally true).
@@ -557,10 +610,10 @@ class Teacher {
     std::vector<LinkChoice> shared, other;
     for (const auto& a : profile.disliked_genres)
       (movie.has_genre(a.name) ? shared : other)
-          .push_back({LinkChoice::Kind::genre, a.name, genre_words(a.name), -1});
+          .push_back({LinkChoice::Kind::genre, a.name, genre_words(a.name), -1, {}, {}});
     for (const auto& a : profile.disliked_tags)
       (movie.has_tag_key(a.name) ? shared : other)
-          .push_back({LinkChoice::Kind::tag, a.name, "\"" + a.name + "\"", -1});
+          .push_back({LinkChoice::Kind::tag, a.name, "\"" + a.name + "\"", -1, {}, {}});
     const auto draw = rng.below(1u << 16);
     if (!shared.empty()) return shared[static_cast<std::size_t>(draw % shared.size())];
     if (!other.empty()) return other[static_cast<std::size_t>(draw % other.size())];

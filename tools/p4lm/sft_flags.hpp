@@ -38,6 +38,9 @@ struct SftConfig {
                                 "prompt budget: title, year, genres, first overview sentence (+ profile)"};
   Param<long> max_pitch_tokens{200, "pitch budget (EOS included)"};
   Param<long> adapter_hidden{0, "hidden width of the adapters' MLPs (0: max(CF dim, d_model))"};
+  Param<std::string> adapter_output{"vectors",
+                                    "vectors (free soft tokens: the paper's adapters) or vocabulary-mixture "
+                                    "(mixtures of token embeddings)"};
   Param<bool> soft_tokens_after_bos{
       true,
       "CF prefix is [BOS, soft tokens] (false: soft tokens before BOS, the attention sink: an ablation)"};
@@ -66,6 +69,10 @@ inline train::WarmStartOptions warm_start_options(const SftConfig& c) {
     throw UsageError(std::string("--conditioning: ") + e.what());
   }
   o.adapter_hidden = pos(*c.adapter_hidden, "adapter-hidden");
+  if (*c.adapter_output != "vectors" && *c.adapter_output != "vocabulary-mixture")
+    fail<UsageError>("--adapter-output: expected vectors or vocabulary-mixture, got '", *c.adapter_output,
+                     "'");
+  o.adapter_vocabulary_mixture = *c.adapter_output == "vocabulary-mixture";
   o.clean_only = *c.clean_only;
   o.max_train = pos(*c.max_train, "max-train");
   o.max_test = pos(*c.max_test, "max-test");
@@ -96,5 +103,5 @@ inline train::WarmStartOptions warm_start_options(const SftConfig& c) {
 BOOST_HANA_ADAPT_STRUCT(p4lm::cli::SftConfig, data, cf, out, conditioning, base, tokenizer, batch_size,
                         stage1_steps, stage2_steps, stage1_lr, stage2_lr, warmup_steps, weight_decay,
                         max_grad_norm, eval_every, eval_examples, max_train, max_test, checkpoint_every,
-                        max_prompt_tokens, max_pitch_tokens, adapter_hidden, soft_tokens_after_bos,
-                        clean_only, seed, stop_after, resume, progress);
+                        max_prompt_tokens, max_pitch_tokens, adapter_hidden, adapter_output,
+                        soft_tokens_after_bos, clean_only, seed, stop_after, resume, progress);

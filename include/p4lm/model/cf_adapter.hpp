@@ -14,6 +14,13 @@
 // Tokens rows, then the item's Tokens rows. Parameters live in one allocation (gradients in another)
 // with stable names: adapter.{user,item}.fc{1,2}.{weight,bias}.
 //
+// Vocabulary-mixture output (vocabulary = V > 0): fc2 produces Tokens·V logits instead, and each
+// soft token is softmax(logits) · E, a convex mixture of the rows of the LM's token-embedding table E
+// (V, C), bound with use_vocabulary(). Soft tokens then lie where real tokens lie, so the pretrained
+// model's heads that find and copy earlier tokens can read them; free vectors in R^C are, to a small
+// pretrained model, noise it learns to ignore (docs/results.md). E is read, not trained, through
+// the adapter (its gradient stops here); the LM trains E through its own text positions.
+//
 // Dim is a compile-time constant so that feeding embeddings of another width does not compile: the
 // members taking cf::Embeddings<D> require D == Dim (concept CFDimMatches), and the compiler's
 // message reads "the expression 'EmbeddingDim == AdapterDim [with EmbeddingDim = 16; AdapterDim =
@@ -53,11 +60,12 @@ class CFAdapter {
   static constexpr int tokens = Tokens;
   static constexpr std::size_t prefix_length = 2 * static_cast<std::size_t>(Tokens);  // user + item
 
-  // d_model: the LM's width C. hidden: the MLPs' hidden width (0: max(Dim, C)).
-  explicit CFAdapter(std::size_t d_model, std::size_t hidden = 0)
-      : C_(d_model), H_(hidden ? hidden : std::max<std::size_t>(Dim, d_model)) {
+  // d_model: the LM's width C. hidden: the MLPs' hidden width (0: max(Dim, C)). vocabulary: 0 for
+  // free soft tokens (the paper's adapters), or the LM's vocabulary size V for mixture output.
+  explicit CFAdapter(std::size_t d_model, std::size_t hidden = 0, std::size_t vocabulary = 0)
+      : C_(d_model), H_(hidden ? hidden : std::max<std::size_t>(Dim, d_model)), V_(vocabulary) {
     if (C_ == 0) fail<InvalidArgument>("CFAdapter: d_model must be > 0");
-    const std::size_t D = Dim, O = Tokens * C_;
+    const std::size_t D = Dim, O = Tokens * fc2_width();
     const Shape shapes[4] = {{H_, D}, {H_}, {O, H_}, {O}};
     const char* leaves[4] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"};
     std::size_t total = 0;
@@ -82,7 +90,8 @@ class CFAdapter {
   CFAdapter& operator=(CFAdapter&&) noexcept = default;
 
   CFAdapter clone() const {
-    CFAdapter copy(C_, H_);
+    CFAdapter copy(C_, H_, V_);
+    copy.table_ = table_;
     p4lm::copy(copy.values_.view(), values_.view());
     for (std::size_t i = 0; i < params_.size(); ++i) copy.params_[i].trainable = params_[i].trainable;
     return copy;
@@ -90,6 +99,15 @@ class CFAdapter {
 
   std::size_t d_model() const noexcept { return C_; }
   std::size_t hidden() const noexcept { return H_; }
+  std::size_t vocabulary() const noexcept { return V_; }  // 0: free soft tokens
+
+  // Mixture output: the token-embedding table (V, C) the soft tokens mix (a view: it must outlive
+  // every forward and backward; bind the LM's own table, which then stays current as the LM trains).
+  void use_vocabulary(const View& table) {
+    if (V_ == 0) fail<InvalidArgument>("CFAdapter::use_vocabulary: this adapter outputs free soft tokens");
+    expect_shape("CFAdapter::use_vocabulary: table", table.shape(), Shape{V_, C_});
+    table_ = table;
+  }
 
   std::span<Parameter<T>> parameters() noexcept { return params_; }
   std::span<const Parameter<T>> parameters() const noexcept { return params_; }
@@ -101,8 +119,11 @@ class CFAdapter {
   // fc1 ~ N(0, 1/(Dim·input_std²)) (unit-variance pre-activations for inputs whose coordinates have
   // standard deviation input_std: measure it on the CF embeddings), fc2 ~ N(0,
   // out_std² / (0.425 H)) (E[gelu(z)²] ≈ 0.425 for z ~ N(0, 1)), so each soft-token coordinate starts
-  // with standard deviation ≈ out_std: pick the scale of the LM's token embeddings. Biases 0.
+  // with standard deviation ≈ out_std: pick the scale of the LM's token embeddings. Biases 0. With
+  // mixture output the logits start with standard deviation 1 whatever out_std: mixtures close to the
+  // mean embedding that still differ between users.
   void init_random(Rng& rng, double out_std = 0.02, double input_std = 1.0) {
+    if (V_) out_std = 1.0;
     for (auto& p : params_) {
       auto v = p.value.span();
       if (p.value.rank() == 1) {
@@ -118,6 +139,7 @@ class CFAdapter {
 
   // user, item (B, Dim) -> prefix (B, 2·Tokens, C). Caches what backward needs (a copy of the inputs).
   void forward(View prefix, const View& user, const View& item) {
+    require_vocabulary();
     if (user.rank() != 2)
       fail<ShapeError>("CFAdapter::forward: user: expected (B, ", Dim, "), got ", user.shape());
     const std::size_t B = user.dim(0);
@@ -140,6 +162,7 @@ class CFAdapter {
       fail<ShapeError>("CFAdapter::forward: ", users.size(), " users but ", items.size(), " items");
     const std::size_t B = users.size();
     expect_shape("CFAdapter::forward: prefix", prefix.shape(), Shape{B, prefix_length, C_});
+    require_vocabulary();
     layout(B);
     gather(cf, users, items, in_[0].view(), in_[1].view());
     for (int side = 0; side < 2; ++side) run_side(side);
@@ -173,11 +196,13 @@ class CFAdapter {
     expect_shape("CFAdapter::backward: dprefix", dprefix.shape(), Shape{B_, prefix_length, C_});
     const std::size_t O = Tokens * C_;
     for (int side = 0; side < 2; ++side) {
-      View dout = dout_[side].view();
+      View dsoft = (V_ ? dsoft_[side] : dout_[side]).view();
       for (std::size_t b = 0; b < B_; ++b) {
         const T* src = dprefix.data() + (b * prefix_length + side * Tokens) * C_;
-        std::copy(src, src + O, dout.data() + b * O);
+        std::copy(src, src + O, dsoft.data() + b * O);
       }
+      if (V_) mixture_backward(side);
+      const View dout = dout_[side].view();
       Parameter<T>* p = &params_[4 * side];  // fc1.weight, fc1.bias, fc2.weight, fc2.bias
       dg_[side].zero();
       ops::matmul_backward(dg_[side].view(), grad_if(p[2]), grad_if(p[3]), dout, g_[side].view(), p[2].value);
@@ -195,11 +220,19 @@ class CFAdapter {
  private:
   static View grad_if(const Parameter<T>& p) { return p.trainable ? p.grad : View{}; }
 
+  std::size_t fc2_width() const noexcept { return V_ ? V_ : C_; }
+
+  void require_vocabulary() const {
+    if (V_ && table_.data() == nullptr)
+      fail<InvalidArgument>(
+          "CFAdapter::forward: mixture output needs use_vocabulary(token embeddings) first");
+  }
+
   // Workspace for a batch of B (allocates only when B grows).
   void layout(std::size_t B) {
     B_ = B;
     forwarded_ = true;
-    const std::size_t O = Tokens * C_;
+    const std::size_t O = Tokens * fc2_width();
     for (int side = 0; side < 2; ++side) {
       in_[side].resize(Shape{B, std::size_t(Dim)});
       h_[side].resize(Shape{B, H_});
@@ -208,6 +241,44 @@ class CFAdapter {
       dout_[side].resize(Shape{B, O});
       dg_[side].resize(Shape{B, H_});
       dh_[side].resize(Shape{B, H_});
+      if (V_) {
+        soft_[side].resize(Shape{B * Tokens, C_});
+        dsoft_[side].resize(Shape{B, Tokens * C_});
+      }
+    }
+  }
+
+  // Mixture output: logits (B·Tokens rows of V) -> probabilities (kept for backward) -> soft tokens
+  // = probs · E.
+  void mixture_forward(int side) {
+    const std::size_t N = B_ * Tokens;
+    probs_[side].resize(Shape{N, V_});
+    const T* logits = out_[side].data();
+    T* probs = probs_[side].data();
+    for (std::size_t r = 0; r < N; ++r) {
+      const T* z = logits + r * V_;
+      T* p = probs + r * V_;
+      const T m = *std::max_element(z, z + V_);
+      T sum = 0;
+      for (std::size_t v = 0; v < V_; ++v) sum += (p[v] = std::exp(z[v] - m));
+      for (std::size_t v = 0; v < V_; ++v) p[v] /= sum;
+    }
+    ops::batched_matmul(soft_[side].view(), probs_[side].view(), table_);
+  }
+
+  // dsoft (B, Tokens·C) -> dlogits (B, Tokens·V) in dout_: dprobs = dsoft · Eᵀ, then the softmax
+  // Jacobian p ⊙ (dprobs − Σ p·dprobs).
+  void mixture_backward(int side) {
+    const std::size_t N = B_ * Tokens;
+    View dprobs = dout_[side].view().reshaped(Shape{N, V_});
+    ops::batched_matmul(dprobs, dsoft_[side].view().reshaped(Shape{N, C_}), table_, false, true);
+    const T* probs = probs_[side].data();
+    for (std::size_t r = 0; r < N; ++r) {
+      T* d = dprobs.data() + r * V_;
+      const T* p = probs + r * V_;
+      T dot = 0;
+      for (std::size_t v = 0; v < V_; ++v) dot += p[v] * d[v];
+      for (std::size_t v = 0; v < V_; ++v) d[v] = p[v] * (d[v] - dot);
     }
   }
 
@@ -216,6 +287,7 @@ class CFAdapter {
     ops::matmul_forward(h_[side].view(), in_[side].view(), p[0].value, p[1].value);
     ops::gelu_forward(g_[side].view(), h_[side].view());
     ops::matmul_forward(out_[side].view(), g_[side].view(), p[2].value, p[3].value);
+    if (V_) mixture_forward(side);
   }
 
   // (B, Tokens·C) per side -> prefix (B, 2·Tokens, C): user rows first, then item rows.
@@ -223,17 +295,19 @@ class CFAdapter {
     const std::size_t O = Tokens * C_;
     for (std::size_t b = 0; b < B_; ++b)
       for (int side = 0; side < 2; ++side) {
-        const T* src = out_[side].data() + b * O;
+        const T* src = (V_ ? soft_[side] : out_[side]).data() + b * O;
         std::copy(src, src + O, prefix.data() + (b * prefix_length + side * Tokens) * C_);
       }
   }
 
-  std::size_t C_, H_;
+  std::size_t C_, H_, V_;
+  View table_;  // mixture output: the (V, C) token embeddings
   CpuTensor<T> values_, grads_;
   std::vector<Parameter<T>> params_;
   std::size_t B_ = 0;
   bool forwarded_ = false;
   CpuTensor<T> in_[2], h_[2], g_[2], out_[2], dout_[2], dg_[2], dh_[2];
+  CpuTensor<T> probs_[2], soft_[2], dsoft_[2];  // mixture output only
 };
 
 }  // namespace p4lm

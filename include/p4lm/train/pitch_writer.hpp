@@ -133,12 +133,14 @@ class PitchWriter {
     const std::filesystem::path cf = cf_path.empty() ? std::filesystem::path(info.value("cf", "")) : cf_path;
     const int dim = w.conditioning_ == Conditioning::cf ? info.at("cf_dim").get<int>() : 32;
     const std::size_t hidden = info.value("adapter_hidden", std::size_t{0});
+    const bool mixture = info.value("adapter_output", std::string("vectors")) == "vocabulary_mixture";
     // Models written before the soft tokens moved after BOS have no "prefix" entry.
     const bool bos_first = info.value("prefix", std::string("soft_tokens")) == "bos_then_soft_tokens";
     auto build = [&](auto lm_tag, auto d) {
       using LM = typename decltype(lm_tag)::type;
       constexpr int Dim = decltype(d)::value;
-      auto impl = std::make_shared<Impl<LM, Dim>>(config, w.conditioning_ == Conditioning::cf, hidden);
+      auto impl =
+          std::make_shared<Impl<LM, Dim>>(config, w.conditioning_ == Conditioning::cf, hidden, mixture);
       if (impl->adapter && bos_first) impl->soft.emplace(w.codec_.bos);
       if (impl->adapter) {
         if (cf.empty())
@@ -193,8 +195,10 @@ class PitchWriter {
     Generator<LM> generator{lm};
     std::int32_t eos = 0;
 
-    Impl(const ModelConfig& config, bool with_adapter, std::size_t hidden) : lm(config) {
-      if (with_adapter) adapter.emplace(config.d_model, hidden);
+    Impl(const ModelConfig& config, bool with_adapter, std::size_t hidden, bool mixture) : lm(config) {
+      if (!with_adapter) return;
+      adapter.emplace(config.d_model, hidden, mixture ? config.vocab_size : 0);
+      if (mixture) adapter->use_vocabulary(lm.parameters()[0].value);  // the LM's token embeddings
     }
 
     std::vector<std::int32_t> generate(const PitchRequest& r, const std::vector<std::int32_t>& prompt,

@@ -171,6 +171,9 @@ struct WarmStartOptions {
   ScratchShape scratch{};
   Conditioning conditioning = Conditioning::cf;
   std::size_t adapter_hidden = 0;  // 0: max(Dim, d_model)
+  // Soft tokens as mixtures of the LM's token embeddings (CFAdapter's vocabulary output) instead of
+  // free vectors (the paper's adapters).
+  bool adapter_vocabulary_mixture = false;
   bool clean_only = true;
   std::size_t max_train = 0;  // training sequences (0: all)
   std::size_t max_test = 0;   // test sequences in the final evaluation (0: all)
@@ -246,7 +249,10 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
   if (with_cf) {
     cf = cf::load_embeddings<Dim>(o.cf);
     rows = CfRows(*cf);
-    adapter.emplace(lm.config().d_model, o.adapter_hidden);
+    adapter.emplace(lm.config().d_model, o.adapter_hidden,
+                    o.adapter_vocabulary_mixture ? lm.config().vocab_size : 0);
+    // Every architecture registers its token embedding (V, C) first (model/arch.hpp).
+    if (o.adapter_vocabulary_mixture) adapter->use_vocabulary(lm.parameters()[0].value);
     // Soft tokens start at the scale of the model's token embeddings; fc1 sees unit-variance inputs.
     const auto& wte = lm.parameters()[0].value;
     double sq = 0, in_sq = 0;
@@ -293,6 +299,7 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
       {"adapter_tokens", 1},
       {"prefix", with_cf && o.sft.soft_tokens_after_bos ? "bos_then_soft_tokens" : "soft_tokens"},
       {"adapter_hidden", adapter ? adapter->hidden() : 0},
+      {"adapter_output", adapter && adapter->vocabulary() ? "vocabulary_mixture" : "vectors"},
       {"tokenizer", o.tokenizer.string()},
       {"base", o.base},
       {"cf", with_cf ? std::filesystem::absolute(o.cf).string() : ""},

@@ -15,42 +15,21 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lm_train_args.hpp"
 #include "p4lm/backend/cpu/blas.hpp"
 #include "p4lm/model/causal_lm.hpp"
 #include "p4lm/nn/adamw.hpp"
 
 int main(int argc, char** argv) {
-  std::size_t B = 4, T = 64, steps = 5, warmup = 1, layers = 12, width = 768, vocab = 50257;
-  std::string arch = "gpt2";
-  bool json = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&] { return std::stoull(argv[++i]); };
-    if (a == "--batch")
-      B = next();
-    else if (a == "--seq")
-      T = next();
-    else if (a == "--steps")
-      steps = next();
-    else if (a == "--warmup")
-      warmup = next();
-    else if (a == "--layers")
-      layers = next();
-    else if (a == "--width")
-      width = next();
-    else if (a == "--vocab")
-      vocab = next();
-    else if (a == "--arch")
-      arch = argv[++i];
-    else if (a == "--json")
-      json = true;
-    else {
-      std::cerr << "usage: bench_lm_train [--batch 4] [--seq 64] [--steps 5] [--warmup 1] [--layers 12] "
-                   "[--width 768] "
-                   "[--vocab 50257] [--arch gpt2|llama] [--json]\n";
-      return 2;
-    }
-  }
+  LmTrainArgs args;
+  if (!args.parse(argc, argv,
+                  "usage: bench_lm_train [--batch 4] [--seq 64] [--steps 5] [--warmup 1] [--layers 12] "
+                  "[--width 768] [--vocab 50257] [--arch gpt2|llama] [--json]"))
+    return 2;
+  const std::size_t B = args.batch, T = args.seq, steps = args.steps, warmup = args.warmup,
+                    layers = args.layers, width = args.width, vocab = args.vocab;
+  const std::string arch = args.arch;
+  const bool json = args.json;
   p4lm::ModelConfig c{.arch = arch,
                       .vocab_size = vocab,
                       .d_model = width,

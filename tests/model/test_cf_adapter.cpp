@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <span>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -31,6 +32,30 @@ constexpr bool accepts = requires(p4lm::CFAdapter<AdapterDim>& a, const p4lm::cf
                                   std::span<const p4lm::cf::Index> ids) {
   a.forward(prefix, e, ids, ids);
 };
+
+// Backward of loss = Σ weights ⊙ prefix (so d loss / d prefix = weights) against finite differences,
+// for every parameter and both inputs. eps = 1e-5: the loss sums O(100) O(1) terms, so eps = 1e-6
+// would leave ~1e-9 of rounding in each difference.
+template <class Adapter, class Loss>
+void check_adapter_gradients(Adapter& adapter, Loss&& loss, CpuTensor<double>& user, CpuTensor<double>& item,
+                             const CpuTensor<double>& weights) {
+  loss();
+  adapter.zero_grad();
+  CpuTensor<double> duser(user.shape()), ditem(item.shape());
+  adapter.backward(weights, duser, ditem);
+  for (auto& p : adapter.parameters()) {
+    INFO(p.name);
+    const CpuTensor<double> analytic(p.grad);
+    const auto report = p4lm::check_gradient(loss, p.value, analytic, 1e-5);
+    INFO(report.str());
+    CHECK(report.max_relative_error < 1e-6);
+  }
+  for (auto [input, grad, what] : {std::tuple{&user, &duser, "user"}, std::tuple{&item, &ditem, "item"}}) {
+    const auto report = p4lm::check_gradient(loss, input->view(), *grad, 1e-5);
+    INFO(what << " input: " << report.str());
+    CHECK(report.max_relative_error < 1e-6);
+  }
+}
 
 }  // namespace
 
@@ -104,28 +129,7 @@ TEST_CASE("CFAdapter: finite-difference gradients (double)", "[model][cf_adapter
     for (std::size_t i = 0; i < prefix.numel(); ++i) s += weights.data()[i] * prefix.data()[i];
     return s;
   };
-  loss();
-  adapter.zero_grad();
-  CpuTensor<double> duser(Shape{B, 5}), ditem(Shape{B, 5});
-  adapter.backward(weights, duser, ditem);
-  // eps = 1e-5: the loss sums 48 O(1) terms, so eps = 1e-6 leaves ~1e-9 of rounding in each difference.
-  for (auto& p : adapter.parameters()) {
-    INFO(p.name);
-    const CpuTensor<double> analytic(p.grad);
-    const auto report = p4lm::check_gradient(loss, p.value, analytic, 1e-5);
-    INFO(report.str());
-    CHECK(report.max_relative_error < 1e-6);
-  }
-  {
-    const auto report = p4lm::check_gradient(loss, user.view(), duser, 1e-5);
-    INFO("user input: " << report.str());
-    CHECK(report.max_relative_error < 1e-6);
-  }
-  {
-    const auto report = p4lm::check_gradient(loss, item.view(), ditem, 1e-5);
-    INFO("item input: " << report.str());
-    CHECK(report.max_relative_error < 1e-6);
-  }
+  check_adapter_gradients(adapter, loss, user, item, weights);
   // Backward accumulates: a second call doubles every gradient.
   const CpuTensor<double> once(adapter.parameters()[2].grad);
   loss();
@@ -217,19 +221,7 @@ TEST_CASE("CFAdapter: vocabulary-mixture output, finite-difference gradients (do
       CHECK(prefix.data()[r * C + c] >= lo);
       CHECK(prefix.data()[r * C + c] <= hi);
     }
-  adapter.zero_grad();
-  CpuTensor<double> duser(Shape{B, 5}), ditem(Shape{B, 5});
-  adapter.backward(weights, duser, ditem);
-  for (auto& p : adapter.parameters()) {
-    INFO(p.name);
-    const CpuTensor<double> analytic(p.grad);
-    const auto report = p4lm::check_gradient(loss, p.value, analytic, 1e-5);
-    INFO(report.str());
-    CHECK(report.max_relative_error < 1e-6);
-  }
-  const auto report = p4lm::check_gradient(loss, user.view(), duser, 1e-5);
-  INFO("user input: " << report.str());
-  CHECK(report.max_relative_error < 1e-6);
+  check_adapter_gradients(adapter, loss, user, item, weights);
   // The table is read, not trained, through the adapter: clone keeps reading the same table.
   const auto copy = adapter.clone();
   CHECK(copy.vocabulary() == V);

@@ -47,8 +47,13 @@ inline constexpr std::size_t block = 8;
 // order either way, so both give bit-identical results. Sequential is for the first row of x, which
 // pulls the block from memory: on the development VM (AMD EPYC, AVX2) J interleaved streams read DRAM
 // ~1.3-1.5x slower than one; the other rows of x find the block in L1 and use the interleaved loop.
+//
+// `prefetch` (Sequential only, may be null): the next block of w, J rows of k; row j of it is requested
+// (prefetcht0, one per cache line) before row j of this block is summed, so the next block is on its
+// way while this one is read. Prefetches change no arithmetic.
 template <std::size_t J, class T, bool Sequential = false>
-inline void skinny_row(const T* x, const T* w, std::size_t k, T* out, const T* bias) {
+inline void skinny_row(const T* x, const T* w, std::size_t k, T* out, const T* bias,
+                       const T* prefetch = nullptr) {
   using Batch = xsimd::batch<T>;
   constexpr std::size_t L = Batch::size;
   Batch acc[J];
@@ -57,6 +62,8 @@ inline void skinny_row(const T* x, const T* w, std::size_t k, T* out, const T* b
     for (std::size_t j = 0; j < J; ++j) {
       Batch a(T(0));
       const T* wj = w + j * k;
+      if (prefetch)
+        for (std::size_t p = 0; p < k; p += 64 / sizeof(T)) __builtin_prefetch(prefetch + j * k + p, 0, 3);
       for (std::size_t p = 0; p < kv; p += L)
         a = xsimd::fma(Batch::load_unaligned(x + p), Batch::load_unaligned(wj + p), a);
       acc[j] = a;
@@ -87,16 +94,19 @@ inline void skinny_row(const T* x, const T* w, std::size_t k, T* out, const T* b
 template <class T>
 void skinny_blocks(const T* x, std::size_t n, std::size_t ldx, std::size_t k, const SkinnyProduct<T>& p,
                    std::size_t b0, std::size_t b1) {
+  const std::size_t full = p.m / block;  // blocks with all `block` rows
   for (std::size_t bi = b0; bi < b1; ++bi) {
     const std::size_t j0 = bi * block, rows = std::min(block, p.m - j0);
     const T* w = p.w + j0 * k;
+    // The next full block of this thread's range, prefetched while the first row of x reads this one.
+    const T* next = bi + 1 < b1 && bi + 1 < full ? w + block * k : nullptr;
     const T* bias = p.bias ? p.bias + j0 : nullptr;
     for (std::size_t r = 0; r < n; ++r) {
       const T* xr = x + r * ldx;
       T* o = p.out + r * p.ldo + j0;
       if (rows == block) {
         if (r == 0)
-          skinny_row<block, T, true>(xr, w, k, o, bias);  // streams the block from memory
+          skinny_row<block, T, true>(xr, w, k, o, bias, next);  // streams the block from memory
         else
           skinny_row<block>(xr, w, k, o, bias);  // the block is in L1 now
       } else {

@@ -39,6 +39,7 @@
 #include "p4lm/core/rng.hpp"
 #include "p4lm/core/tensor.hpp"
 #include "p4lm/nn/parameter.hpp"
+#include "p4lm/ops/detail/row_softmax.hpp"
 #include "p4lm/ops/gelu.hpp"
 #include "p4lm/ops/matmul.hpp"
 
@@ -242,6 +243,7 @@ class CFAdapter {
       dg_[side].resize(Shape{B, H_});
       dh_[side].resize(Shape{B, H_});
       if (V_) {
+        probs_[side].resize(Shape{B * Tokens, V_});
         soft_[side].resize(Shape{B * Tokens, C_});
         dsoft_[side].resize(Shape{B, Tokens * C_});
       }
@@ -251,17 +253,13 @@ class CFAdapter {
   // Mixture output: logits (B·Tokens rows of V) -> probabilities (kept for backward) -> soft tokens
   // = probs · E.
   void mixture_forward(int side) {
-    const std::size_t N = B_ * Tokens;
-    probs_[side].resize(Shape{N, V_});
     const T* logits = out_[side].data();
     T* probs = probs_[side].data();
-    for (std::size_t r = 0; r < N; ++r) {
+    for (std::size_t r = 0; r < B_ * Tokens; ++r) {  // the losses' row kernels
       const T* z = logits + r * V_;
       T* p = probs + r * V_;
-      const T m = *std::max_element(z, z + V_);
-      T sum = 0;
-      for (std::size_t v = 0; v < V_; ++v) sum += (p[v] = std::exp(z[v] - m));
-      for (std::size_t v = 0; v < V_; ++v) p[v] /= sum;
+      const T inv = T(1) / ops::detail::row_sum_exp(z, V_, ops::detail::row_max(z, V_), p);
+      for (std::size_t v = 0; v < V_; ++v) p[v] *= inv;
     }
     ops::batched_matmul(soft_[side].view(), probs_[side].view(), table_);
   }

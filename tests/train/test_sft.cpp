@@ -297,6 +297,7 @@ TEST_CASE("sft: a killed run resumes bit-identically from its checkpoint", "[tra
   p4lm::train::SftOptions o{.batch_size = 4,
                             .stage1_steps = 6,
                             .stage2_steps = 6,
+                            .stage2_adapter_lr = 4e-3,  // the adapters' own rate must survive a resume
                             .warmup_steps = 2,
                             .eval_every = 0,
                             .checkpoint_every = 4,

@@ -26,6 +26,7 @@ struct SftConfig {
   Param<long> stage2_steps{450, "stage 2 steps: everything"};
   Param<double> stage1_lr{3e-3, "peak learning rate of stage 1"};
   Param<double> stage2_lr{2e-3, "peak learning rate of stage 2"};
+  Param<double> stage2_adapter_lr{0.0, "peak learning rate of the CF adapters in stage 2 (0: --stage2-lr)"};
   Param<long> warmup_steps{20, "linear warmup steps per stage (then cosine to 10% of the peak)"};
   Param<double> weight_decay{0.0, "AdamW weight decay on matrices"};
   Param<double> max_grad_norm{1.0, "global gradient-norm clip"};
@@ -85,6 +86,8 @@ inline train::WarmStartOptions warm_start_options(const SftConfig& c) {
   o.sft.stage1_lr = *c.stage1_lr;
   o.sft.soft_tokens_after_bos = *c.soft_tokens_after_bos;
   o.sft.stage2_lr = *c.stage2_lr;
+  if (*c.stage2_adapter_lr < 0) fail<UsageError>("--stage2-adapter-lr must be >= 0");
+  o.sft.stage2_adapter_lr = *c.stage2_adapter_lr;
   o.sft.warmup_steps = pos(*c.warmup_steps, "warmup-steps");
   o.sft.weight_decay = *c.weight_decay;
   o.sft.max_grad_norm = *c.max_grad_norm;
@@ -101,7 +104,7 @@ inline train::WarmStartOptions warm_start_options(const SftConfig& c) {
 }  // namespace p4lm::cli
 
 BOOST_HANA_ADAPT_STRUCT(p4lm::cli::SftConfig, data, cf, out, conditioning, base, tokenizer, batch_size,
-                        stage1_steps, stage2_steps, stage1_lr, stage2_lr, warmup_steps, weight_decay,
-                        max_grad_norm, eval_every, eval_examples, max_train, max_test, checkpoint_every,
-                        max_prompt_tokens, max_pitch_tokens, adapter_hidden, adapter_output,
+                        stage1_steps, stage2_steps, stage1_lr, stage2_lr, stage2_adapter_lr, warmup_steps,
+                        weight_decay, max_grad_norm, eval_every, eval_examples, max_train, max_test,
+                        checkpoint_every, max_prompt_tokens, max_pitch_tokens, adapter_hidden, adapter_output,
                         soft_tokens_after_bos, clean_only, seed, stop_after, resume, progress);

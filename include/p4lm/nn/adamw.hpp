@@ -5,6 +5,7 @@
 // they save and load by parameter name (model/checkpoint.hpp).
 //
 //   p4lm::AdamW opt(model.parameters(), {.lr = 3e-4, .weight_decay = 0.1});
+//   opt.scale_lr("adapter.*", 5.0);        // parameter groups: these take 5x the step's learning rate
 //   double norm = opt.step(model.parameters(), schedule.lr(step));   // returns the pre-clip norm
 
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "p4lm/core/tensor.hpp"
@@ -39,6 +41,7 @@ class AdamW {
     for (const auto& p : params) {
       names_.push_back(p.name);
       offsets_.push_back(total);
+      lr_scale_.push_back(1.0);
       total += p.value.numel();
     }
     m_ = CpuTensor<T>(Shape{total});
@@ -47,6 +50,20 @@ class AdamW {
 
   const AdamWOptions& options() const noexcept { return options_; }
   AdamWOptions& options() noexcept { return options_; }
+  // Parameter groups: the parameters whose names match `glob` (nn/parameter.hpp's glob_match) are
+  // updated with factor × the step's learning rate from now on. Returns how many matched. The factors
+  // are configuration, not state: checkpoints do not hold them, a resumed run sets them again.
+  std::size_t scale_lr(std::string_view glob, double factor) {
+    if (!(factor > 0) || !std::isfinite(factor))
+      fail<InvalidArgument>("AdamW::scale_lr: factor for '", glob, "' must be positive and finite, got ",
+                            factor);
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < names_.size(); ++i)
+      if (glob_match(glob, names_[i])) lr_scale_[i] = factor, ++n;
+    return n;
+  }
+  double lr_scale(std::size_t i) const { return lr_scale_.at(i); }
+
   // Number of updates done so far (AdamW's t after the last step).
   std::int64_t steps() const noexcept { return t_; }
   void set_steps(std::int64_t t) noexcept { t_ = t; }
@@ -67,7 +84,7 @@ class AdamW {
     for (std::size_t i = 0; i < params.size(); ++i) {
       auto& p = params[i];
       if (!p.trainable) continue;
-      ops::AdamWConfig c{lr, options_.beta1, options_.beta2, options_.eps,
+      ops::AdamWConfig c{lr * lr_scale_[i], options_.beta1, options_.beta2, options_.eps,
                          p.decay ? options_.weight_decay : 0.0};
       ops::adamw_update(p.value, p.grad, m(i, p.value.shape()), v(i, p.value.shape()), t_, c);
     }
@@ -93,6 +110,7 @@ class AdamW {
   AdamWOptions options_{};
   std::vector<std::string> names_;
   std::vector<std::size_t> offsets_;
+  std::vector<double> lr_scale_;
   CpuTensor<T> m_, v_;
   std::vector<TensorView<backend::cpu, T>> grads_;
   std::int64_t t_ = 0;

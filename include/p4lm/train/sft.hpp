@@ -54,6 +54,7 @@ struct SftOptions {
   std::size_t stage2_steps = 400;  // everything
   double stage1_lr = 3e-3;
   double stage2_lr = 1e-3;
+  double stage2_adapter_lr = 0;   // peak learning rate of the adapters in stage 2 (0: stage2_lr)
   double min_lr_ratio = 0.1;      // cosine decays to this fraction of the peak
   std::size_t warmup_steps = 20;  // per stage (capped at a tenth of the stage)
   double weight_decay = 0.0;
@@ -209,6 +210,7 @@ class SftTrainer {
     pos_.step = sft.at("step");
     begin_stage(pos_.stage(o_));
     load_checkpoint_into(model_, checkpoint_path(), &opt_);
+    set_param_groups(pos_.stage(o_));  // the loaded optimizer holds state, not configuration
     model_.sync_to_modules();
     return true;
   }
@@ -349,6 +351,7 @@ class SftTrainer {
                     AdamWOptions{.lr = stage == 1 ? o_.stage1_lr : o_.stage2_lr,
                                  .weight_decay = o_.weight_decay,
                                  .max_grad_norm = o_.max_grad_norm});
+    set_param_groups(stage);
     const std::size_t steps = stage == 1 ? o_.stage1_steps : o_.stage2_steps;
     const double peak = stage == 1 ? o_.stage1_lr : o_.stage2_lr;
     schedule_ = WarmupCosine{.peak_lr = peak,
@@ -356,6 +359,13 @@ class SftTrainer {
                              .total_steps = steps,
                              .min_lr = peak * o_.min_lr_ratio};
     stage_ready_ = stage;
+  }
+
+  // Stage 2 may step the adapters at their own learning rate: the LM is pretrained and wants a gentle
+  // rate, the adapters are young and learn too slowly at it (docs/results.md, "adapter learning rate").
+  void set_param_groups(int stage) {
+    if (stage == 2 && model_.adapter() && o_.stage2_adapter_lr > 0)
+      opt_.scale_lr("adapter.*", o_.stage2_adapter_lr / o_.stage2_lr);
   }
 
   // Sequence index of flat data position k: epoch k / N reads a Fisher-Yates permutation drawn from

@@ -364,3 +364,42 @@ TEST_CASE("sft: a tiny run lowers held-out loss and uses the user embedding", "[
   CHECK(real.link_loss < other.link_loss - 0.5);
   CHECK(std::abs(real.other_loss - other.other_loss) < other.link_loss - real.link_loss);
 }
+
+TEST_CASE("sft: the link-weighted objective is the weighted mean of the pitch tokens' losses",
+          "[train][sft]") {
+  using LM = p4lm::CausalLM<p4lm::backend::cpu, p4lm::arch::Llama, p4lm::attention::Causal, double>;
+  using Adapter = p4lm::CFAdapter<kDim, 1, double>;
+  auto train = [](double link_weight, std::size_t link_end) {
+    LM lm(tiny_config("llama"));
+    init_model(lm, 21);
+    Adapter adapter(lm.config().d_model);
+    p4lm::Rng rng(22);
+    adapter.init_random(rng, 0.2);
+    auto data = make_synthetic(23);
+    for (auto& q : data.train) q.link_begin = q.prompt_len, q.link_end = link_end;
+    p4lm::train::SftOptions o{.batch_size = 4,
+                              .stage1_steps = 2,
+                              .stage2_steps = 3,
+                              .stage1_lr = 1e-2,
+                              .stage2_lr = 1e-2,
+                              .link_weight = link_weight,
+                              .eval_every = 0,
+                              .progress = false};
+    p4lm::train::SftTrainer<LM, Adapter> trainer(lm, &adapter, &data.cf, data.train, data.held_out, o);
+    trainer.fit();
+    return snapshot<LM, Adapter>(lm, &adapter);
+  };
+  // Every pitch token in the link: a uniform weight is the plain mean, through the log-prob path.
+  const auto plain = train(1.0, 8), uniform = train(3.0, 8);
+  REQUIRE(plain.size() == uniform.size());
+  double max_diff = 0;
+  for (std::size_t i = 0; i < plain.size(); ++i)
+    max_diff = std::max(max_diff, std::abs(plain[i] - uniform[i]));
+  CHECK(max_diff < 1e-12);
+  // Only the two favourites in the link: the weight changes the objective and the trained model.
+  const auto weighted = train(3.0, 5);
+  double moved = 0;
+  for (std::size_t i = 0; i < plain.size(); ++i) moved = std::max(moved, std::abs(plain[i] - weighted[i]));
+  CHECK(moved > 1e-4);
+  CHECK_THROWS_AS(train(-1.0, 5), p4lm::InvalidArgument);
+}

@@ -59,6 +59,9 @@ struct SftOptions {
   std::size_t warmup_steps = 20;  // per stage (capped at a tenth of the stage)
   double weight_decay = 0.0;
   double max_grad_norm = 1.0;
+  // Weight of the link sentence's tokens (SftSequence::link_begin/end) in the training loss, which
+  // is then the weighted mean over pitch tokens; 1 is the plain mean. Evaluation is never weighted.
+  double link_weight = 1.0;
   std::size_t eval_every = 100;   // 0: only at the end of each stage
   std::size_t eval_examples = 0;  // first k held-out sequences per evaluation (0: all)
   std::size_t log_every = 10;
@@ -155,6 +158,8 @@ class SftTrainer {
     if (!adapter) o_.stage1_steps = 0;  // nothing to warm up without adapters
     if (train_.empty()) fail<InvalidArgument>("SftTrainer: no training sequences");
     if (o_.batch_size == 0) fail<InvalidArgument>("SftTrainer: batch_size must be > 0");
+    if (!(o_.link_weight >= 0) || !std::isfinite(o_.link_weight))
+      fail<InvalidArgument>("SftTrainer: link_weight must be finite and >= 0, got ", o_.link_weight);
     if (adapter && adapter->d_model() != lm.config().d_model)
       fail<InvalidArgument>("SftTrainer: adapter width ", adapter->d_model(), " != model width ",
                             lm.config().d_model);
@@ -270,6 +275,12 @@ class SftTrainer {
     return last_eval;
   }
 
+  // Whether batch position `pos` predicts a token of the sequence's link sentence.
+  bool predicts_link(const SftSequence& q, std::size_t pos) const {
+    const std::size_t predicted = pos - prefix_len() + 1 + (bos_in_prefix() ? 1 : 0);  // index in q.ids
+    return predicted >= q.link_begin && predicted < q.link_end;
+  }
+
   // Mean cross-entropy per pitch token over `seqs` (the model's current parameters), overall and
   // split into the link sentence (where the pitch depends on the user) and the rest. With
   // shuffle_users, each sequence gets the CF embedding of a random OTHER user (seeded): the control
@@ -304,9 +315,7 @@ class SftTrainer {
       for (std::size_t b = 0; b < ptrs.size(); ++b)
         for (std::size_t pos = P; pos < S; ++pos) {
           if (batch_.targets.data()[b * S + pos] == ops::ignore_index_default) continue;
-          // Index in the sequence's ids of the token this position predicts.
-          const std::size_t predicted = pos - P + 1 + (bos_in_prefix() ? 1 : 0);
-          const bool link = predicted >= ptrs[b]->link_begin && predicted < ptrs[b]->link_end;
+          const bool link = predicts_link(*ptrs[b], pos);
           sum[link] -= static_cast<double>(logprobs_.data()[b * S + pos]);
           ++count[link];
         }
@@ -410,8 +419,9 @@ class SftTrainer {
       ptrs_[b] = &train_[example_at(pos_.step * o_.batch_size + b)];
     batch_.build(ptrs_, prefix_len(), bos_in_prefix());
     model_.zero_grad();
-    const T loss = forward_batch();
-    model_.lm().backward();
+    const double loss =
+        o_.link_weight == 1.0 ? static_cast<double>(forward_batch()) : weighted_forward_backward();
+    if (o_.link_weight == 1.0) model_.lm().backward();
     if (Adapter* adapter = model_.adapter()) {
       if (soft_)
         soft_->backward(model_.lm(), *adapter, model_.lm().prefix_grad());
@@ -422,7 +432,32 @@ class SftTrainer {
     const std::size_t in_stage = stage == 1 ? pos_.step : pos_.step - o_.stage1_steps;
     const double lr = schedule_.lr(in_stage);
     const double norm = opt_.step(model_.parameters(), lr);
-    return {static_cast<double>(loss), norm, lr};
+    return {loss, norm, lr};
+  }
+
+  // The link-weighted objective through the log-prob path: d loss / d log p = -w / sum(w). Returns
+  // the unweighted mean cross-entropy, so that the training curve stays comparable across weights.
+  double weighted_forward_backward() {
+    const std::size_t S = batch_.targets.dim(1);
+    logprobs_.resize(Shape{ptrs_.size(), S});
+    dlogprobs_.resize(Shape{ptrs_.size(), S});
+    forward_logprobs_batch(logprobs_.view());
+    double weight_sum = 0, nll = 0;
+    std::size_t count = 0;
+    for (std::size_t b = 0; b < ptrs_.size(); ++b)
+      for (std::size_t pos = 0; pos < S; ++pos) {
+        const std::size_t k = b * S + pos;
+        dlogprobs_.data()[k] = T(0);
+        if (batch_.targets.data()[k] == ops::ignore_index_default) continue;
+        const double w = predicts_link(*ptrs_[b], pos) ? o_.link_weight : 1.0;
+        dlogprobs_.data()[k] = static_cast<T>(w);
+        weight_sum += w, nll -= static_cast<double>(logprobs_.data()[k]), ++count;
+      }
+    if (weight_sum > 0)
+      for (std::size_t k = 0; k < dlogprobs_.numel(); ++k)
+        dlogprobs_.data()[k] = static_cast<T>(-static_cast<double>(dlogprobs_.data()[k]) / weight_sum);
+    model_.lm().backward_logprobs(dlogprobs_.view());
+    return count ? nll / static_cast<double>(count) : 0.0;
   }
 
   void save_training_checkpoint() {
@@ -450,7 +485,7 @@ class SftTrainer {
   AdamW<T> opt_;
   WarmupCosine schedule_;
   SftBatch batch_;
-  CpuTensor<T> prefix_, logprobs_;
+  CpuTensor<T> prefix_, logprobs_, dlogprobs_;
   std::vector<const SftSequence*> ptrs_;
   std::vector<std::size_t> perm_;
   std::size_t perm_epoch_ = static_cast<std::size_t>(-1);

@@ -369,7 +369,7 @@ TEST_CASE("sft: the link-weighted objective is the weighted mean of the pitch to
           "[train][sft]") {
   using LM = p4lm::CausalLM<p4lm::backend::cpu, p4lm::arch::Llama, p4lm::attention::Causal, double>;
   using Adapter = p4lm::CFAdapter<kDim, 1, double>;
-  auto train = [](double link_weight, std::size_t link_end) {
+  auto train = [](double link_weight, std::size_t link_end, std::size_t link_weight_steps = 0) {
     LM lm(tiny_config("llama"));
     init_model(lm, 21);
     Adapter adapter(lm.config().d_model);
@@ -383,6 +383,7 @@ TEST_CASE("sft: the link-weighted objective is the weighted mean of the pitch to
                               .stage1_lr = 1e-2,
                               .stage2_lr = 1e-2,
                               .link_weight = link_weight,
+                              .link_weight_steps = link_weight_steps,
                               .eval_every = 0,
                               .progress = false};
     p4lm::train::SftTrainer<LM, Adapter> trainer(lm, &adapter, &data.cf, data.train, data.held_out, o);
@@ -401,5 +402,10 @@ TEST_CASE("sft: the link-weighted objective is the weighted mean of the pitch to
   double moved = 0;
   for (std::size_t i = 0; i < plain.size(); ++i) moved = std::max(moved, std::abs(plain[i] - weighted[i]));
   CHECK(moved > 1e-4);
+  // link_weight_steps: the weight lasts that many global steps, then the plain mean takes over.
+  CHECK(train(3.0, 5, 5) == weighted);  // 5 steps = the whole run
+  const auto first_two = train(3.0, 5, 2);
+  CHECK(first_two != weighted);
+  CHECK(first_two != plain);
   CHECK_THROWS_AS(train(-1.0, 5), p4lm::InvalidArgument);
 }

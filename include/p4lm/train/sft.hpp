@@ -62,8 +62,9 @@ struct SftOptions {
   // Weight of the link sentence's tokens (SftSequence::link_begin/end) in the training loss, which
   // is then the weighted mean over pitch tokens; 1 is the plain mean. Evaluation is never weighted.
   double link_weight = 1.0;
-  std::size_t eval_every = 100;   // 0: only at the end of each stage
-  std::size_t eval_examples = 0;  // first k held-out sequences per evaluation (0: all)
+  std::size_t link_weight_steps = 0;  // global steps the link weight lasts, then 1 (0: the whole run)
+  std::size_t eval_every = 100;       // 0: only at the end of each stage
+  std::size_t eval_examples = 0;      // first k held-out sequences per evaluation (0: all)
   std::size_t log_every = 10;
   std::size_t checkpoint_every = 100;  // 0: no checkpoints
   std::uint64_t seed = 1;
@@ -419,9 +420,9 @@ class SftTrainer {
       ptrs_[b] = &train_[example_at(pos_.step * o_.batch_size + b)];
     batch_.build(ptrs_, prefix_len(), bos_in_prefix());
     model_.zero_grad();
-    const double loss =
-        o_.link_weight == 1.0 ? static_cast<double>(forward_batch()) : weighted_forward_backward();
-    if (o_.link_weight == 1.0) model_.lm().backward();
+    const double w = link_weight_now();
+    const double loss = w == 1.0 ? static_cast<double>(forward_batch()) : weighted_forward_backward(w);
+    if (w == 1.0) model_.lm().backward();
     if (Adapter* adapter = model_.adapter()) {
       if (soft_)
         soft_->backward(model_.lm(), *adapter, model_.lm().prefix_grad());
@@ -437,7 +438,11 @@ class SftTrainer {
 
   // The link-weighted objective through the log-prob path: d loss / d log p = -w / sum(w). Returns
   // the unweighted mean cross-entropy, so that the training curve stays comparable across weights.
-  double weighted_forward_backward() {
+  double link_weight_now() const {
+    return o_.link_weight_steps == 0 || pos_.step < o_.link_weight_steps ? o_.link_weight : 1.0;
+  }
+
+  double weighted_forward_backward(double link_weight) {
     const std::size_t S = batch_.targets.dim(1);
     logprobs_.resize(Shape{ptrs_.size(), S});
     dlogprobs_.resize(Shape{ptrs_.size(), S});
@@ -449,7 +454,7 @@ class SftTrainer {
         const std::size_t k = b * S + pos;
         dlogprobs_.data()[k] = T(0);
         if (batch_.targets.data()[k] == ops::ignore_index_default) continue;
-        const double w = predicts_link(*ptrs_[b], pos) ? o_.link_weight : 1.0;
+        const double w = predicts_link(*ptrs_[b], pos) ? link_weight : 1.0;
         dlogprobs_.data()[k] = static_cast<T>(w);
         weight_sum += w, nll -= static_cast<double>(logprobs_.data()[k]), ++count;
       }

@@ -96,3 +96,52 @@ TEST_CASE("build_profiles: only the training ratings shape a profile", "[data][p
   for (std::size_t u = 0; u < n; ++u) differ += all[u].text != profiles[u].text;
   CHECK(differ > 0);
 }
+
+TEST_CASE("set_cf_genre_taste: genres where the user's factor leans more than other users'",
+          "[data][profile]") {
+  const auto catalog = tiny_catalog();  // 0, 1 Drama; 2 Horror; 3 Comedy
+  p4lm::cf::Ratings r;
+  r.n_users = 4;
+  r.n_items = 4;
+  for (Index i = 0; i < 4; ++i) r.add(0, i, 4.0f);  // every movie has training ratings
+  r.add(1, 2, 5.0f);
+  r.add(3, 0, 5.0f);
+  p4lm::cf::IdMap users, items;
+  for (std::int64_t id : {7, 9, 11, 13}) users.insert(id);
+  for (std::int64_t id : {100, 101, 102, 103}) items.insert(id);
+  ProfileOptions o;
+  o.min_count = 1;
+  auto profiles = build_profiles(r, catalog, users, o);
+  const auto from_ratings = profiles[3];
+  // Item factors: Drama (1, 0), Horror (0, 1), Comedy (0, 0). Users 7 (1, 0), 9 (0, 1), 11 (-1, -1);
+  // user 13 has no CF row.
+  p4lm::cf::Embeddings<2> e(3, 4);
+  e.user_ids = {7, 9, 11};
+  e.item_ids = {100, 101, 102, 103};
+  const float user_factors[] = {1, 0, 0, 1, -1, -1}, item_factors[] = {1, 0, 1, 0, 0, 1, 0, 0};
+  std::copy(std::begin(user_factors), std::end(user_factors), e.users.data());
+  std::copy(std::begin(item_factors), std::end(item_factors), e.items.data());
+  o.cf_min_movies = 1;
+  set_cf_genre_taste(profiles, e, r, catalog, items, o);
+  auto names = [](const std::vector<Affinity>& a) {
+    std::vector<std::string> out;
+    for (const auto& x : a) out.push_back(x.name);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  // Taste t = u . (genre mean - all mean), all mean (0.5, 0.25); Drama across users (0.5, -0.25, -0.25)
+  // standardises to (sqrt 2, -1/sqrt 2, -1/sqrt 2).
+  REQUIRE(profiles[0].liked_genres.size() == 1);
+  CHECK(profiles[0].liked_genres[0].name == "Drama");
+  CHECK(profiles[0].liked_genres[0].score == Approx(std::sqrt(2.0)));
+  CHECK(profiles[0].liked_genres[0].count == 2);  // user 7 rated both Drama movies in training
+  CHECK(names(profiles[0].disliked_genres) == std::vector<std::string>{"Comedy", "Horror"});
+  CHECK(names(profiles[1].liked_genres) == std::vector<std::string>{"Horror"});
+  CHECK(names(profiles[1].disliked_genres) == std::vector<std::string>{"Drama"});  // Comedy: -0.46
+  CHECK(names(profiles[2].liked_genres) == std::vector<std::string>{"Comedy"});
+  CHECK(profiles[0].text.starts_with("Loves Drama; "));
+  CHECK(profiles[3].text == from_ratings.text);  // no CF row: the rating-based profile stays
+  o.cf_min_movies = 3;                           // no genre has 3 movies
+  set_cf_genre_taste(profiles, e, r, catalog, items, o);
+  CHECK(profiles[0].liked_genres.empty());
+}

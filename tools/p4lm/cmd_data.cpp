@@ -45,6 +45,9 @@ struct DataBuildConfig {
   Param<double> test_fraction{0.2, "holdout: fraction of each user's ratings held out (as p4lm cf train)"};
   Param<int> test_k{5, "temporal: ratings per user held out"};
   Param<std::int64_t> split_seed{1, "seed of the rating split (as p4lm cf train --seed)"};
+  Param<std::string> genre_taste{"ratings",
+                                 "profiles' liked and disliked genres from ratings (rating averages) or cf "
+                                 "(the CF model's view; needs --cf)"};
   Param<bool> progress{true, "show progress on stderr"};
 };
 
@@ -53,7 +56,8 @@ struct DataBuildConfig {
 
 BOOST_HANA_ADAPT_STRUCT(p4lm::cli::DataBuildConfig, data, overviews, out, cf, seed, pitches_per_user,
                         defect_rate, defect_weights, val_users, test_users, positive_threshold,
-                        positive_share, require_overview, split, test_fraction, test_k, split_seed, progress);
+                        positive_share, require_overview, split, test_fraction, test_k, split_seed,
+                        genre_taste, progress);
 
 namespace p4lm::cli {
 namespace {
@@ -70,6 +74,9 @@ int run_build(std::span<const std::string> args) {
   if (c.defect_weights->size() != 4) fail<UsageError>("--defect-weights: expected 4 numbers");
   if (!(*c.defect_rate >= 0 && *c.defect_rate <= 1)) fail<UsageError>("--defect-rate must be in [0, 1]");
   if (*c.pitches_per_user < 0) fail<UsageError>("--pitches-per-user must be >= 0");
+  if (*c.genre_taste != "ratings" && *c.genre_taste != "cf")
+    fail<UsageError>("--genre-taste: expected ratings or cf, got '", *c.genre_taste, "'");
+  if (*c.genre_taste == "cf" && c.cf->empty()) fail<UsageError>("--genre-taste cf needs --cf");
 
   // The CF model's recorded split settings win, so profiles see exactly its training ratings.
   std::optional<int> cf_dim;
@@ -103,7 +110,13 @@ int run_build(std::span<const std::string> args) {
     fail<UsageError>("--split ", *c.split, ": expected holdout or temporal");
 
   const auto catalog = data::build_catalog(ml);
-  const auto profiles = data::build_profiles(split.train, catalog, ml.users);
+  auto profiles = data::build_profiles(split.train, catalog, ml.users);
+  if (*c.genre_taste == "cf") {
+    with_cf_dim(*cf_dim, [&](auto d) {
+      data::set_cf_genre_taste(profiles, cf::load_embeddings<decltype(d)::value>(*c.cf), split.train, catalog,
+                               ml.items);
+    });
+  }
   std::optional<data::ItemTargets> targets;
   if (cf_dim)
     with_cf_dim(*cf_dim, [&](auto d) {

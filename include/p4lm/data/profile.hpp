@@ -14,13 +14,16 @@
 // min_count movies.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "p4lm/cf/embeddings.hpp"
 #include "p4lm/cf/ratings.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/data/catalog.hpp"
@@ -49,6 +52,10 @@ struct ProfileOptions {
   int min_count = 2;             // movies a genre/tag needs before it can be liked or disliked
   std::size_t max_genres = 3, max_tags = 3, max_favourites = 3;
   std::size_t tags_per_movie = 5;  // a movie's top tags that count towards tag affinity
+  // CF genre taste (set_cf_genre_taste): liked above this many standard deviations across users,
+  // disliked below minus it; a genre needs cf_min_movies movies with training ratings.
+  double cf_taste_threshold = 0.5;
+  std::size_t cf_min_movies = 10;
 };
 
 namespace detail {
@@ -179,6 +186,109 @@ inline std::vector<UserProfile> build_profiles(const cf::Ratings& train, const C
     p.text = render_profile(p, catalog);
   }
   return profiles;
+}
+
+// Genre taste as a CF model sees it, in place of the rating averages above (`p4lm data build
+// --genre-taste cf`): the user's factor against the genre's mean direction in item space,
+//   t(u, g) = users[u] . (mean of items[i] over g's movies - mean of items[i] over all movies),
+// over the movies with training ratings, then standardised per genre across users, so that "loves
+// Horror" reads "leans to Horror more than most users". It is what a user embedding can carry: the
+// ALS factors say little about rating-average taste (docs/results.md, third pass). Liked: the
+// max_genres highest with t >= cf_taste_threshold; disliked: the lowest with t <= -threshold; an
+// Affinity's score is t and its count the user's training ratings in the genre. Users without a CF
+// row keep their profile. Rewrites each profile's text.
+template <int Dim>
+void set_cf_genre_taste(std::vector<UserProfile>& profiles, const cf::Embeddings<Dim>& e,
+                        const cf::Ratings& train, const Catalog& catalog, const cf::IdMap& items,
+                        const ProfileOptions& o = {}) {
+  e.check();
+  const auto catalog_index = [&](std::size_t row) -> std::optional<cf::Index> {
+    if (e.item_ids.empty())
+      return row < catalog.size() ? std::optional(static_cast<cf::Index>(row)) : std::nullopt;
+    return items.find(e.item_ids[row]);
+  };
+  std::map<std::int64_t, std::size_t> user_row;
+  for (std::size_t r = 0; r < e.n_users(); ++r)
+    user_row.emplace(e.user_ids.empty() ? static_cast<std::int64_t>(r) : e.user_ids[r], r);
+  // Mean item factor per genre and overall, over movies with training ratings.
+  const auto popularity = cf::item_counts(train);
+  const auto& genres = catalog.genres();
+  std::vector<std::array<double, Dim>> genre_mean(genres.size(), std::array<double, Dim>{});
+  std::vector<std::size_t> genre_movies(genres.size(), 0);
+  std::array<double, Dim> all_mean{};
+  std::size_t all_movies = 0;
+  for (std::size_t row = 0; row < e.n_items(); ++row) {
+    const auto item = catalog_index(row);
+    if (!item || static_cast<std::size_t>(*item) >= popularity.size() ||
+        popularity[static_cast<std::size_t>(*item)] == 0)
+      continue;
+    const auto v = e.item(static_cast<cf::Index>(row));
+    for (int d = 0; d < Dim; ++d) all_mean[d] += v[d];
+    ++all_movies;
+    for (const auto& g : catalog.at(*item).genres) {
+      const auto k =
+          static_cast<std::size_t>(std::lower_bound(genres.begin(), genres.end(), g) - genres.begin());
+      for (int d = 0; d < Dim; ++d) genre_mean[k][d] += v[d];
+      ++genre_movies[k];
+    }
+  }
+  if (all_movies == 0)
+    fail<InvalidArgument>("set_cf_genre_taste: no CF item matches a movie with training ratings");
+  std::vector<std::size_t> used;  // genres with enough movies
+  for (std::size_t k = 0; k < genres.size(); ++k) {
+    if (genre_movies[k] < std::max<std::size_t>(o.cf_min_movies, 1)) continue;
+    for (int d = 0; d < Dim; ++d)
+      genre_mean[k][d] = genre_mean[k][d] / double(genre_movies[k]) - all_mean[d] / double(all_movies);
+    used.push_back(k);
+  }
+  // Raw taste per (profile, genre), then per-genre standardisation across the users that have a row.
+  std::vector<std::ptrdiff_t> rows(profiles.size(), -1);
+  std::vector<double> taste(profiles.size() * used.size(), 0.0);
+  for (std::size_t p = 0; p < profiles.size(); ++p) {
+    const auto it = user_row.find(profiles[p].user_id);
+    if (it == user_row.end()) continue;
+    rows[p] = static_cast<std::ptrdiff_t>(it->second);
+    const auto u = e.user(static_cast<cf::Index>(it->second));
+    for (std::size_t j = 0; j < used.size(); ++j) {
+      double dot = 0;
+      for (int d = 0; d < Dim; ++d) dot += double(u[d]) * genre_mean[used[j]][d];
+      taste[p * used.size() + j] = dot;
+    }
+  }
+  for (std::size_t j = 0; j < used.size(); ++j) {
+    double sum = 0, sq = 0, n = 0;
+    for (std::size_t p = 0; p < profiles.size(); ++p)
+      if (rows[p] >= 0)
+        sum += taste[p * used.size() + j], sq += taste[p * used.size() + j] * taste[p * used.size() + j], ++n;
+    const double mean = n ? sum / n : 0, sd = n ? std::sqrt(std::max(sq / n - mean * mean, 0.0)) : 0;
+    for (std::size_t p = 0; p < profiles.size(); ++p)
+      taste[p * used.size() + j] = sd > 0 ? (taste[p * used.size() + j] - mean) / sd : 0.0;
+  }
+  const auto by_user = cf::by_user(train);
+  for (std::size_t p = 0; p < profiles.size(); ++p) {
+    if (rows[p] < 0) continue;
+    std::vector<int> rated(genres.size(), 0);
+    if (static_cast<std::size_t>(profiles[p].user) < by_user.rows())
+      for (const auto i : by_user.cols_of(static_cast<std::size_t>(profiles[p].user)))
+        for (const auto& g : catalog.at(i).genres)
+          ++rated[static_cast<std::size_t>(std::lower_bound(genres.begin(), genres.end(), g) -
+                                           genres.begin())];
+    std::vector<Affinity> all;
+    for (std::size_t j = 0; j < used.size(); ++j)
+      all.push_back({genres[used[j]], taste[p * used.size() + j], rated[used[j]]});
+    std::sort(all.begin(), all.end(), [](const Affinity& a, const Affinity& b) {
+      return a.score != b.score ? a.score > b.score : a.name < b.name;
+    });
+    auto& prof = profiles[p];
+    prof.liked_genres.clear(), prof.disliked_genres.clear();
+    for (const auto& a : all)
+      if (a.score >= o.cf_taste_threshold && prof.liked_genres.size() < o.max_genres)
+        prof.liked_genres.push_back(a);
+    for (auto it = all.rbegin(); it != all.rend(); ++it)
+      if (it->score <= -o.cf_taste_threshold && prof.disliked_genres.size() < o.max_genres)
+        prof.disliked_genres.push_back(*it);
+    prof.text = render_profile(prof, catalog);
+  }
 }
 
 }  // namespace p4lm::data

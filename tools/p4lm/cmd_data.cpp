@@ -45,9 +45,9 @@ struct DataBuildConfig {
   Param<double> test_fraction{0.2, "holdout: fraction of each user's ratings held out (as p4lm cf train)"};
   Param<int> test_k{5, "temporal: ratings per user held out"};
   Param<std::int64_t> split_seed{1, "seed of the rating split (as p4lm cf train --seed)"};
-  Param<std::string> genre_taste{"ratings",
-                                 "profiles' liked and disliked genres from ratings (rating averages) or cf "
-                                 "(the CF model's view; needs --cf)"};
+  Param<std::string> genre_taste{"auto",
+                                 "profiles' liked and disliked genres: ratings (rating averages), cf (the CF "
+                                 "model's view; needs --cf) or auto (cf when --cf is given)"};
   Param<bool> progress{true, "show progress on stderr"};
 };
 
@@ -74,8 +74,9 @@ int run_build(std::span<const std::string> args) {
   if (c.defect_weights->size() != 4) fail<UsageError>("--defect-weights: expected 4 numbers");
   if (!(*c.defect_rate >= 0 && *c.defect_rate <= 1)) fail<UsageError>("--defect-rate must be in [0, 1]");
   if (*c.pitches_per_user < 0) fail<UsageError>("--pitches-per-user must be >= 0");
-  if (*c.genre_taste != "ratings" && *c.genre_taste != "cf")
-    fail<UsageError>("--genre-taste: expected ratings or cf, got '", *c.genre_taste, "'");
+  if (*c.genre_taste != "ratings" && *c.genre_taste != "cf" && *c.genre_taste != "auto")
+    fail<UsageError>("--genre-taste: expected ratings, cf or auto, got '", *c.genre_taste, "'");
+  if (*c.genre_taste == "auto") c.genre_taste = c.cf->empty() ? "ratings" : "cf";
   if (*c.genre_taste == "cf" && c.cf->empty()) fail<UsageError>("--genre-taste cf needs --cf");
 
   // The CF model's recorded split settings win, so profiles see exactly its training ratings.

@@ -91,6 +91,8 @@ int run_main(std::span<const std::string> args) {
   sft.sft.batch_size = static_cast<std::size_t>(std::max(1L, *config.batch_size));
   sft.sft.stage1_lr = 3e-3;
   sft.sft.stage2_lr = 2e-3;
+  sft.sft.stage2_adapter_lr = 1e-2;  // as p4lm sft: the young adapters learn faster than the LM
+  sft.sft.link_weight = 5;           // as p4lm sft: the user-dependent sentence weighs more
   sft.sft.eval_every = 50;
   sft.sft.eval_examples = 128;
   sft.sft.checkpoint_every = 50;

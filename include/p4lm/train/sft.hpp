@@ -372,7 +372,7 @@ class SftTrainer {
   }
 
   // Stage 2 may step the adapters at their own learning rate: the LM is pretrained and wants a gentle
-  // rate, the adapters are young and learn too slowly at it (docs/results.md, "adapter learning rate").
+  // rate, the adapters are young and learn too slowly at it (docs/results.md, third pass).
   void set_param_groups(int stage) {
     if (stage == 2 && model_.adapter() && o_.stage2_adapter_lr > 0)
       opt_.scale_lr("adapter.*", o_.stage2_adapter_lr / o_.stage2_lr);
@@ -436,12 +436,13 @@ class SftTrainer {
     return {loss, norm, lr};
   }
 
-  // The link-weighted objective through the log-prob path: d loss / d log p = -w / sum(w). Returns
-  // the unweighted mean cross-entropy, so that the training curve stays comparable across weights.
+  // The link sentence's weight at the current global step (link_weight_steps: then back to 1).
   double link_weight_now() const {
     return o_.link_weight_steps == 0 || pos_.step < o_.link_weight_steps ? o_.link_weight : 1.0;
   }
 
+  // The link-weighted objective through the log-prob path: d loss / d log p = -w / sum(w). Returns
+  // the unweighted mean cross-entropy, so that the training curve stays comparable across weights.
   double weighted_forward_backward(double link_weight) {
     const std::size_t S = batch_.targets.dim(1);
     logprobs_.resize(Shape{ptrs_.size(), S});

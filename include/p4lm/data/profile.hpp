@@ -59,6 +59,22 @@ struct ProfileOptions {
 };
 
 namespace detail {
+// Strongest first (score, then count, then name: the same on every platform); liked: the first
+// `max` with score >= threshold, disliked: the last `max` with score <= -threshold, weakest first.
+inline void split_affinities(std::vector<Affinity> all, double threshold, std::size_t max,
+                             std::vector<Affinity>& liked, std::vector<Affinity>& disliked) {
+  std::sort(all.begin(), all.end(), [](const Affinity& a, const Affinity& b) {
+    if (a.score != b.score) return a.score > b.score;
+    if (a.count != b.count) return a.count > b.count;
+    return a.name < b.name;
+  });
+  liked.clear(), disliked.clear();
+  for (const auto& a : all)
+    if (a.score >= threshold && liked.size() < max) liked.push_back(a);
+  for (auto it = all.rbegin(); it != all.rend(); ++it)
+    if (it->score <= -threshold && disliked.size() < max) disliked.push_back(*it);
+}
+
 inline void rank_affinities(const std::map<std::string, std::pair<double, int>>& sums,
                             const ProfileOptions& o, std::vector<Affinity>& liked,
                             std::vector<Affinity>& disliked, std::size_t max) {
@@ -67,17 +83,7 @@ inline void rank_affinities(const std::map<std::string, std::pair<double, int>>&
     if (sc.second < o.min_count) continue;
     all.push_back({name, sc.first / (sc.second + o.shrinkage), sc.second});
   }
-  // Score order, then count, then name: the same on every platform.
-  auto stronger = [](const Affinity& a, const Affinity& b) {
-    if (a.score != b.score) return a.score > b.score;
-    if (a.count != b.count) return a.count > b.count;
-    return a.name < b.name;
-  };
-  std::sort(all.begin(), all.end(), stronger);
-  for (const auto& a : all)
-    if (a.score >= o.like_threshold && liked.size() < max) liked.push_back(a);
-  for (auto it = all.rbegin(); it != all.rend(); ++it)
-    if (it->score <= -o.like_threshold && disliked.size() < max) disliked.push_back(*it);
+  split_affinities(std::move(all), o.like_threshold, max, liked, disliked);
 }
 
 inline std::string join_and(const std::vector<std::string>& words) {
@@ -202,91 +208,77 @@ void set_cf_genre_taste(std::vector<UserProfile>& profiles, const cf::Embeddings
                         const cf::Ratings& train, const Catalog& catalog, const cf::IdMap& items,
                         const ProfileOptions& o = {}) {
   e.check();
-  const auto catalog_index = [&](std::size_t row) -> std::optional<cf::Index> {
-    if (e.item_ids.empty())
-      return row < catalog.size() ? std::optional(static_cast<cf::Index>(row)) : std::nullopt;
-    return items.find(e.item_ids[row]);
+  const auto& genres = catalog.genres();  // sorted
+  const auto genre_index = [&](const std::string& g) {
+    return static_cast<std::size_t>(std::lower_bound(genres.begin(), genres.end(), g) - genres.begin());
   };
-  std::map<std::int64_t, std::size_t> user_row;
-  for (std::size_t r = 0; r < e.n_users(); ++r)
-    user_row.emplace(e.user_ids.empty() ? static_cast<std::int64_t>(r) : e.user_ids[r], r);
   // Mean item factor per genre and overall, over movies with training ratings.
   const auto popularity = cf::item_counts(train);
-  const auto& genres = catalog.genres();
-  std::vector<std::array<double, Dim>> genre_mean(genres.size(), std::array<double, Dim>{});
+  std::vector<std::array<double, Dim>> direction(genres.size(), std::array<double, Dim>{});
   std::vector<std::size_t> genre_movies(genres.size(), 0);
   std::array<double, Dim> all_mean{};
   std::size_t all_movies = 0;
   for (std::size_t row = 0; row < e.n_items(); ++row) {
-    const auto item = catalog_index(row);
-    if (!item || static_cast<std::size_t>(*item) >= popularity.size() ||
+    const auto item =
+        e.item_ids.empty() ? std::optional(static_cast<cf::Index>(row)) : items.find(e.item_ids[row]);
+    if (!item || static_cast<std::size_t>(*item) >= std::min(popularity.size(), catalog.size()) ||
         popularity[static_cast<std::size_t>(*item)] == 0)
       continue;
     const auto v = e.item(static_cast<cf::Index>(row));
     for (int d = 0; d < Dim; ++d) all_mean[d] += v[d];
     ++all_movies;
     for (const auto& g : catalog.at(*item).genres) {
-      const auto k =
-          static_cast<std::size_t>(std::lower_bound(genres.begin(), genres.end(), g) - genres.begin());
-      for (int d = 0; d < Dim; ++d) genre_mean[k][d] += v[d];
-      ++genre_movies[k];
+      auto& dir = direction[genre_index(g)];
+      for (int d = 0; d < Dim; ++d) dir[d] += v[d];
+      ++genre_movies[genre_index(g)];
     }
   }
   if (all_movies == 0)
     fail<InvalidArgument>("set_cf_genre_taste: no CF item matches a movie with training ratings");
-  std::vector<std::size_t> used;  // genres with enough movies
+  std::vector<std::size_t> used;  // genres with enough movies; direction = genre mean - overall mean
   for (std::size_t k = 0; k < genres.size(); ++k) {
     if (genre_movies[k] < std::max<std::size_t>(o.cf_min_movies, 1)) continue;
     for (int d = 0; d < Dim; ++d)
-      genre_mean[k][d] = genre_mean[k][d] / double(genre_movies[k]) - all_mean[d] / double(all_movies);
+      direction[k][d] = direction[k][d] / double(genre_movies[k]) - all_mean[d] / double(all_movies);
     used.push_back(k);
   }
-  // Raw taste per (profile, genre), then per-genre standardisation across the users that have a row.
-  std::vector<std::ptrdiff_t> rows(profiles.size(), -1);
-  std::vector<double> taste(profiles.size() * used.size(), 0.0);
+  // Raw taste of each profile with a CF row (row-major: profile, used genre).
+  std::map<std::int64_t, std::size_t> user_row;
+  for (std::size_t r = 0; r < e.n_users(); ++r)
+    user_row.emplace(e.user_ids.empty() ? static_cast<std::int64_t>(r) : e.user_ids[r], r);
+  std::vector<std::size_t> with_row;  // indices into profiles
+  std::vector<double> taste;
   for (std::size_t p = 0; p < profiles.size(); ++p) {
     const auto it = user_row.find(profiles[p].user_id);
     if (it == user_row.end()) continue;
-    rows[p] = static_cast<std::ptrdiff_t>(it->second);
+    with_row.push_back(p);
     const auto u = e.user(static_cast<cf::Index>(it->second));
-    for (std::size_t j = 0; j < used.size(); ++j) {
+    for (const auto k : used) {
       double dot = 0;
-      for (int d = 0; d < Dim; ++d) dot += double(u[d]) * genre_mean[used[j]][d];
-      taste[p * used.size() + j] = dot;
+      for (int d = 0; d < Dim; ++d) dot += double(u[d]) * direction[k][d];
+      taste.push_back(dot);
     }
   }
-  for (std::size_t j = 0; j < used.size(); ++j) {
-    double sum = 0, sq = 0, n = 0;
-    for (std::size_t p = 0; p < profiles.size(); ++p)
-      if (rows[p] >= 0)
-        sum += taste[p * used.size() + j], sq += taste[p * used.size() + j] * taste[p * used.size() + j], ++n;
-    const double mean = n ? sum / n : 0, sd = n ? std::sqrt(std::max(sq / n - mean * mean, 0.0)) : 0;
-    for (std::size_t p = 0; p < profiles.size(); ++p)
-      taste[p * used.size() + j] = sd > 0 ? (taste[p * used.size() + j] - mean) / sd : 0.0;
+  // Standardise each genre's column across those users.
+  const std::size_t n = with_row.size(), G = used.size();
+  for (std::size_t j = 0; j < G; ++j) {
+    double sum = 0, sq = 0;
+    for (std::size_t r = 0; r < n; ++r) sum += taste[r * G + j], sq += taste[r * G + j] * taste[r * G + j];
+    const double mean = n ? sum / double(n) : 0, var = n ? sq / double(n) - mean * mean : 0;
+    const double sd = std::sqrt(std::max(var, 0.0));
+    for (std::size_t r = 0; r < n; ++r) taste[r * G + j] = sd > 0 ? (taste[r * G + j] - mean) / sd : 0.0;
   }
   const auto by_user = cf::by_user(train);
-  for (std::size_t p = 0; p < profiles.size(); ++p) {
-    if (rows[p] < 0) continue;
+  for (std::size_t r = 0; r < n; ++r) {
+    auto& prof = profiles[with_row[r]];
     std::vector<int> rated(genres.size(), 0);
-    if (static_cast<std::size_t>(profiles[p].user) < by_user.rows())
-      for (const auto i : by_user.cols_of(static_cast<std::size_t>(profiles[p].user)))
-        for (const auto& g : catalog.at(i).genres)
-          ++rated[static_cast<std::size_t>(std::lower_bound(genres.begin(), genres.end(), g) -
-                                           genres.begin())];
+    if (static_cast<std::size_t>(prof.user) < by_user.rows())
+      for (const auto i : by_user.cols_of(static_cast<std::size_t>(prof.user)))
+        for (const auto& g : catalog.at(i).genres) ++rated[genre_index(g)];
     std::vector<Affinity> all;
-    for (std::size_t j = 0; j < used.size(); ++j)
-      all.push_back({genres[used[j]], taste[p * used.size() + j], rated[used[j]]});
-    std::sort(all.begin(), all.end(), [](const Affinity& a, const Affinity& b) {
-      return a.score != b.score ? a.score > b.score : a.name < b.name;
-    });
-    auto& prof = profiles[p];
-    prof.liked_genres.clear(), prof.disliked_genres.clear();
-    for (const auto& a : all)
-      if (a.score >= o.cf_taste_threshold && prof.liked_genres.size() < o.max_genres)
-        prof.liked_genres.push_back(a);
-    for (auto it = all.rbegin(); it != all.rend(); ++it)
-      if (it->score <= -o.cf_taste_threshold && prof.disliked_genres.size() < o.max_genres)
-        prof.disliked_genres.push_back(*it);
+    for (std::size_t j = 0; j < G; ++j) all.push_back({genres[used[j]], taste[r * G + j], rated[used[j]]});
+    detail::split_affinities(std::move(all), o.cf_taste_threshold, o.max_genres, prof.liked_genres,
+                             prof.disliked_genres);
     prof.text = render_profile(prof, catalog);
   }
 }

@@ -14,6 +14,7 @@
 
 #include "p4lm/core/gradcheck.hpp"
 #include "p4lm/core/rng.hpp"
+#include "p4lm/io/jsonl.hpp"
 #include "p4lm/model/causal_lm.hpp"
 #include "p4lm/model/cf_adapter.hpp"
 #include "p4lm/train/sft.hpp"
@@ -326,6 +327,17 @@ TEST_CASE("sft: a killed run resumes bit-identically from its checkpoint", "[tra
     CHECK(std::memcmp(resumed.data(), straight.data(), resumed.size() * sizeof(float)) == 0);
   }
   CHECK(std::filesystem::exists(root / "straight" / "train_metrics.csv"));
+  // Each evaluation (here at the stages' ends) records the shuffled-users control next to the real loss.
+  std::size_t evals = 0;
+  p4lm::io::for_each_jsonl(root / "straight" / "eval_metrics.jsonl",
+                           [&](const nlohmann::json& j, std::size_t) {
+                             ++evals;
+                             CHECK(j.at("eval_loss").is_number());
+                             CHECK(j.at("eval_loss_shuffled_users").is_number());
+                             CHECK(j.contains("eval_link_loss"));
+                             CHECK(j.contains("eval_link_loss_shuffled_users"));
+                           });
+  CHECK(evals == 2);
   std::filesystem::remove_all(root);
 }
 
@@ -369,7 +381,8 @@ TEST_CASE("sft: the link-weighted objective is the weighted mean of the pitch to
           "[train][sft]") {
   using LM = p4lm::CausalLM<p4lm::backend::cpu, p4lm::arch::Llama, p4lm::attention::Causal, double>;
   using Adapter = p4lm::CFAdapter<kDim, 1, double>;
-  auto train = [](double link_weight, std::size_t link_end, std::size_t link_weight_steps = 0) {
+  auto train = [](double link_weight, std::size_t link_end, std::size_t link_weight_steps = 0,
+                  double link_weight_after = 1.0) {
     LM lm(tiny_config("llama"));
     init_model(lm, 21);
     Adapter adapter(lm.config().d_model);
@@ -384,6 +397,7 @@ TEST_CASE("sft: the link-weighted objective is the weighted mean of the pitch to
                               .stage2_lr = 1e-2,
                               .link_weight = link_weight,
                               .link_weight_steps = link_weight_steps,
+                              .link_weight_after = link_weight_after,
                               .eval_every = 0,
                               .progress = false};
     p4lm::train::SftTrainer<LM, Adapter> trainer(lm, &adapter, &data.cf, data.train, data.held_out, o);
@@ -402,10 +416,15 @@ TEST_CASE("sft: the link-weighted objective is the weighted mean of the pitch to
   double moved = 0;
   for (std::size_t i = 0; i < plain.size(); ++i) moved = std::max(moved, std::abs(plain[i] - weighted[i]));
   CHECK(moved > 1e-4);
-  // link_weight_steps: the weight lasts that many global steps, then the plain mean takes over.
+  // link_weight_steps: the weight lasts that many global steps, then link_weight_after (default 1).
   CHECK(train(3.0, 5, 5) == weighted);  // 5 steps = the whole run
   const auto first_two = train(3.0, 5, 2);
   CHECK(first_two != weighted);
   CHECK(first_two != plain);
+  CHECK(train(3.0, 5, 2, 3.0) == weighted);  // the same weight before and after the switch
+  const auto late = train(1.0, 5, 2, 3.0);   // plain for two steps, weighted after
+  CHECK(late != weighted);
+  CHECK(late != plain);
+  CHECK(late != first_two);
   CHECK_THROWS_AS(train(-1.0, 5), p4lm::InvalidArgument);
 }

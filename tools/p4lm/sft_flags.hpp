@@ -31,7 +31,9 @@ struct SftConfig {
   Param<double> weight_decay{0.0, "AdamW weight decay on matrices"};
   Param<double> max_grad_norm{1.0, "global gradient-norm clip"};
   Param<double> link_weight{5.0, "weight of the link sentence's tokens in the training loss (1: plain mean)"};
-  Param<long> link_weight_steps{0, "steps (counted over both stages) the link weight lasts, then 1 (0: all)"};
+  Param<long> link_weight_steps{
+      0, "steps (counted over both stages) the link weight lasts, then --link-weight-after (0: all)"};
+  Param<double> link_weight_after{1.0, "link weight after --link-weight-steps"};
   Param<long> eval_every{50, "held-out evaluation every N steps (and at each stage's end)"};
   Param<long> eval_examples{128, "validation sequences per evaluation"};
   Param<long> max_train{0, "training sequences (0: all clean pitches of train users)"};
@@ -96,6 +98,8 @@ inline train::WarmStartOptions warm_start_options(const SftConfig& c) {
   if (!(*c.link_weight >= 0)) fail<UsageError>("--link-weight must be >= 0");
   o.sft.link_weight = *c.link_weight;
   o.sft.link_weight_steps = pos(*c.link_weight_steps, "link-weight-steps");
+  if (!(*c.link_weight_after >= 0)) fail<UsageError>("--link-weight-after must be >= 0");
+  o.sft.link_weight_after = *c.link_weight_after;
   o.sft.eval_every = pos(*c.eval_every, "eval-every");
   o.sft.eval_examples = pos(*c.eval_examples, "eval-examples");
   o.sft.checkpoint_every = pos(*c.checkpoint_every, "checkpoint-every");
@@ -110,7 +114,7 @@ inline train::WarmStartOptions warm_start_options(const SftConfig& c) {
 
 BOOST_HANA_ADAPT_STRUCT(p4lm::cli::SftConfig, data, cf, out, conditioning, base, tokenizer, batch_size,
                         stage1_steps, stage2_steps, stage1_lr, stage2_lr, stage2_adapter_lr, warmup_steps,
-                        weight_decay, max_grad_norm, link_weight, link_weight_steps, eval_every,
-                        eval_examples, max_train, max_test, checkpoint_every, max_prompt_tokens,
+                        weight_decay, max_grad_norm, link_weight, link_weight_steps, link_weight_after,
+                        eval_every, eval_examples, max_train, max_test, checkpoint_every, max_prompt_tokens,
                         max_pitch_tokens, adapter_hidden, adapter_output, soft_tokens_after_bos, clean_only,
                         seed, stop_after, resume, progress);

@@ -62,7 +62,8 @@ struct SftOptions {
   // Weight of the link sentence's tokens (SftSequence::link_begin/end) in the training loss, which
   // is then the weighted mean over pitch tokens; 1 is the plain mean. Evaluation is never weighted.
   double link_weight = 1.0;
-  std::size_t link_weight_steps = 0;  // global steps the link weight lasts, then 1 (0: the whole run)
+  std::size_t link_weight_steps = 0;  // global steps link_weight lasts (0: the whole run) ...
+  double link_weight_after = 1.0;     // ... and the weight from then on
   std::size_t eval_every = 100;       // 0: only at the end of each stage
   std::size_t eval_examples = 0;      // first k held-out sequences per evaluation (0: all)
   std::size_t log_every = 10;
@@ -83,6 +84,23 @@ struct SftLoss {
   double link_loss = std::numeric_limits<double>::quiet_NaN();
   double other_loss = std::numeric_limits<double>::quiet_NaN();
   std::size_t tokens = 0, link_tokens = 0;
+};
+
+// One periodic held-out evaluation: the real users' embeddings and, with CF conditioning, the
+// shuffled-users control (tokens == 0 without it).
+struct SftEvalRecord {
+  SftLoss real, shuffled;
+
+  // The eval_metrics record: eval_loss, eval_link_loss (+ *_shuffled_users with the control).
+  std::map<std::string, double> fields(int stage) const {
+    std::map<std::string, double> f{
+        {"stage", stage}, {"eval_loss", real.loss}, {"eval_link_loss", real.link_loss}};
+    if (shuffled.tokens) {
+      f["eval_loss_shuffled_users"] = shuffled.loss;
+      f["eval_link_loss_shuffled_users"] = shuffled.link_loss;
+    }
+    return f;
+  }
 };
 
 // Where a run stands: global step g counts optimizer updates over both stages.
@@ -161,6 +179,9 @@ class SftTrainer {
     if (o_.batch_size == 0) fail<InvalidArgument>("SftTrainer: batch_size must be > 0");
     if (!(o_.link_weight >= 0) || !std::isfinite(o_.link_weight))
       fail<InvalidArgument>("SftTrainer: link_weight must be finite and >= 0, got ", o_.link_weight);
+    if (!(o_.link_weight_after >= 0) || !std::isfinite(o_.link_weight_after))
+      fail<InvalidArgument>("SftTrainer: link_weight_after must be finite and >= 0, got ",
+                            o_.link_weight_after);
     if (adapter && adapter->d_model() != lm.config().d_model)
       fail<InvalidArgument>("SftTrainer: adapter width ", adapter->d_model(), " != model width ",
                             lm.config().d_model);
@@ -263,16 +284,16 @@ class SftTrainer {
         t0 = std::chrono::steady_clock::now();
       }
       if (!eval_.empty() && (stage_end || (o_.eval_every && pos_.step % o_.eval_every == 0))) {
-        last_eval = evaluate_subset();
-        if (eval_log)
-          eval_log->record(static_cast<long>(pos_.step), {{"stage", stage}, {"eval_loss", last_eval}});
+        const SftEvalRecord r = evaluate_subset();
+        last_eval = r.real.loss;
+        if (eval_log) eval_log->record(static_cast<long>(pos_.step), r.fields(stage));
         if (bar) bar->set_note("stage " + std::to_string(stage) + " held-out " + fmt(last_eval));
       }
       if (!out_.empty() && o_.checkpoint_every && (pos_.step % o_.checkpoint_every == 0 || pos_.step == end))
         save_training_checkpoint();
     }
     if (bar) bar->finish();
-    if (std::isnan(last_eval) && !eval_.empty()) last_eval = evaluate_subset();
+    if (std::isnan(last_eval) && !eval_.empty()) last_eval = evaluate_subset().real.loss;
     return last_eval;
   }
 
@@ -349,9 +370,14 @@ class SftTrainer {
     return buf;
   }
 
-  double evaluate_subset() {
+  // The periodic held-out evaluation; with CF conditioning also the shuffled-users control, so the
+  // metrics show when (and whether) the model starts to read who the user is.
+  SftEvalRecord evaluate_subset() {
     const std::size_t n = o_.eval_examples ? std::min(o_.eval_examples, eval_.size()) : eval_.size();
-    return evaluate(std::span<const SftSequence>(eval_.data(), n));
+    const std::span<const SftSequence> seqs(eval_.data(), n);
+    SftEvalRecord r{.real = evaluate_split(seqs), .shuffled = {}};
+    if (model_.adapter()) r.shuffled = evaluate_split(seqs, true, o_.seed);
+    return r;
   }
 
   void begin_stage(int stage) {
@@ -436,9 +462,10 @@ class SftTrainer {
     return {loss, norm, lr};
   }
 
-  // The link sentence's weight at the current global step (link_weight_steps: then back to 1).
+  // The link sentence's weight at the current global step (after link_weight_steps: link_weight_after).
   double link_weight_now() const {
-    return o_.link_weight_steps == 0 || pos_.step < o_.link_weight_steps ? o_.link_weight : 1.0;
+    return o_.link_weight_steps == 0 || pos_.step < o_.link_weight_steps ? o_.link_weight
+                                                                         : o_.link_weight_after;
   }
 
   // The link-weighted objective through the log-prob path: d loss / d log p = -w / sum(w). Returns

@@ -14,7 +14,8 @@
 //
 // Artifacts in `out`: model.safetensors (LM + adapter parameters; metadata "pitch_model" says how to
 // rebuild and prompt it), checkpoint.safetensors (resume), train_metrics/eval_metrics .jsonl/.csv,
-// curves.svg, result.json (held-out losses, with shuffled user embeddings as the control).
+// curves.svg, link_curves.svg (CF runs: held-out link loss with real and shuffled users per evaluation),
+// result.json (held-out losses, with shuffled user embeddings as the control).
 
 #include <chrono>
 #include <cmath>
@@ -236,6 +237,28 @@ inline void write_learning_curves(const std::filesystem::path& run, const std::f
       svg, series, {.title = title, .x_label = "optimizer step", .y_label = "cross-entropy per pitch token"});
 }
 
+// The held-out link-sentence loss per evaluation with the real users' CF embeddings and with
+// shuffled ones (CF runs only): the gap is what the model reads from the user's embedding. Writes
+// nothing for runs without the shuffled control.
+inline void write_link_curves(const std::filesystem::path& run, const std::filesystem::path& svg,
+                              const std::string& title) {
+  eval::Series real{"held-out link loss, real users", {}, {}, "#000000"},
+      shuffled{"held-out link loss, shuffled users", {}, {}, "#d62728", true};
+  const auto eval_log = run / "eval_metrics.jsonl";
+  if (!std::filesystem::exists(eval_log)) return;
+  io::for_each_jsonl(eval_log, [&](const nlohmann::json& j, std::size_t) {
+    const auto a = j.find("eval_link_loss"), b = j.find("eval_link_loss_shuffled_users");
+    if (a == j.end() || b == j.end() || !a->is_number() || !b->is_number()) return;
+    const double step = j.at("step").get<double>();
+    real.x.push_back(step), real.y.push_back(a->get<double>());
+    shuffled.x.push_back(step), shuffled.y.push_back(b->get<double>());
+  });
+  if (real.x.empty()) return;
+  eval::write_line_plot(
+      svg, {real, shuffled},
+      {.title = title, .x_label = "optimizer step", .y_label = "cross-entropy per link token"});
+}
+
 namespace detail {
 
 template <class LM, int Dim>
@@ -310,6 +333,9 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
   trainer.save_model(o.out / "model.safetensors", {{"pitch_model", pitch_model.dump()}});
   write_learning_curves(o.out, o.out / "curves.svg",
                         std::string("SFT (") + to_string(o.conditioning) + " conditioning, " + o.base + ")");
+  if (with_cf)
+    write_link_curves(o.out, o.out / "link_curves.svg",
+                      "Does the model read the user? Link sentence, " + o.base);
   io::write_file_atomically(o.out / "result.json", result.json().dump(2) + "\n");
   return result;
 }

@@ -22,11 +22,13 @@ TEST_CASE("warm start: link curves plot real against shuffled users, only for CF
   std::filesystem::remove_all(root);
   std::filesystem::create_directories(root / "cf");
   std::filesystem::create_directories(root / "text");
-  // A CF run: three evaluations; the stage-1 one has no link tokens (null) and is left out.
+  // A CF run: four evaluations; the stage-1 one and one without link tokens (null) are left out.
   p4lm::io::write_file_atomically(
       root / "cf" / "eval_metrics.jsonl",
-      "{\"step\":50,\"stage\":1,\"eval_loss\":4.1,\"eval_link_loss\":null,"
-      "\"eval_loss_shuffled_users\":4.1,\"eval_link_loss_shuffled_users\":null}\n"
+      "{\"step\":50,\"stage\":1,\"eval_loss\":4.1,\"eval_link_loss\":4.2,"
+      "\"eval_loss_shuffled_users\":4.1,\"eval_link_loss_shuffled_users\":4.2}\n"
+      "{\"step\":75,\"stage\":2,\"eval_loss\":1.5,\"eval_link_loss\":null,"
+      "\"eval_loss_shuffled_users\":1.5,\"eval_link_loss_shuffled_users\":null}\n"
       "{\"step\":100,\"stage\":2,\"eval_loss\":1.2,\"eval_link_loss\":0.40,"
       "\"eval_loss_shuffled_users\":1.2,\"eval_link_loss_shuffled_users\":0.41}\n"
       "{\"step\":150,\"stage\":2,\"eval_loss\":1.1,\"eval_link_loss\":0.30,"
@@ -37,6 +39,9 @@ TEST_CASE("warm start: link curves plot real against shuffled users, only for CF
   CHECK(count(svg, "held-out link loss, real users") == 1);
   CHECK(count(svg, "held-out link loss, shuffled users") == 1);
   CHECK(count(svg, "<polyline") == 2);
+  const auto points = svg.find("points=\"");
+  REQUIRE(points != std::string::npos);
+  CHECK(count(svg.substr(points, svg.find('"', points + 8) - points), " ") == 1);  // steps 100, 150
 
   // A text run records no shuffled control: no link plot.
   p4lm::io::write_file_atomically(root / "text" / "eval_metrics.jsonl",

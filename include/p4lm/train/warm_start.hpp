@@ -237,8 +237,9 @@ inline void write_learning_curves(const std::filesystem::path& run, const std::f
       svg, series, {.title = title, .x_label = "optimizer step", .y_label = "cross-entropy per pitch token"});
 }
 
-// The held-out link-sentence loss per evaluation with the real users' CF embeddings and with
-// shuffled ones (CF runs only): the gap is what the model reads from the user's embedding. Writes
+// The held-out link-sentence loss per stage-2 evaluation with the real users' CF embeddings and with
+// shuffled ones (CF runs only): the gap is what the model reads from the user's embedding. Stage 1
+// (the frozen story model, losses near 4) is left out so the plot's scale shows the gap. Writes
 // nothing for runs without the shuffled control.
 inline void write_link_curves(const std::filesystem::path& run, const std::filesystem::path& svg,
                               const std::string& title) {
@@ -249,6 +250,7 @@ inline void write_link_curves(const std::filesystem::path& run, const std::files
   io::for_each_jsonl(eval_log, [&](const nlohmann::json& j, std::size_t) {
     const auto a = j.find("eval_link_loss"), b = j.find("eval_link_loss_shuffled_users");
     if (a == j.end() || b == j.end() || !a->is_number() || !b->is_number()) return;
+    if (j.value("stage", 2.0) == 1.0) return;
     const double step = j.at("step").get<double>();
     real.x.push_back(step), real.y.push_back(a->get<double>());
     shuffled.x.push_back(step), shuffled.y.push_back(b->get<double>());
@@ -257,6 +259,15 @@ inline void write_link_curves(const std::filesystem::path& run, const std::files
   eval::write_line_plot(
       svg, {real, shuffled},
       {.title = title, .x_label = "optimizer step", .y_label = "cross-entropy per link token"});
+}
+
+// curves.svg and, for CF runs, link_curves.svg of the run folder o.out, from its metrics files.
+inline void write_run_plots(const WarmStartOptions& o) {
+  write_learning_curves(o.out, o.out / "curves.svg",
+                        std::string("SFT (") + to_string(o.conditioning) + " conditioning, " + o.base + ")");
+  if (o.conditioning == Conditioning::cf)
+    write_link_curves(o.out, o.out / "link_curves.svg",
+                      "Link sentence, real vs shuffled user embeddings (stage 2, " + o.base + ")");
 }
 
 namespace detail {
@@ -331,18 +342,15 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
       {"first_sentence_only", o.prompt.first_sentence_only},
       {"marker", o.prompt.marker}};
   trainer.save_model(o.out / "model.safetensors", {{"pitch_model", pitch_model.dump()}});
-  write_learning_curves(o.out, o.out / "curves.svg",
-                        std::string("SFT (") + to_string(o.conditioning) + " conditioning, " + o.base + ")");
-  if (with_cf)
-    write_link_curves(o.out, o.out / "link_curves.svg",
-                      "Does the model read the user? Link sentence, " + o.base);
+  write_run_plots(o);
   io::write_file_atomically(o.out / "result.json", result.json().dump(2) + "\n");
   return result;
 }
 
 }  // namespace detail
 
-// Runs (or resumes, or reuses) the warm start. See the file comment.
+// Runs (or resumes) the warm start. See the file comment. A finished run folder (result.json and
+// model.safetensors) is reused: its result is read back and its plots are redrawn from its metrics.
 inline WarmStartResult run_warm_start(const WarmStartOptions& o) {
   if (o.resume && std::filesystem::exists(o.out / "result.json") &&
       std::filesystem::exists(o.out / "model.safetensors")) {
@@ -361,6 +369,7 @@ inline WarmStartResult run_warm_start(const WarmStartOptions& o) {
     r.train_sequences = j.at("train_sequences"), r.val_sequences = j.at("val_sequences");
     r.test_sequences = j.at("test_sequences"), r.steps = j.at("steps"), r.seconds = j.at("seconds");
     r.reused = true;
+    write_run_plots(o);  // the metrics are the run's own; the plotting may be newer
     return r;
   }
   auto base = load_base_lm(o.base, o.scratch, o.sft.seed);

@@ -92,7 +92,8 @@ int run_main(std::span<const std::string> args) {
   sft.sft.stage1_lr = 3e-3;
   sft.sft.stage2_lr = 2e-3;
   sft.sft.stage2_adapter_lr = 1e-2;  // as p4lm sft: the young adapters learn faster than the LM
-  sft.sft.link_weight = 5;           // as p4lm sft: the user-dependent sentence weighs more
+  // The weight p4lm sft settles at after its heavy start: the user-dependent sentence weighs more.
+  sft.sft.link_weight = 5;
   sft.sft.eval_every = 50;
   sft.sft.eval_examples = 128;
   sft.sft.checkpoint_every = 50;

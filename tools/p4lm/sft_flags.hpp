@@ -23,17 +23,18 @@ struct SftConfig {
   Param<long> batch_size{16, "sequences per step"};
   Param<long> stage1_steps{150,
                            "stage 1 steps: adapters only, transformer frozen (0: single-stage ablation)"};
-  Param<long> stage2_steps{1050, "stage 2 steps: everything"};
+  Param<long> stage2_steps{2050, "stage 2 steps: everything"};
   Param<double> stage1_lr{3e-3, "peak learning rate of stage 1"};
   Param<double> stage2_lr{2e-3, "peak learning rate of stage 2"};
   Param<double> stage2_adapter_lr{1e-2, "peak learning rate of the CF adapters in stage 2 (0: --stage2-lr)"};
   Param<long> warmup_steps{20, "linear warmup steps per stage (then cosine to 10% of the peak)"};
   Param<double> weight_decay{0.0, "AdamW weight decay on matrices"};
   Param<double> max_grad_norm{1.0, "global gradient-norm clip"};
-  Param<double> link_weight{5.0, "weight of the link sentence's tokens in the training loss (1: plain mean)"};
+  Param<double> link_weight{20.0,
+                            "weight of the link sentence's tokens in the training loss (1: plain mean)"};
   Param<long> link_weight_steps{
-      0, "steps (counted over both stages) the link weight lasts, then --link-weight-after (0: all)"};
-  Param<double> link_weight_after{1.0, "link weight after --link-weight-steps"};
+      450, "steps (counted over both stages) the link weight lasts, then --link-weight-after (0: all)"};
+  Param<double> link_weight_after{5.0, "link weight after --link-weight-steps"};
   Param<long> eval_every{50, "held-out evaluation every N steps (and at each stage's end)"};
   Param<long> eval_examples{128, "validation sequences per evaluation"};
   Param<long> max_train{0, "training sequences (0: all clean pitches of train users)"};

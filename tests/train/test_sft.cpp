@@ -427,4 +427,5 @@ TEST_CASE("sft: the link-weighted objective is the weighted mean of the pitch to
   CHECK(late != plain);
   CHECK(late != first_two);
   CHECK_THROWS_AS(train(-1.0, 5), p4lm::InvalidArgument);
+  CHECK_THROWS_AS(train(3.0, 5, 2, -1.0), p4lm::InvalidArgument);
 }

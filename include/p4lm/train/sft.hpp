@@ -24,11 +24,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <initializer_list>
 #include <limits>
 #include <map>
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -177,11 +179,10 @@ class SftTrainer {
     if (!adapter) o_.stage1_steps = 0;  // nothing to warm up without adapters
     if (train_.empty()) fail<InvalidArgument>("SftTrainer: no training sequences");
     if (o_.batch_size == 0) fail<InvalidArgument>("SftTrainer: batch_size must be > 0");
-    if (!(o_.link_weight >= 0) || !std::isfinite(o_.link_weight))
-      fail<InvalidArgument>("SftTrainer: link_weight must be finite and >= 0, got ", o_.link_weight);
-    if (!(o_.link_weight_after >= 0) || !std::isfinite(o_.link_weight_after))
-      fail<InvalidArgument>("SftTrainer: link_weight_after must be finite and >= 0, got ",
-                            o_.link_weight_after);
+    for (const auto& [name, w] :
+         {std::pair{"link_weight", o_.link_weight}, {"link_weight_after", o_.link_weight_after}})
+      if (!(w >= 0) || !std::isfinite(w))
+        fail<InvalidArgument>("SftTrainer: ", name, " must be finite and >= 0, got ", w);
     if (adapter && adapter->d_model() != lm.config().d_model)
       fail<InvalidArgument>("SftTrainer: adapter width ", adapter->d_model(), " != model width ",
                             lm.config().d_model);

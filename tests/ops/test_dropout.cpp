@@ -10,21 +10,51 @@
 using namespace p4lm;
 using namespace p4lm::ops_test;
 
-TEST_CASE("dropout keeps element i iff Rng::uniform_at(seed, stream, i) >= p, scaled by 1/(1-p)",
+TEST_CASE("DropoutMask: 16-bit draws from the halves of Philox words, p rounded to 2^-16, unbiased scale",
           "[ops][dropout]") {
+  for (std::uint64_t i :
+       {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{6}, std::uint64_t{7}, std::uint64_t{123457}}) {
+    const std::uint32_t word = Rng::u32_at(1234, 7, i / 2);
+    CHECK(ops::DropoutMask::draw(1234, 7, i) == (i % 2 == 0 ? word & 0xFFFFu : word >> 16));
+  }
+  CHECK(ops::DropoutMask::for_probability(0.0).drop_below == 0);
+  CHECK(ops::DropoutMask::for_probability(0.0).scale == 1.0);
+  CHECK(ops::DropoutMask::for_probability(0.1).drop_below == 6554);  // 6553.6 rounds up
+  CHECK(ops::DropoutMask::for_probability(0.5).drop_below == 32768);
+  CHECK(ops::DropoutMask::for_probability(0.5).scale == 2.0);
+  CHECK(ops::DropoutMask::for_probability(0x1p-18).drop_below == 0);  // below 2^-17: nothing dropped
+  CHECK(ops::DropoutMask::for_probability(0x1p-16).drop_below == 1);
+  CHECK(ops::DropoutMask::for_probability(1.0 - 0x1p-18).drop_below == 65536);  // everything dropped
+  CHECK(ops::DropoutMask::for_probability(1.0 - 0x1p-18).scale == 0.0);
+  // keep probability times scale is exactly 1: E[out] = inp
+  for (double p : {0.1, 0.3, 0.77, 1.0 - 0x1p-16}) {
+    const auto mask = ops::DropoutMask::for_probability(p);
+    CHECK(double(65536 - mask.drop_below) / 65536.0 * mask.scale == Approx(1.0).epsilon(1e-15));
+    CHECK(std::abs(double(mask.drop_below) / 65536.0 - p) <= 0x1p-17);
+  }
+}
+
+TEST_CASE("dropout keeps exactly the elements DropoutMask keeps, scaled by its scale", "[ops][dropout]") {
   const double p = 0.3;
+  const auto mask = ops::DropoutMask::for_probability(p);
   for (std::size_t n : {std::size_t{1}, std::size_t{5}, std::size_t{100003}}) {
     const auto x = uniform(Shape{n}, 1, 0.5, 1.5);  // never 0, so dropped = exactly 0
     CpuTensor<double> y(x.shape());
     ops::dropout_forward(y, x, p, 1234, 7);
     std::size_t kept = 0, wrong = 0;
+    double sum_x = 0, sum_y = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      const bool keep = Rng::uniform_at(1234, 7, i) >= float(p);
+      const bool keep = mask.keeps(1234, 7, i);
       kept += keep;
-      wrong += y.data()[i] != (keep ? x.data()[i] * (1.0 / (1.0 - p)) : 0.0);
+      wrong += y.data()[i] != (keep ? x.data()[i] * mask.scale : 0.0);
+      sum_x += x.data()[i];
+      sum_y += y.data()[i];
     }
     CHECK(wrong == 0);
-    if (n > 100000) CHECK(std::abs(double(kept) / double(n) - (1 - p)) < 0.01);
+    if (n > 100000) {
+      CHECK(std::abs(double(kept) / double(n) - (1 - p)) < 0.01);
+      CHECK(std::abs(sum_y / sum_x - 1.0) < 0.01);  // inverted dropout keeps the mean
+    }
   }
 }
 
@@ -75,27 +105,32 @@ TEST_CASE("philox_blocks gives Rng::u32_at's words, across the 2^32-block carry 
     }
 }
 
-TEST_CASE("dropout in float: every size and offset keeps exactly the elements uniform_at says",
+TEST_CASE("dropout in float: every size and offset keeps exactly the elements DropoutMask keeps",
           "[ops][dropout]") {
-  // Sizes around the 32-element vector step and the 16-element thread split, and p on both sides of
-  // a 2^-24 step (the integer threshold must agree with the float comparison); 1 - 2^-24 is the
-  // largest threshold the word comparison sees, 1 - 1e-9 rounds to 1.0f and drops everything.
-  for (double p : {0.1, 0.5, 0.3 + 1e-9, 1.0 - 0x1p-24, 1.0 - 1e-9})
-    for (std::size_t n : {std::size_t{1}, std::size_t{31}, std::size_t{33}, std::size_t{70000}}) {
+  // Sizes around the 64-element step, the 8-element Philox block and the 16-element thread split, and
+  // past the 8192 elements from which the op splits across threads; p at a 2^-16 step's edges, one
+  // level below dropping everything, and one that drops everything.
+  for (double p : {0.1, 0.5, 0.3 + 1e-9, 1.0 - 0x1p-16, 1.0 - 1e-9})
+    for (std::size_t n :
+         {std::size_t{1}, std::size_t{7}, std::size_t{63}, std::size_t{65}, std::size_t{70001}}) {
+      const auto mask = ops::DropoutMask::for_probability(p);
       const auto x = cast<float>(uniform(Shape{n}, 5, 0.5, 1.5));
       CpuTensor<float> y(x.shape()), d(x.shape());
       ops::dropout_forward(y, x, p, 42, 3);
       for (std::size_t i = 0; i < n; ++i) d.data()[i] = 1.0f;
       ops::dropout_backward(d, x, p, 42, 3);
-      const float scale = float(1.0 / (1.0 - p));
-      std::size_t wrong = 0;
+      const float scale = float(mask.scale);
+      std::size_t wrong = 0, kept = 0;
       for (std::size_t i = 0; i < n; ++i) {
-        const bool keep = Rng::uniform_at(42, 3, i) >= float(p);
+        const bool keep = mask.keeps(42, 3, i);
+        kept += keep;
         wrong += y.data()[i] != (keep ? x.data()[i] * scale : 0.0f);
         // backward may fuse the multiply-add (one rounding fewer); the mask is what must agree
         wrong += std::abs(d.data()[i] - (1.0f + (keep ? x.data()[i] * scale : 0.0f))) > 1e-6f;
       }
       INFO("p = " << p << ", n = " << n);
       CHECK(wrong == 0);
+      if (p > 1.0 - 0x1p-17) CHECK(kept == 0);
+      if (n > 70000 && p < 0.9) CHECK(kept > 0);
     }
 }

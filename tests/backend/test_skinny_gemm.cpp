@@ -51,17 +51,27 @@ TEST_CASE("skinny_gemm_nt matches x · Wᵀ + b for several products", "[backend
 }
 
 TEST_CASE("skinny_gemm_nt outputs do not depend on batch size, row or threads", "[backend][skinny_gemm]") {
-  const std::size_t k = 300, m = 4000, n = 5;  // large enough for the parallel path
-  const auto x = random_vec(n * k, 5), w = random_vec(m * k, 6);
-  std::vector<float> all(n * m), one(m), serial(n * m);
-  skinny_gemm_nt<float>(x.data(), n, k, k, {{w.data(), m, all.data(), m}});
-  skinny_gemm_nt<float>(x.data() + 3 * k, 1, k, k, {{w.data(), m, one.data(), m}});
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(1);
-  skinny_gemm_nt<float>(x.data(), n, k, k, {{w.data(), m, serial.data(), m}});
-  omp_set_num_threads(threads);
-  for (std::size_t j = 0; j < m; ++j) REQUIRE(one[j] == all[3 * m + j]);
-  CHECK(serial == all);
+  // Row 0 streams each block of w, the others go through register tiles of 3, 2 or 1 rows: every row
+  // of every batch size must equal the same row computed alone.
+  const std::size_t k = 300, m = 4000;  // large enough for the parallel path
+  const auto w = random_vec(m * k, 6);
+  for (std::size_t n : {2, 5, 16}) {
+    const auto x = random_vec(n * k, 5);
+    std::vector<float> all(n * m), one(m), serial(n * m);
+    skinny_gemm_nt<float>(x.data(), n, k, k, {{w.data(), m, all.data(), m}});
+    std::size_t differ = 0;
+    for (std::size_t r = 0; r < n; ++r) {
+      skinny_gemm_nt<float>(x.data() + r * k, 1, k, k, {{w.data(), m, one.data(), m}});
+      for (std::size_t j = 0; j < m; ++j) differ += one[j] != all[r * m + j];
+    }
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    skinny_gemm_nt<float>(x.data(), n, k, k, {{w.data(), m, serial.data(), m}});
+    omp_set_num_threads(threads);
+    INFO("n = " << n);
+    CHECK(differ == 0);
+    CHECK(serial == all);
+  }
 }
 
 TEST_CASE("skinny_gemm_nt in double", "[backend][skinny_gemm]") {

@@ -17,6 +17,7 @@
 #include "p4lm/model/generate.hpp"
 #include "p4lm/nn/adamw.hpp"
 #include "p4lm/nn/schedule.hpp"
+#include "p4lm/ops/logprob_gather.hpp"
 
 using namespace p4lm;
 namespace fs = std::filesystem;
@@ -365,4 +366,25 @@ TEST_CASE("KV-cache generation equals full recomputation", "[model][generate]") 
   check(llama, 0.8);
   check(gpt2, 0.0);
   check(gpt2, 1.3);
+}
+
+TEST_CASE("sampling at temperature 0 or 1 gives the log-prob ops::logprob_gather_forward gives, bit for bit",
+          "[model][generate][logprobs]") {
+  // PPO divides the training pass's probabilities by the rollout's: on the same logits they must agree.
+  CpuTensor<float> logits(Shape{1, 32000}), lp(Shape{1});
+  const std::size_t V = logits.shape().last();
+  Rng rng(11);
+  for (auto& x : logits.span()) x = static_cast<float>(3 * rng.normal());
+  std::vector<std::pair<double, std::int32_t>> scratch;
+  for (double temperature : {0.0, 1.0}) {
+    Rng sampler(5);
+    float logprob = 1;
+    std::int32_t id =
+        sample_token(logits.data(), V, {.temperature = temperature, .seed = 5}, sampler, logprob, scratch);
+    const Ids ids(&id, Shape{1});
+    ops::logprob_gather_forward<float>(lp.view(), {}, {}, logits.view(), ids);
+    INFO("temperature " << temperature);
+    CHECK(logprob == lp.data()[0]);
+    CHECK(logprob < 0);
+  }
 }

@@ -27,6 +27,7 @@
 #include <numeric>
 #include <optional>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include <omp.h>
@@ -37,6 +38,7 @@
 #include "p4lm/core/tensor.hpp"
 #include "p4lm/model/kv_cache.hpp"
 #include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/detail/row_softmax.hpp"
 
 namespace p4lm {
 
@@ -105,8 +107,17 @@ std::int32_t sample_token(const T* logits, std::size_t V, const SamplingOptions&
   const double inv_t = greedy ? 1.0 : 1.0 / o.temperature;
   const std::size_t arg = detail::first_argmax(logits, V);
   const double mx = static_cast<double>(logits[arg]);
-  const double lse = detail::log_sum_exp(logits, V, mx, inv_t);  // of (logits - mx) / T
-  auto logp = [&](std::size_t j) { return static_cast<float>((double(logits[j]) - mx) * inv_t - lse); };
+  // The log-probability of token j. At T = 1 (greedy decoding, plain sampling) in float, exactly as
+  // ops::logprob_gather_forward computes it: a rollout's log-probs are the training pass's on the same
+  // logits, and float exps cost a fraction of double ones. Other temperatures scale first, in double.
+  std::optional<ops::detail::MaxSumExp<T>> row;
+  if constexpr (std::is_same_v<T, float>)
+    if (inv_t == 1.0) row = ops::detail::row_max_sum_exp(logits, V);
+  const double lse = row ? 0.0 : detail::log_sum_exp(logits, V, mx, inv_t);  // of (logits - mx) / T
+  auto logp = [&](std::size_t j) {
+    if (row) return static_cast<float>((logits[j] - row->max) - T(std::log(row->sum)));
+    return static_cast<float>((double(logits[j]) - mx) * inv_t - lse);
+  };
   if (greedy) {
     logprob = logp(arg);
     return static_cast<std::int32_t>(arg);

@@ -34,48 +34,19 @@ struct SkinnyProduct {
 
 namespace detail {
 
-// Weight rows per block: a block stays in L1 while every row of x passes over it, one load of x feeds
-// `block` FMAs, and the block's sums are reduced together (xsimd::haddp) instead of one by one.
+// Weight rows per block: a block stays in L1 while every row of x passes over it, and with AVX2 (8
+// lanes) its sums are reduced together (xsimd::haddp) instead of one by one.
 inline constexpr std::size_t block = 8;
 
-// One row of x against J rows of w: J SIMD accumulators over K, then the reduction. The K tail
-// (K % lanes) is added in scalar after the reduction. An output's arithmetic depends only on K and on
-// whether its row of w sits in a full block (j / block < m / block), never on n or the thread split.
-//
-// Sequential = true walks the J rows of w one after the other (one memory stream), false walks them
-// side by side (J streams, one load of x per J FMAs). Each accumulator sees the same FMAs in the same
-// order either way, so both give bit-identical results. Sequential is for the first row of x, which
-// pulls the block from memory: on the development VM (AMD EPYC, AVX2) J interleaved streams read DRAM
-// ~1.3-1.5x slower than one; the other rows of x find the block in L1 and use the interleaved loop.
-//
-// `prefetch` (Sequential only, may be null): the next block of w, J rows of k; row j of it is requested
-// (prefetcht0, one per cache line) before row j of this block is summed, so the next block is on its
-// way while this one is read. Prefetches change no arithmetic.
-template <std::size_t J, class T, bool Sequential = false>
-inline void skinny_row(const T* x, const T* w, std::size_t k, T* out, const T* bias,
-                       const T* prefetch = nullptr) {
-  using Batch = xsimd::batch<T>;
-  constexpr std::size_t L = Batch::size;
-  Batch acc[J];
-  const std::size_t kv = k / L * L;
-  if constexpr (Sequential) {
-    for (std::size_t j = 0; j < J; ++j) {
-      Batch a(T(0));
-      const T* wj = w + j * k;
-      if (prefetch)
-        for (std::size_t p = 0; p < k; p += 64 / sizeof(T)) __builtin_prefetch(prefetch + j * k + p, 0, 3);
-      for (std::size_t p = 0; p < kv; p += L)
-        a = xsimd::fma(Batch::load_unaligned(x + p), Batch::load_unaligned(wj + p), a);
-      acc[j] = a;
-    }
-  } else {
-    for (std::size_t j = 0; j < J; ++j) acc[j] = Batch(T(0));
-    for (std::size_t p = 0; p < kv; p += L) {
-      const Batch xv = Batch::load_unaligned(x + p);
-      for (std::size_t j = 0; j < J; ++j)
-        acc[j] = xsimd::fma(xv, Batch::load_unaligned(w + j * k + p), acc[j]);
-    }
-  }
+// The end of one row of x against J rows of w, given their J SIMD accumulators over the first kv =
+// K / lanes · lanes columns: the reduction (xsimd::haddp on groups of `lanes` accumulators when J is a
+// multiple of it), then the K tail in scalar, then the bias. Every kernel below ends here, so an
+// output's arithmetic depends only on K and on whether its row of w sits in a full block
+// (j / block < m / block), never on n, on the kernel or on the thread split.
+template <std::size_t J, class T>
+inline void finish_row(const xsimd::batch<T>* acc, const T* x, const T* w, std::size_t k, std::size_t kv,
+                       T* out, const T* bias) {
+  constexpr std::size_t L = xsimd::batch<T>::size;
   alignas(64) T sums[J];
   if constexpr (J % L == 0) {
     for (std::size_t g = 0; g < J; g += L) xsimd::haddp(acc + g).store_aligned(sums + g);
@@ -89,6 +60,68 @@ inline void skinny_row(const T* x, const T* w, std::size_t k, T* out, const T* b
   }
 }
 
+// One row of x against J rows of w, walking the J rows one after the other (one memory stream): for
+// the first row of x, which pulls the block from memory. On AMD EPYC (Zen 2-4) J interleaved streams
+// read DRAM 1.3-2x slower than one.
+template <std::size_t J, class T>
+inline void skinny_row_streaming(const T* x, const T* w, std::size_t k, T* out, const T* bias) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t L = Batch::size;
+  Batch acc[J];
+  const std::size_t kv = k / L * L;
+  for (std::size_t j = 0; j < J; ++j) {
+    Batch a(T(0));
+    const T* wj = w + j * k;
+    for (std::size_t p = 0; p < kv; p += L)
+      a = xsimd::fma(Batch::load_unaligned(x + p), Batch::load_unaligned(wj + p), a);
+    if constexpr (J % L == 0) {
+      acc[j] = a;
+    } else {  // finish_row's per-row reduction, done while the next row streams in (~8% faster, Zen 4)
+      finish_row<1>(&a, x, wj, k, kv, out + j, bias ? bias + j : nullptr);
+    }
+  }
+  if constexpr (J % L == 0) finish_row<J>(acc, x, w, k, kv, out, bias);
+}
+
+// Accumulators kept in registers by skinny_rows: a tile of R rows of x by S rows of w needs R · S of
+// them plus R for x and one for w. 32 vector registers (AVX-512, NEON) hold 3 x 8, 16 (AVX2) 3 x 4.
+#if defined(__AVX512F__) || defined(__aarch64__)
+inline constexpr std::size_t tile_rows_of_w = 8;
+#else
+inline constexpr std::size_t tile_rows_of_w = 4;
+#endif
+inline constexpr std::size_t tile_rows_of_x = 3;
+
+// R rows of x (row stride ldx) against J rows of w that are already in L1 (the first row of x brought
+// them): register tiles of R x S, so each load of w feeds R FMAs and each load of x S of them, where
+// one row at a time needs a load of w per FMA. Each accumulator still sees the FMAs of its own dot
+// product in order from column 0, as skinny_row_streaming's do: the results are bit-identical.
+template <std::size_t R, std::size_t J, class T>
+inline void skinny_rows(const T* x, std::size_t ldx, const T* w, std::size_t k, T* out, std::size_t ldo,
+                        const T* bias) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t L = Batch::size, S = std::min(J, tile_rows_of_w);
+  static_assert(J % S == 0);
+  const std::size_t kv = k / L * L;
+  Batch acc[R][J];
+  for (std::size_t j0 = 0; j0 < J; j0 += S) {
+    Batch a[R][S];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t s = 0; s < S; ++s) a[r][s] = Batch(T(0));
+    for (std::size_t p = 0; p < kv; p += L) {
+      Batch xv[R];
+      for (std::size_t r = 0; r < R; ++r) xv[r] = Batch::load_unaligned(x + r * ldx + p);
+      for (std::size_t s = 0; s < S; ++s) {
+        const Batch wv = Batch::load_unaligned(w + (j0 + s) * k + p);
+        for (std::size_t r = 0; r < R; ++r) a[r][s] = xsimd::fma(xv[r], wv, a[r][s]);
+      }
+    }
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t s = 0; s < S; ++s) acc[r][j0 + s] = a[r][s];
+  }
+  for (std::size_t r = 0; r < R; ++r) finish_row<J>(acc[r], x + r * ldx, w, k, kv, out + r * ldo, bias);
+}
+
 // Blocks [b0, b1) of one product (block i = rows [8 i, 8 i + 8), the last one possibly short), every
 // row of x.
 template <class T>
@@ -98,22 +131,28 @@ void skinny_blocks(const T* x, std::size_t n, std::size_t ldx, std::size_t k, co
   for (std::size_t bi = b0; bi < b1; ++bi) {
     const std::size_t j0 = bi * block, rows = std::min(block, p.m - j0);
     const T* w = p.w + j0 * k;
-    // The next full block of this thread's range, prefetched while the first row of x reads this one.
-    const T* next = bi + 1 < b1 && bi + 1 < full ? w + block * k : nullptr;
     const T* bias = p.bias ? p.bias + j0 : nullptr;
-    for (std::size_t r = 0; r < n; ++r) {
-      const T* xr = x + r * ldx;
-      T* o = p.out + r * p.ldo + j0;
-      if (rows == block) {
-        if (r == 0)
-          skinny_row<block, T, true>(xr, w, k, o, bias, next);  // streams the block from memory
-        else
-          skinny_row<block>(xr, w, k, o, bias);  // the block is in L1 now
-      } else {
+    T* o = p.out + j0;
+    if (rows < block) {  // the last, short block: one row of w at a time
+      for (std::size_t r = 0; r < n; ++r)
         for (std::size_t j = 0; j < rows; ++j)
-          skinny_row<1>(xr, w + j * k, k, o + j, bias ? bias + j : nullptr);
-      }
+          skinny_row_streaming<1>(x + r * ldx, w + j * k, k, o + r * p.ldo + j, bias ? bias + j : nullptr);
+      continue;
     }
+    skinny_row_streaming<block>(x, w, k, o, bias);  // streams the block from memory
+    if (n == 1) continue;
+    // The other rows find the block in L1 and are bound by their FMAs, while memory would idle until
+    // the next block's first row: request the next full block of this thread's range now, into L2
+    // (into L1 it would push out rows of x). With one row there is nothing to overlap, and on Zen 4
+    // prefetching beside the stream made it slower (1 thread, 15M model: ~290 against ~430 tokens/s).
+    if (bi + 1 < b1 && bi + 1 < full)
+      for (std::size_t off = 0; off < block * k; off += 64 / sizeof(T))
+        __builtin_prefetch(w + block * k + off, 0, 2);
+    std::size_t r = 1;  // the block is in L1 now
+    for (; r + tile_rows_of_x <= n; r += tile_rows_of_x)
+      skinny_rows<tile_rows_of_x, block>(x + r * ldx, ldx, w, k, o + r * p.ldo, p.ldo, bias);
+    for (; r + 2 <= n; r += 2) skinny_rows<2, block>(x + r * ldx, ldx, w, k, o + r * p.ldo, p.ldo, bias);
+    if (r < n) skinny_rows<1, block>(x + r * ldx, ldx, w, k, o + r * p.ldo, p.ldo, bias);
   }
 }
 

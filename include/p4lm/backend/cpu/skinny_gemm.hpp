@@ -15,9 +15,14 @@
 #include <cstddef>
 #include <initializer_list>
 #include <span>
+#include <type_traits>
 
 #include <omp.h>
 #include <xsimd/xsimd.hpp>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace p4lm::backend::cpu_blas {
 
@@ -38,21 +43,64 @@ namespace detail {
 // lanes) its sums are reduced together (xsimd::haddp) instead of one by one.
 inline constexpr std::size_t block = 8;
 
-// The end of one row of x against J rows of w, given their J SIMD accumulators over the first kv =
-// K / lanes · lanes columns: the reduction (xsimd::haddp on groups of `lanes` accumulators when J is a
-// multiple of it), then the K tail in scalar, then the bias. Every kernel below ends here, so an
-// output's arithmetic depends only on K and on whether its row of w sits in a full block
-// (j / block < m / block), never on n, on the kernel or on the thread split.
+#if defined(__AVX512F__)
+// Float sums of 16 lanes, in one fixed order: t = low 8 + high 8 lanes, u = low 4 + high 4 of t,
+// then (u0 + u1) + (u2 + u3). reduce_8 gives eight of them with a transpose (a third of the
+// instructions of eight reduce_1), lane for lane in the same order, so a row's sum does not depend on
+// which of the two computed it.
+inline __m256 fold_to_8(__m512 a) noexcept {
+  return _mm256_add_ps(_mm512_castps512_ps256(a),
+                       _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+}
+inline float reduce_1(__m512 a) noexcept {
+  const __m256 t = fold_to_8(a);
+  const __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+  const __m128 h = _mm_hadd_ps(u, u);
+  return _mm_cvtss_f32(_mm_hadd_ps(h, h));
+}
+inline void reduce_8(const __m512* a, float* out) noexcept {
+  __m256 t[8], x[4];
+  for (int i = 0; i < 8; ++i) t[i] = fold_to_8(a[i]);
+  for (int i = 0; i < 4; ++i)  // [u(t_i) | u(t_i+4)]
+    x[i] = _mm256_add_ps(_mm256_permute2f128_ps(t[i], t[i + 4], 0x20),
+                         _mm256_permute2f128_ps(t[i], t[i + 4], 0x31));
+  _mm256_storeu_ps(out, _mm256_hadd_ps(_mm256_hadd_ps(x[0], x[1]), _mm256_hadd_ps(x[2], x[3])));
+}
+#endif
+
+// The sums of J SIMD accumulators: xsimd::haddp on groups of `lanes` accumulators when J is a
+// multiple of it, the fixed-order reductions above for AVX-512 floats, xsimd::hadd otherwise.
 template <std::size_t J, class T>
-inline void finish_row(const xsimd::batch<T>* acc, const T* x, const T* w, std::size_t k, std::size_t kv,
-                       T* out, const T* bias) {
+inline void reduce_sums(const xsimd::batch<T>* acc, T* sums) {
   constexpr std::size_t L = xsimd::batch<T>::size;
-  alignas(64) T sums[J];
   if constexpr (J % L == 0) {
     for (std::size_t g = 0; g < J; g += L) xsimd::haddp(acc + g).store_aligned(sums + g);
+#if defined(__AVX512F__)
+  } else if constexpr (std::is_same_v<T, float> && L == 16) {
+    std::size_t j = 0;
+    if constexpr (J >= 8) {
+      __m512 regs[8];
+      for (; j + 8 <= J; j += 8) {
+        for (std::size_t i = 0; i < 8; ++i) regs[i] = acc[j + i];
+        reduce_8(regs, sums + j);
+      }
+    }
+    for (; j < J; ++j) sums[j] = reduce_1(acc[j]);
+#endif
   } else {
     for (std::size_t j = 0; j < J; ++j) sums[j] = xsimd::hadd(acc[j]);
   }
+}
+
+// The end of one row of x against J rows of w, given their J SIMD accumulators over the first kv =
+// K / lanes · lanes columns: the reduction (reduce_sums), then the K tail in scalar, then the bias.
+// Every kernel below ends here, so an output's arithmetic depends only on K and on whether its row of
+// w sits in a full block (j / block < m / block), never on n, on the kernel or on the thread split.
+template <std::size_t J, class T>
+inline void finish_row(const xsimd::batch<T>* acc, const T* x, const T* w, std::size_t k, std::size_t kv,
+                       T* out, const T* bias) {
+  alignas(64) T sums[J];
+  reduce_sums<J>(acc, sums);
   for (std::size_t j = 0; j < J; ++j) {
     T s = sums[j];
     for (std::size_t p = kv; p < k; ++p) s += x[p] * w[j * k + p];

@@ -169,7 +169,9 @@ void attention_forward_impl(HeadsView<T> out, T* probs, HeadsView<const T> q, He
   const auto items = static_cast<std::ptrdiff_t>(n.b * n.h);
   const bool parallel =
       items > 1 && n.b * n.h * n.tq * n.tk * n.d >= plan.parallel_min_work && omp_get_max_threads() > 1;
-  BlasSingleThreaded blas_guard(parallel);
+  // No product of an item exceeds Tq x Tk x D: below blas_min_work BLAS is never called, and its
+  // thread count is left alone (setting it wakes OpenBLAS's workers, which then spin beside the team).
+  BlasSingleThreaded blas_guard(parallel && n.tq * n.tk * n.d >= plan.blas_min_work);
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (std::ptrdiff_t item = 0; item < items; ++item) {
     const std::size_t b = static_cast<std::size_t>(item) / n.h, h = static_cast<std::size_t>(item) % n.h;
@@ -224,7 +226,9 @@ void attention_backward_impl(HeadsView<T> dq, HeadsView<T> dk, HeadsView<T> dv, 
   const auto items = static_cast<std::ptrdiff_t>(n.b * n.hkv);
   const bool parallel =
       items > 1 && n.b * n.h * n.tq * n.tk * n.d >= plan.parallel_min_work && omp_get_max_threads() > 1;
-  BlasSingleThreaded blas_guard(parallel);
+  // No product of an item exceeds Tq x Tk x D: below blas_min_work BLAS is never called, and its
+  // thread count is left alone (setting it wakes OpenBLAS's workers, which then spin beside the team).
+  BlasSingleThreaded blas_guard(parallel && n.tq * n.tk * n.d >= plan.blas_min_work);
 #pragma omp parallel if (parallel)
   {
     static thread_local std::vector<T> scratch;  // dP, then dS, of one row block; grows, reused

@@ -232,7 +232,8 @@ void skinny_blocks(const T* x, std::size_t n, std::size_t ldx, std::size_t k, co
     const std::size_t lines = ahead < b1 && ahead < full ? block * k * sizeof(T) / 64 : 0;
     const std::size_t tiles = (n - 1 + tile_rows_of_x - 1) / tile_rows_of_x,
                       per_tile = (lines + tiles - 1) / tiles;
-    PrefetchLines rest{reinterpret_cast<const char*>(w + prefetch_ahead * block * k), lines};
+    PrefetchLines rest{lines ? reinterpret_cast<const char*>(w + prefetch_ahead * block * k) : nullptr,
+                       lines};
     auto slice = [&] {
       const PrefetchLines part{rest.next, std::min(per_tile, rest.count)};
       rest.next += 64 * part.count;

@@ -16,6 +16,7 @@
 #include <omp.h>
 #include <xsimd/xsimd.hpp>
 
+#include "p4lm/backend/cpu/simd.hpp"
 #include "p4lm/ops/detail/common.hpp"
 
 namespace p4lm::ops {
@@ -55,10 +56,10 @@ inline double sum_squares(const double* d, std::size_t n) {
   for (; i + 4 * W <= n; i += 4 * W) {
     const Batch x0 = Batch::load_unaligned(d + i), x1 = Batch::load_unaligned(d + i + W),
                 x2 = Batch::load_unaligned(d + i + 2 * W), x3 = Batch::load_unaligned(d + i + 3 * W);
-    a0 = xsimd::fma(x0, x0, a0);
-    a1 = xsimd::fma(x1, x1, a1);
-    a2 = xsimd::fma(x2, x2, a2);
-    a3 = xsimd::fma(x3, x3, a3);
+    a0 = backend::cpu_simd::fma(x0, x0, a0);
+    a1 = backend::cpu_simd::fma(x1, x1, a1);
+    a2 = backend::cpu_simd::fma(x2, x2, a2);
+    a3 = backend::cpu_simd::fma(x3, x3, a3);
   }
   double s = xsimd::hadd((a0 + a1) + (a2 + a3));
   for (; i < n; ++i) s += d[i] * d[i];

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 
+#include "p4lm/backend/cpu/simd.hpp"
 #include "p4lm/ops/detail/common.hpp"
 #include "p4lm/ops/detail/fast_math.hpp"
 
@@ -20,7 +21,7 @@ inline constexpr double gelu_cube = 0.044715;
 template <class B>
 B gelu_exp_minus_2u(const B& x, const B& x2) {
   using T = typename B::value_type;
-  const B a = T(-2 * gelu_scale) * x * xsimd::fma(B(T(gelu_cube)), x2, B(T(1)));
+  const B a = T(-2 * gelu_scale) * x * backend::cpu_simd::fma(B(T(gelu_cube)), x2, B(T(1)));
   return exp_fast(xsimd::min(B(T(80)), a));
 }
 }  // namespace detail
@@ -48,8 +49,8 @@ void gelu_backward(CpuView<T> dinp, const CpuView<T>& dout, const CpuView<T>& in
         const auto e = detail::gelu_exp_minus_2u(x, x2);
         const auto s = T(1) / (T(1) + e);
         const auto du = T(2 * detail::gelu_scale) *
-                        xsimd::fma(decltype(x)(T(3 * detail::gelu_cube)), x2, decltype(x)(T(1)));
-        return xsimd::fma(g, xsimd::fma(x * s * s * e, du, s), d);
+                        backend::cpu_simd::fma(decltype(x)(T(3 * detail::gelu_cube)), x2, decltype(x)(T(1)));
+        return backend::cpu_simd::fma(g, backend::cpu_simd::fma(x * s * s * e, du, s), d);
       },
       dinp.data(), dinp.data(), inp.data(), dout.data());
 }

@@ -20,6 +20,8 @@
 #include <omp.h>
 #include <xsimd/xsimd.hpp>
 
+#include "p4lm/backend/cpu/simd.hpp"
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -121,7 +123,7 @@ inline void skinny_row_streaming(const T* x, const T* w, std::size_t k, T* out, 
     Batch a(T(0));
     const T* wj = w + j * k;
     for (std::size_t p = 0; p < kv; p += L)
-      a = xsimd::fma(Batch::load_unaligned(x + p), Batch::load_unaligned(wj + p), a);
+      a = cpu_simd::fma(Batch::load_unaligned(x + p), Batch::load_unaligned(wj + p), a);
     if constexpr (J % L == 0) {
       acc[j] = a;
     } else {  // finish_row's per-row reduction, done while the next row streams in (~8% faster, Zen 4)
@@ -196,7 +198,7 @@ inline void skinny_rows(const T* x, std::size_t ldx, const T* w, std::size_t k, 
       for (std::size_t s = 0; s < S; ++s) {
         Batch wv = Batch::load_unaligned(w + (j0 + s) * k + p);
         keep_in_register(wv);
-        for (std::size_t r = 0; r < R; ++r) a[r][s] = xsimd::fma(xv[r], wv, a[r][s]);
+        for (std::size_t r = 0; r < R; ++r) a[r][s] = cpu_simd::fma(xv[r], wv, a[r][s]);
       }
     }
     for (std::size_t r = 0; r < R; ++r)

@@ -8,6 +8,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "p4lm/backend/cpu/simd.hpp"
+
 namespace p4lm::ops::detail {
 
 // The float core, for x already clamped to where the result is a normal float:
@@ -22,17 +24,17 @@ xsimd::batch<float, A> exp_in_range(xsimd::batch<float, A> xc) noexcept {
   // Round x / ln 2 to an integer by adding 1.5 · 2^23: the sum's low mantissa bits hold n, so n << 23
   // is the sum's bits shifted (the constant's own bits shift out), no round or convert instruction.
   const F magic(12582912.0f);
-  const F t = xsimd::fma(xc, F(1.44269504088896341f), magic);
+  const F t = backend::cpu_simd::fma(xc, F(1.44269504088896341f), magic);
   const F n = t - magic;
   // ln 2 split in two floats: n · hi is exact inside the FMA, lo restores the remaining bits.
-  F r = xsimd::fma(n, F(-0.693147182464599609375f), xc);
-  r = xsimd::fma(n, F(1.904654299957768e-09f), r);
+  F r = backend::cpu_simd::fma(n, F(-0.693147182464599609375f), xc);
+  r = backend::cpu_simd::fma(n, F(1.904654299957768e-09f), r);
   F q(1.392617589e-03f);
-  q = xsimd::fma(q, r, F(8.363173343e-03f));
-  q = xsimd::fma(q, r, F(4.166655615e-02f));
-  q = xsimd::fma(q, r, F(1.666657776e-01f));
-  q = xsimd::fma(q, r, F(0.5f));
-  const F p = xsimd::fma(xsimd::fma(q, r, F(1.0f)), r, F(1.0f));
+  q = backend::cpu_simd::fma(q, r, F(8.363173343e-03f));
+  q = backend::cpu_simd::fma(q, r, F(4.166655615e-02f));
+  q = backend::cpu_simd::fma(q, r, F(1.666657776e-01f));
+  q = backend::cpu_simd::fma(q, r, F(0.5f));
+  const F p = backend::cpu_simd::fma(backend::cpu_simd::fma(q, r, F(1.0f)), r, F(1.0f));
   return xsimd::bitwise_cast<F>(xsimd::bitwise_cast<I>(p) + (xsimd::bitwise_cast<I>(t) << 23));
 }
 

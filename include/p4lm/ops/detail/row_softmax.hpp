@@ -11,6 +11,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "p4lm/backend/cpu/simd.hpp"
 #include "p4lm/ops/detail/fast_math.hpp"
 
 namespace p4lm::ops::detail {
@@ -128,7 +129,8 @@ void row_add_scaled_exp(T* d, const T* x, std::size_t n, T shift, T a) {
   constexpr std::size_t W = Batch::size;
   std::size_t i = 0;
   for (; i + W <= n; i += W)
-    xsimd::fma(Batch(a), exp_fast(Batch::load_unaligned(x + i) - shift), Batch::load_unaligned(d + i))
+    backend::cpu_simd::fma(Batch(a), exp_fast(Batch::load_unaligned(x + i) - shift),
+                           Batch::load_unaligned(d + i))
         .store_unaligned(d + i);
   for (; i < n; ++i) d[i] += a * std::exp(x[i] - shift);
 }
@@ -142,7 +144,7 @@ T row_entropy(const T* x, std::size_t n, T l) {
   std::size_t i = 0;
   for (; i + W <= n; i += W) {
     const Batch z = Batch::load_unaligned(x + i) - l;
-    acc = xsimd::fnma(exp_fast(z), z, acc);
+    acc = backend::cpu_simd::fnma(exp_fast(z), z, acc);
   }
   T h = xsimd::hadd(acc);
   for (; i < n; ++i) h -= std::exp(x[i] - l) * (x[i] - l);

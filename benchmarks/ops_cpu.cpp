@@ -24,6 +24,7 @@
 #include <ctime>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <omp.h>
@@ -60,6 +61,16 @@ double time_median(const std::function<void()>& f, int reps = g_reps) {
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+// Median seconds of a raw OpenBLAS yardstick, then a pause: after a call OpenBLAS's own worker threads
+// spin (sched_yield) for its thread timeout, 2^28 cycles by default, and on 2 cores they compete with
+// the OpenMP team of the p4lm op timed next (seen as medians of whole 4 ms scheduler ticks, 13-55% of
+// sgemm). 200 ms lets them go to sleep first, so each side is timed on an otherwise idle machine.
+double time_blas_yardstick(const std::function<void()>& f) {
+  const double t = time_median(f);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  return t;
 }
 
 CpuTensor<float> random(Shape s, std::uint64_t seed, float scale = 1.0f) {
@@ -172,14 +183,14 @@ void bench_matmul(std::size_t N, std::size_t C, std::size_t OC) {
   const int n = int(N), c = int(C), oc = int(OC);
   const double fwd_flop = 2.0 * double(N) * double(C) * double(OC), bwd_flop = 2 * fwd_flop;
   const std::string shape = shape_str({N, C, OC});
-  const double raw_f = time_median([&] {
+  const double raw_f = time_blas_yardstick([&] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, oc, c, 1.f, inp.data(), c, w.data(), c, 0.f,
                 out.data(), oc);
   });
   const double op_f = time_median([&] { ops::matmul_forward(out, inp, w, b); });
   report({"matmul_forward (+bias)", shape, "GFLOP/s", op_f * 1e3, fwd_flop / op_f / 1e9, "sgemm",
           fwd_flop / raw_f / 1e9});
-  const double raw_b = time_median([&] {
+  const double raw_b = time_blas_yardstick([&] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, oc, 1.f, dout.data(), oc, w.data(), c, 1.f,
                 dinp.data(), c);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, c, n, 1.f, dout.data(), oc, inp.data(), c, 1.f,
@@ -196,7 +207,7 @@ void bench_batched(std::size_t heads, std::size_t T, std::size_t D) {
   CpuTensor<float> att(Shape{heads, T, T});
   const double flop = 2.0 * double(heads) * double(T) * double(T) * double(D);
   const int t = int(T), d = int(D);
-  const double raw = time_median([&] {
+  const double raw = time_blas_yardstick([&] {
     for (std::size_t h = 0; h < heads; ++h)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, d, 1.f, q.data() + h * T * D, d,
                   k.data() + h * T * D, d, 0.f, att.data() + h * T * T, t);

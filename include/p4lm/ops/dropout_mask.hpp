@@ -33,10 +33,15 @@ struct DropoutMask {
     return mask;
   }
 
+  // The 16 random bits of element `index`, given Philox word index / 2 (kernels that expand a whole
+  // block of words take their halves here).
+  P4LM_HOST_DEVICE static constexpr std::uint32_t half_of(std::uint32_t word, std::uint64_t index) noexcept {
+    return (word >> (16 * (index & 1))) & 0xFFFFu;
+  }
   // The 16 random bits of element `index`.
   P4LM_HOST_DEVICE static constexpr std::uint32_t draw(std::uint64_t seed, std::uint64_t stream,
                                                        std::uint64_t index) noexcept {
-    return (Rng::u32_at(seed, stream, index >> 1) >> (16 * (index & 1))) & 0xFFFFu;
+    return half_of(Rng::u32_at(seed, stream, index >> 1), index);
   }
 
   P4LM_HOST_DEVICE constexpr bool keeps(std::uint64_t seed, std::uint64_t stream,

@@ -152,13 +152,13 @@ inline constexpr std::size_t prefetch_ahead = 2, prefetch_per_step = 2;
 // (R loads of the same vector), and the tile is bound by loads instead of FMAs.
 template <class Batch>
 inline void keep_in_register(Batch& v) noexcept {
-#if defined(__GNUC__) && defined(__x86_64__)
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__aarch64__))
   auto r = static_cast<typename Batch::register_type>(v);
-  asm("" : "+v"(r));
-  v = Batch(r);
-#elif defined(__GNUC__) && defined(__aarch64__)
-  auto r = static_cast<typename Batch::register_type>(v);
+#if defined(__x86_64__)
+  asm("" : "+v"(r));  // any vector register
+#else
   asm("" : "+w"(r));
+#endif
   v = Batch(r);
 #endif
 }

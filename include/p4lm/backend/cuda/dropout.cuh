@@ -27,7 +27,7 @@ struct DropoutApply {  // y[i] = (acc ? acc[i] : 0) + x[i] · scale · keep(i), 
     const std::size_t i0 = block * 8;
     for (std::size_t j = 0; j < 8 && i0 + j < n; ++j) {
       const std::size_t i = i0 + j;
-      const std::uint32_t draw = (words[j >> 1] >> (16 * (j & 1))) & 0xFFFFu;  // DropoutMask::draw
+      const std::uint32_t draw = ops::DropoutMask::half_of(words[j >> 1], j);
       const float kept = draw >= drop_below ? x[i] * scale : 0.0f;
       y[i] = acc ? acc[i] + kept : kept;
     }

@@ -1,6 +1,8 @@
 // skinny_gemm_nt against a double-precision reference, and the invariances decoding relies on: an
-// output does not depend on the batch size, on its row's place in the batch or on the thread count.
+// output does not depend on the batch size, on its row's place in the batch, on the thread count or on
+// which thread took its block.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <vector>
@@ -64,13 +66,79 @@ TEST_CASE("skinny_gemm_nt outputs do not depend on batch size, row or threads", 
       skinny_gemm_nt<float>(x.data() + r * k, 1, k, k, {{w.data(), m, one.data(), m}});
       for (std::size_t j = 0; j < m; ++j) differ += one[j] != all[r * m + j];
     }
-    const int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    skinny_gemm_nt<float>(x.data(), n, k, k, {{w.data(), m, serial.data(), m}});
-    omp_set_num_threads(threads);
     INFO("n = " << n);
     CHECK(differ == 0);
-    CHECK(serial == all);
+    // 1 thread, more threads than cores (blocks change hands), and a call from inside a parallel
+    // region (attention's items), which stays on its thread.
+    const int threads = omp_get_max_threads();
+    for (int team : {1, 3, 5}) {
+      omp_set_num_threads(team);
+      std::fill(serial.begin(), serial.end(), 0.0f);
+      skinny_gemm_nt<float>(x.data(), n, k, k, {{w.data(), m, serial.data(), m}});
+      INFO("threads = " << team);
+      CHECK(serial == all);
+    }
+    omp_set_num_threads(threads);
+    std::vector<float> nested(n * m);
+#pragma omp parallel num_threads(2)
+#pragma omp single
+    skinny_gemm_nt<float>(x.data(), n, k, k, {{w.data(), m, nested.data(), m}});
+    CHECK(nested == all);
+  }
+}
+
+TEST_CASE("skinny_gemm_nt with strided rows of w", "[backend][skinny_gemm]") {
+  // Keys of one head in a KV cache: rows ldw apart. Same arithmetic as the dense copy, bit for bit.
+  for (std::size_t k : {7, 48, 300}) {
+    for (std::size_t n : {1, 4}) {
+      const std::size_t m = 37, ldw = k + 21;
+      const auto x = random_vec(n * k, 8), strided = random_vec(m * ldw, 9);
+      std::vector<float> dense(m * k), o(n * m), od(n * m);
+      for (std::size_t j = 0; j < m; ++j)
+        std::copy(strided.begin() + static_cast<std::ptrdiff_t>(j * ldw),
+                  strided.begin() + static_cast<std::ptrdiff_t>(j * ldw + k),
+                  dense.begin() + static_cast<std::ptrdiff_t>(j * k));
+      skinny_gemm_nt<float>(x.data(), n, k, k, {{strided.data(), m, o.data(), m, nullptr, ldw}});
+      skinny_gemm_nt<float>(x.data(), n, k, k, {{dense.data(), m, od.data(), m}});
+      INFO("k = " << k << ", n = " << n);
+      CHECK(o == od);
+      double ref = 0;
+      for (std::size_t p = 0; p < k; ++p) ref += double(x[(n - 1) * k + p]) * dense[(m - 1) * k + p];
+      CHECK(o[n * m - 1] == Approx(ref).margin(1e-4 * std::sqrt(double(k))));
+    }
+  }
+}
+
+TEST_CASE("BlockRange hands out every block once to owners and thieves", "[backend][skinny_gemm]") {
+  // An owner takes chunks from the front while three thieves take single blocks from the back.
+  using p4lm::backend::cpu_blas::detail::BlockRange;
+  for (std::size_t blocks : {0, 1, 7, 1000}) {
+    for (int round = 0; round < 20; ++round) {
+      BlockRange range;
+      range.reset(3, 3 + blocks);
+      std::vector<int> taken(blocks + 3, 0);
+      int bad_chunks = 0;
+#pragma omp parallel num_threads(4)
+      {
+        std::vector<std::size_t> mine;
+        if (omp_get_thread_num() == 0) {
+          std::size_t first = 0, count = 0;
+          while (range.take_front(5, first, count)) {
+            if (count == 0 || count > 5) bad_chunks += 1;  // Catch2 asserts on the main thread only
+            for (std::size_t b = first; b < first + count; ++b) mine.push_back(b);
+          }
+        } else {
+          std::size_t b = 0;
+          while (range.take_back(b)) mine.push_back(b);
+        }
+#pragma omp critical
+        for (std::size_t b : mine) ++taken[b];
+      }
+      INFO("blocks = " << blocks);
+      CHECK(bad_chunks == 0);
+      CHECK(std::count(taken.begin(), taken.begin() + 3, 0) == 3);
+      CHECK(std::count(taken.begin() + 3, taken.end(), 1) == static_cast<std::ptrdiff_t>(blocks));
+    }
   }
 }
 

@@ -12,10 +12,13 @@
 // not depend on the batch size, on the row's place in the batch or on the thread count.
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <span>
 #include <type_traits>
+#include <vector>
 
 #include <omp.h>
 #include <xsimd/xsimd.hpp>
@@ -29,7 +32,8 @@
 namespace p4lm::backend::cpu_blas {
 
 // One product of a skinny_gemm_nt call: out (n, m) with row stride ldo = w (m, k)ᵀ applied to x, plus
-// bias (m) when not null.
+// bias (m) when not null. w's rows are ldw apart (0: k, a dense matrix; attention's keys are rows of
+// the KV cache, one head's slice of each).
 template <class T>
 struct SkinnyProduct {
   const T* w;
@@ -37,6 +41,7 @@ struct SkinnyProduct {
   T* out;
   std::size_t ldo;
   const T* bias = nullptr;
+  std::size_t ldw = 0;
 };
 
 namespace detail {
@@ -99,13 +104,13 @@ inline void reduce_sums(const xsimd::batch<T>* acc, T* sums) {
 // Every kernel below ends here, so an output's arithmetic depends only on K and on whether its row of
 // w sits in a full block (j / block < m / block), never on n, on the kernel or on the thread split.
 template <std::size_t J, class T>
-inline void finish_row(const xsimd::batch<T>* acc, const T* x, const T* w, std::size_t k, std::size_t kv,
-                       T* out, const T* bias) {
+inline void finish_row(const xsimd::batch<T>* acc, const T* x, const T* w, std::size_t k, std::size_t ldw,
+                       std::size_t kv, T* out, const T* bias) {
   alignas(64) T sums[J];
   reduce_sums<J>(acc, sums);
   for (std::size_t j = 0; j < J; ++j) {
     T s = sums[j];
-    for (std::size_t p = kv; p < k; ++p) s += x[p] * w[j * k + p];
+    for (std::size_t p = kv; p < k; ++p) s += x[p] * w[j * ldw + p];
     out[j] = bias ? s + bias[j] : s;
   }
 }
@@ -114,23 +119,24 @@ inline void finish_row(const xsimd::batch<T>* acc, const T* x, const T* w, std::
 // the first row of x, which pulls the block from memory. On AMD EPYC (Zen 2-4) J interleaved streams
 // read DRAM 1.3-2x slower than one.
 template <std::size_t J, class T>
-inline void skinny_row_streaming(const T* x, const T* w, std::size_t k, T* out, const T* bias) {
+inline void skinny_row_streaming(const T* x, const T* w, std::size_t k, std::size_t ldw, T* out,
+                                 const T* bias) {
   using Batch = xsimd::batch<T>;
   constexpr std::size_t L = Batch::size;
   Batch acc[J];
   const std::size_t kv = k / L * L;
   for (std::size_t j = 0; j < J; ++j) {
     Batch a(T(0));
-    const T* wj = w + j * k;
+    const T* wj = w + j * ldw;
     for (std::size_t p = 0; p < kv; p += L)
       a = cpu_simd::fma(Batch::load_unaligned(x + p), Batch::load_unaligned(wj + p), a);
     if constexpr (J % L == 0) {
       acc[j] = a;
     } else {  // finish_row's per-row reduction, done while the next row streams in (~8% faster, Zen 4)
-      finish_row<1>(&a, x, wj, k, kv, out + j, bias ? bias + j : nullptr);
+      finish_row<1>(&a, x, wj, k, ldw, kv, out + j, bias ? bias + j : nullptr);
     }
   }
-  if constexpr (J % L == 0) finish_row<J>(acc, x, w, k, kv, out, bias);
+  if constexpr (J % L == 0) finish_row<J>(acc, x, w, k, ldw, kv, out, bias);
 }
 
 // Accumulators kept in registers by skinny_rows: a tile of R rows of x by S rows of w needs R · S of
@@ -180,8 +186,8 @@ struct PrefetchLines {
 // one row at a time needs a load of w per FMA. Each accumulator still sees the FMAs of its own dot
 // product in order from column 0, as skinny_row_streaming's do: the results are bit-identical.
 template <std::size_t R, std::size_t J, class T>
-inline void skinny_rows(const T* x, std::size_t ldx, const T* w, std::size_t k, T* out, std::size_t ldo,
-                        const T* bias, PrefetchLines prefetch = {}) {
+inline void skinny_rows(const T* x, std::size_t ldx, const T* w, std::size_t k, std::size_t ldw, T* out,
+                        std::size_t ldo, const T* bias, PrefetchLines prefetch = {}) {
   using Batch = xsimd::batch<T>;
   constexpr std::size_t L = Batch::size, S = std::min(J, tile_rows_of_w);
   static_assert(J % S == 0);
@@ -196,7 +202,7 @@ inline void skinny_rows(const T* x, std::size_t ldx, const T* w, std::size_t k, 
       for (std::size_t r = 0; r < R; ++r) xv[r] = Batch::load_unaligned(x + r * ldx + p);
       for (std::size_t q = 0; q < prefetch_per_step; ++q) prefetch.issue_one();
       for (std::size_t s = 0; s < S; ++s) {
-        Batch wv = Batch::load_unaligned(w + (j0 + s) * k + p);
+        Batch wv = Batch::load_unaligned(w + (j0 + s) * ldw + p);
         keep_in_register(wv);
         for (std::size_t r = 0; r < R; ++r) a[r][s] = cpu_simd::fma(xv[r], wv, a[r][s]);
       }
@@ -204,34 +210,37 @@ inline void skinny_rows(const T* x, std::size_t ldx, const T* w, std::size_t k, 
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t s = 0; s < S; ++s) acc[r][j0 + s] = a[r][s];
   }
-  for (std::size_t r = 0; r < R; ++r) finish_row<J>(acc[r], x + r * ldx, w, k, kv, out + r * ldo, bias);
+  for (std::size_t r = 0; r < R; ++r) finish_row<J>(acc[r], x + r * ldx, w, k, ldw, kv, out + r * ldo, bias);
 }
 
 // Blocks [b0, b1) of one product (block i = rows [8 i, 8 i + 8), the last one possibly short), every
 // row of x.
 template <class T>
 void skinny_blocks(const T* x, std::size_t n, std::size_t ldx, std::size_t k, const SkinnyProduct<T>& p,
-                   std::size_t b0, std::size_t b1) {
+                   std::size_t b0, std::size_t b1, std::size_t prefetch_end) {
   const std::size_t full = p.m / block;  // blocks with all `block` rows
+  const std::size_t ldw = p.ldw ? p.ldw : k;
   for (std::size_t bi = b0; bi < b1; ++bi) {
     const std::size_t j0 = bi * block, rows = std::min(block, p.m - j0);
-    const T* w = p.w + j0 * k;
+    const T* w = p.w + j0 * ldw;
     const T* bias = p.bias ? p.bias + j0 : nullptr;
     T* o = p.out + j0;
     if (rows < block) {  // the last, short block: one row of w at a time
       for (std::size_t r = 0; r < n; ++r)
         for (std::size_t j = 0; j < rows; ++j)
-          skinny_row_streaming<1>(x + r * ldx, w + j * k, k, o + r * p.ldo + j, bias ? bias + j : nullptr);
+          skinny_row_streaming<1>(x + r * ldx, w + j * ldw, k, ldw, o + r * p.ldo + j,
+                                  bias ? bias + j : nullptr);
       continue;
     }
-    skinny_row_streaming<block>(x, w, k, o, bias);  // streams the block from memory
+    skinny_row_streaming<block>(x, w, k, ldw, o, bias);  // streams the block from memory
     if (n == 1) continue;
     // The other rows find the block in L1 and are bound by their FMAs, while memory would idle until
     // the next block's first row: they request a block further along, a slice of it per tile. With one
     // row there is nothing to overlap, and on Zen 4 prefetching beside the stream made it slower
     // (1 thread, 15M model: ~290 against ~430 tokens/s).
     const std::size_t ahead = bi + prefetch_ahead;
-    const std::size_t lines = ahead < b1 && ahead < full ? block * k * sizeof(T) / 64 : 0;
+    const bool dense = ldw == k;  // a strided block is not one run of lines: no prefetch
+    const std::size_t lines = dense && ahead < prefetch_end && ahead < full ? block * k * sizeof(T) / 64 : 0;
     const std::size_t tiles = (n - 1 + tile_rows_of_x - 1) / tile_rows_of_x,
                       per_tile = (lines + tiles - 1) / tiles;
     PrefetchLines rest{lines ? reinterpret_cast<const char*>(w + prefetch_ahead * block * k) : nullptr,
@@ -244,18 +253,68 @@ void skinny_blocks(const T* x, std::size_t n, std::size_t ldx, std::size_t k, co
     };
     std::size_t r = 1;  // the block is in L1 now
     for (; r + tile_rows_of_x <= n; r += tile_rows_of_x)
-      skinny_rows<tile_rows_of_x, block>(x + r * ldx, ldx, w, k, o + r * p.ldo, p.ldo, bias, slice());
+      skinny_rows<tile_rows_of_x, block>(x + r * ldx, ldx, w, k, ldw, o + r * p.ldo, p.ldo, bias, slice());
     for (; r + 2 <= n; r += 2)
-      skinny_rows<2, block>(x + r * ldx, ldx, w, k, o + r * p.ldo, p.ldo, bias, slice());
-    if (r < n) skinny_rows<1, block>(x + r * ldx, ldx, w, k, o + r * p.ldo, p.ldo, bias, slice());
+      skinny_rows<2, block>(x + r * ldx, ldx, w, k, ldw, o + r * p.ldo, p.ldo, bias, slice());
+    if (r < n) skinny_rows<1, block>(x + r * ldx, ldx, w, k, ldw, o + r * p.ldo, p.ldo, bias, slice());
   }
+}
+
+// The blocks one thread owns: a contiguous range that the owner takes from the front, a chunk at a
+// time, and that a thread done with its own range takes from the back, one block at a time. Front and
+// back share one atomic word, so each block is taken exactly once.
+class alignas(64) BlockRange {
+ public:
+  void reset(std::size_t begin, std::size_t end) noexcept {
+    bounds_.store(pack(begin, end), std::memory_order_relaxed);
+  }
+  // [first, first + count) taken from the front, count <= want; false when the range is empty.
+  bool take_front(std::size_t want, std::size_t& first, std::size_t& count) noexcept {
+    std::uint64_t cur = bounds_.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::size_t f = front(cur), b = back(cur);
+      if (f >= b) return false;
+      const std::size_t c = std::min(want, b - f);
+      if (bounds_.compare_exchange_weak(cur, pack(f + c, b), std::memory_order_relaxed)) {
+        first = f, count = c;
+        return true;
+      }
+    }
+  }
+  bool take_back(std::size_t& block) noexcept {
+    std::uint64_t cur = bounds_.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::size_t f = front(cur), b = back(cur);
+      if (f >= b) return false;
+      if (bounds_.compare_exchange_weak(cur, pack(f, b - 1), std::memory_order_relaxed)) {
+        block = b - 1;
+        return true;
+      }
+    }
+  }
+
+ private:
+  static std::uint64_t pack(std::size_t f, std::size_t b) noexcept {
+    return static_cast<std::uint64_t>(f) | static_cast<std::uint64_t>(b) << 32;
+  }
+  static std::size_t front(std::uint64_t v) noexcept { return static_cast<std::size_t>(v & 0xffffffffu); }
+  static std::size_t back(std::uint64_t v) noexcept { return static_cast<std::size_t>(v >> 32); }
+  std::atomic<std::uint64_t> bounds_{0};
+};
+
+// Blocks an owner takes at once: about 32 KB of w, so the atomic is touched rarely.
+inline std::size_t owner_chunk(std::size_t k, std::size_t elem) noexcept {
+  return std::max<std::size_t>(1, (32 * 1024) / (block * k * elem));
 }
 
 }  // namespace detail
 
-// For each product: out = x · wᵀ + bias, x (n, k) with row stride ldx. Blocks of 8 output rows of all
-// products are split across the OpenMP team in contiguous ranges, so each thread streams its own part
-// of the weights once; small totals run on the calling thread.
+// For each product: out = x · wᵀ + bias, x (n, k) with row stride ldx. The blocks of 8 output rows of
+// all products are split across the OpenMP team in contiguous ranges, so each thread streams its own
+// part of the weights; a thread that finishes early takes blocks from the back of another's range (the
+// halves of a memory-bound product rarely finish together: without this each thread of a 2-thread
+// decoding step waited at the barriers for 13-16% of the step). Who computes a block does not change
+// its arithmetic. Small totals run on the calling thread.
 template <class T>
 void skinny_gemm_nt(const T* x, std::size_t n, std::size_t ldx, std::size_t k,
                     std::span<const SkinnyProduct<T>> products) {
@@ -263,28 +322,46 @@ void skinny_gemm_nt(const T* x, std::size_t n, std::size_t ldx, std::size_t k,
   for (const auto& p : products) blocks += (p.m + detail::block - 1) / detail::block, work += p.m;
   if (n == 0 || blocks == 0) return;
   work *= n * k;
-  auto run = [&](std::size_t begin, std::size_t end) {  // [begin, end) over the concatenated blocks
+  // Blocks [begin, end) of the concatenated products; blocks before prefetch_end may be prefetched.
+  auto run = [&](std::size_t begin, std::size_t end, std::size_t prefetch_end) {
     std::size_t base = 0;
     for (const auto& p : products) {
       const std::size_t count = (p.m + detail::block - 1) / detail::block;
       const std::size_t b0 = std::max(begin, base), b1 = std::min(end, base + count);
-      if (b0 < b1) detail::skinny_blocks(x, n, ldx, k, p, b0 - base, b1 - base);
+      if (b0 < b1)
+        detail::skinny_blocks(x, n, ldx, k, p, b0 - base, b1 - base,
+                              std::min(prefetch_end, base + count) - base);
       base += count;
     }
   };
   // Waking the team costs a few microseconds: worth it above ~64K multiply-adds.
-  const bool parallel = work >= (std::size_t{1} << 16) && blocks >= 2 && omp_get_max_threads() > 1;
+  // Inside a parallel region (attention's items) the product stays on its thread.
+  const bool parallel =
+      work >= (std::size_t{1} << 16) && blocks >= 2 && omp_get_max_threads() > 1 && !omp_in_parallel();
   if (!parallel) {
-    run(0, blocks);
+    run(0, blocks, blocks);
     return;
   }
+  const std::size_t team = static_cast<std::size_t>(omp_get_max_threads());
+  thread_local std::vector<detail::BlockRange> per_caller;  // one set per calling thread
+  if (per_caller.size() < team) per_caller = std::vector<detail::BlockRange>(team);
+  std::vector<detail::BlockRange>& ranges = per_caller;  // the caller's, shared with the team
+  const std::size_t chunk = detail::owner_chunk(k, sizeof(T)), per = (blocks + team - 1) / team;
+  for (std::size_t t = 0; t < team; ++t)  // before the fork, which orders these writes for the team
+    ranges[t].reset(std::min(blocks, t * per), std::min(blocks, t * per + per));
 #pragma omp parallel
   {
-    const std::size_t threads = static_cast<std::size_t>(omp_get_num_threads()),
-                      t = static_cast<std::size_t>(omp_get_thread_num());
-    const std::size_t per = (blocks + threads - 1) / threads;
-    const std::size_t begin = std::min(blocks, t * per), end = std::min(blocks, begin + per);
-    if (begin < end) run(begin, end);
+    const std::size_t t = static_cast<std::size_t>(omp_get_thread_num());
+    if (t < team) {
+      const std::size_t end = std::min(blocks, t * per + per);
+      std::size_t first = 0, count = 0;
+      while (ranges[t].take_front(chunk, first, count)) run(first, first + count, end);
+    }
+    for (std::size_t step = 1; step < team; ++step) {  // then the others' ranges, from the back
+      detail::BlockRange& other = ranges[(t + step) % team];
+      std::size_t b = 0;
+      while (other.take_back(b)) run(b, b + 1, b + 1);
+    }
   }
 }
 

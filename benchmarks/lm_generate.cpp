@@ -3,9 +3,15 @@
 // 12 heads, vocab 32000) with random weights, for one sequence and a batch of sequences. llama2.c's
 // run.c is the peer (docs/performance.md, "Language models").
 //
+// Each decoding step reads every weight once (the embedding table only as the tied head), so one
+// sequence is bound by memory bandwidth: the benchmark also prints the bytes of weights streamed per
+// second and, as the physical reference measured in the same run, the read bandwidth of a 256 MB
+// buffer summed by the same OpenMP threads.
+//
 //   env -u OPENBLAS_CORETYPE OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 bench_lm_generate --model 15M --batch
 //   16 --json
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <ctime>
@@ -21,6 +27,30 @@
 #include "p4lm/core/data_dir.hpp"
 #include "p4lm/model/checkpoint.hpp"
 #include "p4lm/model/generate.hpp"
+
+namespace {
+
+// GB/s of the best of five sums over `bytes` of floats, split over the OpenMP team as the decoding
+// products are (each thread one contiguous stretch).
+double read_bandwidth_gb_s(std::size_t bytes) {
+  std::vector<float> buf(bytes / sizeof(float), 1.0f);
+  const auto n = static_cast<std::ptrdiff_t>(buf.size());
+  const float* p = buf.data();
+  double best = 1e30;
+  float sink = 0;
+  for (int r = 0; r < 5; ++r) {
+    float sum = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel for simd schedule(static) reduction(+ : sum)
+    for (std::ptrdiff_t i = 0; i < n; ++i) sum += p[i];
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    sink += sum;
+  }
+  if (sink == 0) std::cerr << "";  // keeps the sums
+  return static_cast<double>(bytes) / best / 1e9;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::string which = "15M";
@@ -87,6 +117,13 @@ int main(int argc, char** argv) {
   }
   const double tps = static_cast<double>(produced) / seconds;
   const double cpu_tps = static_cast<double>(produced) / cpu_seconds;
+  // Bytes of weights one decoding step reads; the step count is the longest sequence's token count.
+  const auto& cfg = model.config();
+  const double weight_bytes =
+      static_cast<double>(model.num_parameters() - (cfg.tied_head ? 0 : cfg.vocab_size * cfg.d_model)) *
+      sizeof(float);
+  const double weights_gb_s = weight_bytes * (tps / static_cast<double>(batch)) / 1e9;
+  const double read_gb_s = read_bandwidth_gb_s(std::size_t{256} << 20);
   if (json) {
     std::cout << nlohmann::json{{"benchmark", "lm_generate"},
                                 {"model", which},
@@ -98,6 +135,9 @@ int main(int argc, char** argv) {
                                 {"tokens_per_s", tps},
                                 {"cpu_seconds", cpu_seconds},
                                 {"tokens_per_cpu_s", cpu_tps},
+                                {"weight_bytes_per_step", weight_bytes},
+                                {"weights_gb_per_s", weights_gb_s},
+                                {"read_gb_per_s", read_gb_s},
                                 {"omp_threads", omp_get_max_threads()},
                                 {"openblas_core", openblas_get_corename()}}
                      .dump()
@@ -106,7 +146,10 @@ int main(int argc, char** argv) {
     std::cout << which << " (" << model.num_parameters() << " params), batch " << batch << ": " << produced
               << " tokens in " << seconds << " s = " << tps << " tokens/s, " << cpu_tps
               << " tokens per CPU second (OpenBLAS core " << openblas_get_corename() << ", "
-              << omp_get_max_threads() << " OpenMP threads)\n";
+              << omp_get_max_threads() << " OpenMP threads)\n"
+              << "weights streamed at " << weights_gb_s
+              << " GB/s; read bandwidth of this machine (256 MB, same "
+              << "threads): " << read_gb_s << " GB/s (" << 100 * weights_gb_s / read_gb_s << "%)\n";
   }
   return 0;
 }

@@ -61,7 +61,7 @@ for m in 15M 110M; do
   for batch in 1 16; do
     j=$("${ENV[@]}" "$bench/bench_lm_generate" --model "$m" --batch "$batch" --tokens "$tokens" --repeats 2 --json)
     echo "$j"
-    echo "RESULT generate_${m}_b${batch} p4lm $(json_field tokens_per_s <<<"$j") tokens/s (core $(json_field openblas_core <<<"$j"))"
+    echo "RESULT generate_${m}_b${batch} p4lm $(json_field tokens_per_s <<<"$j") tokens/s (core $(json_field openblas_core <<<"$j"); weights at $(json_field weights_gb_per_s <<<"$j") GB/s, read bandwidth $(json_field read_gb_per_s <<<"$j") GB/s)"
   done
 done
 

@@ -104,20 +104,6 @@ void attn_gemm(std::size_t blas_min_work, bool ta, bool tb, std::size_t m, std::
       }
     return;
   }
-  if (!ta && tb) {
-    for (std::size_t i = 0; i < m; ++i) {
-      const T* ai = a + i * lda;
-      T* ci = c + i * ldc;
-      for (std::size_t j = 0; j < n; ++j) {
-        const T* bj = b + j * ldb;
-        T sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (std::size_t p = 0; p < k; ++p) sum += ai[p] * bj[p];
-        ci[j] = beta == T(0) ? alpha * sum : alpha * sum + beta * ci[j];
-      }
-    }
-    return;
-  }
   if (!tb) {
     static thread_local std::vector<T> row;
     row.resize(n);
@@ -141,11 +127,12 @@ void attn_gemm(std::size_t blas_min_work, bool ta, bool tb, std::size_t m, std::
     }
     return;
   }
+  // The rest (no caller today: every tb product overwrites c and reads a untransposed), in scalar.
   for (std::size_t i = 0; i < m; ++i) {
     T* ci = c + i * ldc;
     for (std::size_t j = 0; j < n; ++j) {
       T sum = 0;
-      for (std::size_t p = 0; p < k; ++p) sum += a[p * lda + i] * b[j * ldb + p];
+      for (std::size_t p = 0; p < k; ++p) sum += (ta ? a[p * lda + i] : a[i * lda + p]) * b[j * ldb + p];
       ci[j] = beta == T(0) ? alpha * sum : alpha * sum + beta * ci[j];
     }
   }

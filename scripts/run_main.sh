@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# Pretrained models (SmolLM2, MiniLM) into the model cache; offline, the job goes on without them.
+scripts/fetch-models.sh || echo "run_main: continuing without the pretrained models" >&2
 cmake --preset release -DP4LM_BUILD_TESTS=OFF -DP4LM_BUILD_BENCHMARKS=OFF -DP4LM_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build --preset release --target p4lm_tool
 exec build/release/bin/p4lm run "$@"

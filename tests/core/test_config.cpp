@@ -52,3 +52,71 @@ TEST_CASE("help and JSON come from the same definition", "[core][config]") {
   CHECK(*back.steps == 42);
   CHECK_THROWS_WITH(p4lm::from_json<SampleConfig>(nlohmann::json{{"nope", 1}}), Catch::Contains("'nope'"));
 }
+
+namespace {
+struct RangedConfig {
+  p4lm::Param<double> lr{3e-4, "learning rate", p4lm::above(0)};
+  p4lm::Param<double> temperature{1.0, "sampling temperature", p4lm::at_least(0)};
+  p4lm::Param<double> fraction{0.2, "held-out share", p4lm::inside(0, 1)};
+  p4lm::Param<int> threads{0, "threads (0: default)", p4lm::between(0, 1024)};
+  p4lm::Param<double> scale{1.0, "any finite number"};
+  p4lm::Param<std::vector<double>> regs{{0.1}, "lambdas", p4lm::above(0)};
+  p4lm::Param<bool> progress{true, "progress on stderr"};
+  p4lm::Param<std::string> out{"runs/x", "output folder"};
+};
+}  // namespace
+BOOST_HANA_ADAPT_STRUCT(RangedConfig, lr, temperature, fraction, threads, scale, regs, progress, out);
+
+TEST_CASE("numbers outside a field's range or not finite are refused, naming the flag", "[core][config]") {
+  using Args = std::vector<std::string>;
+  using Catch::Contains;
+  CHECK_THROWS_WITH(parse_flags<RangedConfig>(Args{"--lr", "-1"}), Contains("--lr: must be > 0, got -1"));
+  CHECK_THROWS_WITH(parse_flags<RangedConfig>(Args{"--lr", "0"}), Contains("--lr: must be > 0"));
+  CHECK_THROWS_WITH(parse_flags<RangedConfig>(Args{"--lr", "inf"}),
+                    Contains("--lr: must be a finite number"));
+  CHECK_THROWS_WITH(parse_flags<RangedConfig>(Args{"--temperature", "nan"}),
+                    Contains("--temperature: must be a finite number"));
+  CHECK_THROWS_WITH(parse_flags<RangedConfig>(Args{"--temperature=-1"}),
+                    Contains("--temperature: must be >= 0"));
+  CHECK_THROWS_WITH(parse_flags<RangedConfig>(Args{"--fraction", "0"}),
+                    Contains("--fraction: must be in (0, 1)"));
+  CHECK_THROWS_WITH(parse_flags<RangedConfig>(Args{"--fraction", "1"}), Contains("must be in (0, 1)"));
+  CHECK_THROWS_WITH(parse_flags<RangedConfig>(Args{"--threads", "100000"}),
+                    Contains("--threads: must be in [0, 1024], got 100000"));
+  CHECK_THROWS_WITH(parse_flags<RangedConfig>(Args{"--scale", "-inf"}),
+                    Contains("--scale: must be a finite"));
+  CHECK_THROWS_WITH(parse_flags<RangedConfig>(Args{"--regs", "0.1,-2"}),
+                    Contains("--regs: must be > 0, got -2"));
+  CHECK_THROWS_AS(parse_flags<RangedConfig>(Args{"--lr", "nan"}), p4lm::UsageError);
+  // In range: accepted, including the closed ends.
+  const auto ok = parse_flags<RangedConfig>(
+      Args{"--lr", "1e-9", "--temperature", "0", "--fraction", "0.5", "--threads", "1024", "--scale", "-3"});
+  CHECK(*ok.lr == 1e-9);
+  CHECK(*ok.temperature == 0.0);
+  CHECK(*ok.threads == 1024);
+  CHECK_THAT(p4lm::flags_help<RangedConfig>(), Contains("(default 0.2; must be in (0, 1))"));
+}
+
+TEST_CASE("a bool flag takes a separate true/false value as --help's <bool> shows", "[core][config]") {
+  using Args = std::vector<std::string>;
+  CHECK_FALSE(*parse_flags<RangedConfig>(Args{"--progress", "false"}).progress);
+  CHECK(*parse_flags<RangedConfig>(Args{"--progress", "true", "--lr", "0.5"}).progress);
+  const auto bare = parse_flags<RangedConfig>(Args{"--progress", "--lr", "0.5"});  // next is a flag
+  CHECK(*bare.progress);
+  CHECK(*bare.lr == 0.5);
+  CHECK_FALSE(*parse_flags<RangedConfig>(Args{"--no-progress"}).progress);
+}
+
+TEST_CASE("from_json applies the same checks and names the key", "[core][config]") {
+  using Catch::Contains;
+  using nlohmann::json;
+  CHECK_THROWS_WITH(p4lm::from_json<RangedConfig>(json{{"lr", -1.0}}), Contains("key 'lr': must be > 0"));
+  CHECK_THROWS_WITH(p4lm::from_json<RangedConfig>(json{{"threads", 1.5}}),
+                    Contains("key 'threads': expected an integer, got 1.5"));
+  CHECK_THROWS_WITH(p4lm::from_json<RangedConfig>(json{{"threads", -1}}),
+                    Contains("key 'threads': must be in"));
+  CHECK_THROWS_WITH(p4lm::from_json<RangedConfig>(json{{"threads", 1e12}}), Contains("key 'threads'"));
+  CHECK_THROWS_WITH(p4lm::from_json<RangedConfig>(json{{"out", 3}}), Contains("key 'out': expected text"));
+  CHECK_THROWS_WITH(p4lm::from_json<RangedConfig>(json{{"regs", {0.1, -1.0}}}), Contains("key 'regs'"));
+  CHECK(*p4lm::from_json<RangedConfig>(json{{"threads", 8}, {"lr", 0.1}}).threads == 8);
+}

@@ -15,18 +15,29 @@
 // (BOOST_HANA_ADAPT_STRUCT rather than BOOST_HANA_DEFINE_STRUCT because the latter cannot carry the
 // default member initializers that hold each field's default and help text.)
 //
-// Field `max_new_tokens` is the flag `--max-new-tokens`; bools are `--name`, `--no-name` or
-// `--name=true|false`; vectors are comma-separated (`--ids 1,2,3`).
+// Field `max_new_tokens` is the flag `--max-new-tokens`; bools are `--name`, `--no-name`,
+// `--name=true|false` or `--name true|false`; vectors are comma-separated (`--ids 1,2,3`).
+//
+// Numbers are checked where they enter, once for every command: a floating-point field never accepts
+// NaN or infinity, and a field declared with a range refuses values outside it, naming the flag
+// (parse_flags) or the field (from_json):
+//
+//   Param<double> lr{3e-4, "peak learning rate", above(0)};           // (0, inf)
+//   Param<double> test_fraction{0.2, "held-out share", inside(0, 1)};  // (0, 1)
+//   Param<int> threads{0, "OpenMP threads (0: default)", between(0, 1024)};
 
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <boost/hana.hpp>
@@ -36,12 +47,49 @@
 
 namespace p4lm {
 
-// A configuration value with its help text. Reads like the value it holds.
+// The values a numeric Param accepts (every element, for a list): [lo, hi], either end open.
+struct Range {
+  double lo = -std::numeric_limits<double>::infinity();
+  double hi = std::numeric_limits<double>::infinity();
+  bool lo_open = false, hi_open = false;
+
+  constexpr bool contains(double x) const noexcept {
+    return (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
+  }
+  // "must be > 0", "must be in [0, 1024]", "must be in (0, 1)".
+  std::string describe() const {
+    std::ostringstream os;
+    os.precision(17);
+    if (hi == std::numeric_limits<double>::infinity())
+      os << "must be " << (lo_open ? "> " : ">= ") << lo;
+    else if (lo == -std::numeric_limits<double>::infinity())
+      os << "must be " << (hi_open ? "< " : "<= ") << hi;
+    else
+      os << "must be in " << (lo_open ? '(' : '[') << lo << ", " << hi << (hi_open ? ')' : ']');
+    return os.str();
+  }
+};
+constexpr Range at_least(double lo) noexcept {
+  return {lo, std::numeric_limits<double>::infinity(), false, false};
+}
+constexpr Range above(double lo) noexcept {
+  return {lo, std::numeric_limits<double>::infinity(), true, false};
+}
+constexpr Range between(double lo, double hi) noexcept {
+  return {lo, hi, false, false};
+}  // [lo, hi]
+constexpr Range inside(double lo, double hi) noexcept {
+  return {lo, hi, true, true};
+}  // (lo, hi)
+
+// A configuration value with its help text (and, for numbers, an optional Range). Reads like the
+// value it holds.
 template <class T>
 struct Param {
   using value_type = T;
   T value{};
   const char* help = "";
+  Range range{};
 
   operator const T&() const noexcept { return value; }  // NOLINT: implicit by design
   const T& operator*() const noexcept { return value; }
@@ -81,6 +129,12 @@ constexpr const char* type_name() {
     return "list";
   else
     return "text";
+}
+
+inline bool is_bool_text(std::string_view text) {
+  for (const char* word : {"true", "false", "1", "0", "yes", "no", "on", "off"})
+    if (text == word) return true;
+  return false;
 }
 
 template <class T>
@@ -133,12 +187,44 @@ std::string show_value(const T& value) {
   }
 }
 
+// Why `value` cannot go into a field with range `range`, or "" if it can (NaN and infinity never can).
+template <class T>
+std::string value_problem(const T& value, const Range& range) {
+  if constexpr (is_vector<T>::value) {
+    for (const auto& v : value)
+      if (auto problem = value_problem(v, range); !problem.empty()) return problem;
+    return {};
+  } else if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
+    if constexpr (std::is_floating_point_v<T>)
+      if (!std::isfinite(value)) return "must be a finite number, got " + show_value(value);
+    if (!range.contains(static_cast<double>(value))) return range.describe() + ", got " + show_value(value);
+    return {};
+  } else {
+    return {};
+  }
+}
+
 template <class T>
 nlohmann::json json_value(const T& value) {
   if constexpr (std::is_same_v<T, std::filesystem::path>)
     return value.string();
   else
     return value;
+}
+
+// An integer from JSON, refusing what nlohmann would silently convert (1.5 -> 1, -1 -> 2^64 - 1).
+template <class T>
+T json_integer(const nlohmann::json& value, std::string_view key) {
+  if (value.is_number_unsigned()) {
+    const auto u = value.template get<std::uint64_t>();
+    if (std::cmp_less_equal(u, std::numeric_limits<T>::max())) return static_cast<T>(u);
+  } else if (value.is_number_integer()) {
+    const auto v = value.template get<std::int64_t>();
+    if (std::in_range<T>(v)) return static_cast<T>(v);
+  } else {
+    fail<InvalidArgument>("config: key '", key, "': expected an integer, got ", value.dump());
+  }
+  fail<InvalidArgument>("config: key '", key, "': ", value.dump(), " is out of range for this field");
 }
 
 }  // namespace detail
@@ -159,15 +245,19 @@ void set_flag(Config& config, std::string_view name, std::string_view text) {
   for_each_param(config, [&](std::string_view field, auto& param) {
     using T = typename std::remove_cvref_t<decltype(param)>::value_type;
     if (detail::flag_name(field) == detail::flag_name(name)) {
-      param.value = detail::parse_value<T>(detail::flag_name(field), text);
+      T value = detail::parse_value<T>(detail::flag_name(field), text);
+      if (const auto problem = detail::value_problem(value, param.range); !problem.empty())
+        fail<UsageError>("--", detail::flag_name(field), ": ", problem);
+      param.value = std::move(value);
       found = true;
     }
   });
   if (!found) fail<UsageError>("unknown option --", name, " (see --help)");
 }
 
-// Parses `--name value`, `--name=value`, `--flag` / `--no-flag` (bools) into a copy of defaults.
-// Anything that is not a flag is a UsageError (subcommands take no positional arguments).
+// Parses `--name value`, `--name=value`, `--flag` / `--no-flag` / `--flag true|false` (bools) into a
+// copy of defaults. Anything that is not a flag is a UsageError (subcommands take no positional
+// arguments), and so is a number outside its field's Range or not finite.
 template <class Config>
 Config parse_flags(std::span<const std::string> args, Config config = {}) {
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -191,7 +281,11 @@ Config parse_flags(std::span<const std::string> args, Config config = {}) {
       set_flag(config, name, arg.substr(eq + 1));
     } else if (is_bool) {
       const bool negated = name.starts_with("no-");
-      set_flag(config, negated ? name.substr(3) : name, negated ? "false" : "true");
+      // `--flag false` as --help's `<bool>` suggests; a following flag is not a value.
+      if (!negated && i + 1 < args.size() && detail::is_bool_text(args[i + 1]))
+        set_flag(config, name, args[++i]);
+      else
+        set_flag(config, negated ? name.substr(3) : name, negated ? "false" : "true");
     } else {
       if (i + 1 >= args.size()) fail<UsageError>("option --", name, " needs a value");
       set_flag(config, name, args[++i]);
@@ -210,7 +304,11 @@ std::string flags_help(const Config& defaults = {}) {
     std::string left = "  --" + detail::flag_name(field) + " <" + detail::type_name<T>() + ">";
     std::string right = param.help;
     const auto shown = detail::show_value(param.value);
-    right += " (default " + (shown.empty() ? std::string("none") : shown) + ")";
+    right += " (default " + (shown.empty() ? std::string("none") : shown);
+    if (param.range.lo > -std::numeric_limits<double>::infinity() ||
+        param.range.hi < std::numeric_limits<double>::infinity())
+      right += "; " + param.range.describe();
+    right += ")";
     width = std::max(width, left.size());
     rows.emplace_back(std::move(left), std::move(right));
   });
@@ -229,7 +327,8 @@ nlohmann::json to_json(const Config& config) {
   return j;
 }
 
-// Reads back what to_json wrote (a resumed run reloads its config); unknown keys are an error.
+// Reads back what to_json wrote (a resumed run reloads its config); unknown keys, values of the wrong
+// type, non-finite numbers and numbers outside a field's Range are InvalidArgument naming the key.
 template <class Config>
 Config from_json(const nlohmann::json& j, Config config = {}) {
   for (const auto& [key, value] : j.items()) {
@@ -238,10 +337,21 @@ Config from_json(const nlohmann::json& j, Config config = {}) {
       using T = typename std::remove_cvref_t<decltype(param)>::value_type;
       if (field != key) return;
       found = true;
-      if constexpr (std::is_same_v<T, std::filesystem::path>)
-        param.value = value.template get<std::string>();
-      else
-        param.value = value.template get<T>();
+      T parsed{};
+      try {
+        if constexpr (std::is_same_v<T, std::filesystem::path>)
+          parsed = value.template get<std::string>();
+        else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
+          parsed = detail::json_integer<T>(value, key);
+        else
+          parsed = value.template get<T>();
+      } catch (const nlohmann::json::exception& e) {
+        fail<InvalidArgument>("config: key '", key, "': expected ", detail::type_name<T>(), ", got ",
+                              value.dump(), " (", e.what(), ")");
+      }
+      if (const auto problem = detail::value_problem(parsed, param.range); !problem.empty())
+        fail<InvalidArgument>("config: key '", key, "': ", problem);
+      param.value = std::move(parsed);
     });
     if (!found) fail<InvalidArgument>("config: unknown key '", key, "'");
   }

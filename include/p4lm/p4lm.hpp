@@ -11,6 +11,7 @@
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/gradcheck.hpp"
 #include "p4lm/core/metrics.hpp"
+#include "p4lm/core/model_cache.hpp"
 #include "p4lm/core/progress.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/core/shape.hpp"
@@ -23,6 +24,7 @@
 // file formats
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/csv.hpp"
+#include "p4lm/io/gguf.hpp"
 #include "p4lm/io/jsonl.hpp"
 #include "p4lm/io/llama2c.hpp"
 #include "p4lm/io/safetensors.hpp"

@@ -33,6 +33,7 @@
 #include "p4lm/text/gpt2_tokenizer.hpp"
 #include "p4lm/text/llama2c_tokenizer.hpp"
 #include "p4lm/text/tokenizer.hpp"
+#include "p4lm/text/wordpiece_tokenizer.hpp"
 
 // modules and language models
 #include "p4lm/model/arch.hpp"

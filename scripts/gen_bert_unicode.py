@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Writes include/p4lm/text/detail/bert_unicode.hpp: the Unicode data the BERT basic tokenizer needs
+(text/wordpiece_tokenizer.hpp), as sorted tables.
+
+What the reference (Hugging Face `tokenizers`, BertNormalizer + BertPreTokenizer) asks of a character:
+  whitespace   -> becomes ' ' and splits words  (\\t \\n \\r, categories Zs Zl Zp; the other White_Space
+                  characters are Cc and are removed first)
+  control      -> removed  (Cc Cf Co Cs except \\t \\n \\r; also U+0000 and U+FFFD)
+  nonspacing   -> removed after NFD when accents are stripped (Mn)
+  punctuation  -> a word of its own (ASCII punctuation, or P*)
+  chinese      -> padded with spaces (CJK ideograph blocks; the reference skips U+2B820..U+2B91F)
+The reference takes the categories from the Rust crate `unicode_categories`, which holds Unicode 8.0:
+a character assigned after 8.0 is none of the above there (probed: U+08E3 (8.0, Mn) is stripped,
+U+08D4 (9.0, Mn) is kept). So categories come from Python's unicodedata and count only for code
+points whose DerivedAge is <= 8.0 (Debian package unicode-data: /usr/share/unicode/DerivedAge.txt).
+NFD decompositions (Hangul excepted: algorithmic in C++), canonical combining classes and full
+lower-case mappings (str.lower(), so U+0130 -> "i\\u0307") come from Python's unicodedata.
+Checked against tokenizers 0.23 over every code point: 61 of 1.1M differ (6 whose category changed
+after 8.0, 55 lower-case mappings added after Python's Unicode version).
+
+Usage: python3 scripts/gen_bert_unicode.py [output] [DerivedAge.txt]
+"""
+import sys
+import unicodedata
+
+WHITESPACE, CONTROL, NONSPACING, PUNCTUATION, CHINESE = 1, 2, 4, 8, 16
+MAX_AGE = (8, 0)
+CHINESE_RANGES = [(0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+                  (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)]
+
+
+def read_ages(path):
+    known = bytearray(0x110000)  # 1 where the code point was assigned in MAX_AGE or earlier
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            cps, age = (s.strip() for s in line.split(";"))
+            if tuple(int(x) for x in age.split(".")) > MAX_AGE:
+                continue
+            lo, _, hi = cps.partition("..")
+            for cp in range(int(lo, 16), int(hi or lo, 16) + 1):
+                known[cp] = 1
+    return known
+
+
+def flags_of(cp, known):
+    ch = chr(cp)
+    flags = 0
+    if any(lo <= cp <= hi for lo, hi in CHINESE_RANGES):
+        flags |= CHINESE
+    if ch in "\t\n\r":
+        return flags | WHITESPACE
+    if cp == 0 or cp == 0xFFFD:
+        flags |= CONTROL
+    if 0x21 <= cp <= 0x7E and not ch.isalnum():
+        flags |= PUNCTUATION
+    if known[cp]:
+        cat = unicodedata.category(ch)
+        if cat in ("Zs", "Zl", "Zp"):
+            flags |= WHITESPACE
+        if cat in ("Cc", "Cf", "Co", "Cs"):
+            flags |= CONTROL
+        if cat == "Mn":
+            flags |= NONSPACING
+        if cat.startswith("P"):
+            flags |= PUNCTUATION
+    return flags
+
+
+def table(name, ctype, values, per_line=8):
+    lines = []
+    for i in range(0, len(values), per_line):
+        lines.append("    " + ", ".join(values[i:i + per_line]) + ",")
+    return f"inline constexpr {ctype} {name}[{len(values)}] = {{\n" + "\n".join(lines) + "\n};\n"
+
+
+def mapping(name, pairs):
+    """(cp, [cps]) pairs -> index array (cp << 8 | length, offset) and a pool of code points."""
+    index, pool = [], []
+    for cp, out in pairs:
+        assert len(out) < 256
+        index.append(f"{{0x{cp:05x}u, {len(out)}u, {len(pool)}u}}")
+        pool.extend(f"0x{c:05x}u" for c in out)
+    return (table(f"{name}_index", "MappedCodePoint", index, 4) +
+            table(f"{name}_pool", "std::uint32_t", pool))
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else "include/p4lm/text/detail/bert_unicode.hpp"
+    ages = sys.argv[2] if len(sys.argv) > 2 else "/usr/share/unicode/DerivedAge.txt"
+    known = read_ages(ages)
+    runs, prev = [], None
+    ccc_runs, prev_ccc = [], None
+    lower, nfd = [], []
+    for cp in range(0x110000):
+        f = 0 if 0xD800 <= cp <= 0xDFFF else flags_of(cp, known)
+        if f != prev:
+            runs.append(f"0x{(cp << 5) | f:08x}u")
+            prev = f
+        if 0xD800 <= cp <= 0xDFFF:
+            c = 0
+        else:
+            ch = chr(cp)
+            c = unicodedata.combining(ch)
+            low = ch.lower()
+            if low != ch:
+                lower.append((cp, [ord(x) for x in low]))
+            if not (0xAC00 <= cp <= 0xD7A3):
+                d = unicodedata.normalize("NFD", ch)
+                if d != ch:
+                    nfd.append((cp, [ord(x) for x in d]))
+        if c != prev_ccc:
+            ccc_runs.append(f"0x{(cp << 8) | c:08x}u")
+            prev_ccc = c
+    text = f"""#pragma once
+// GENERATED by scripts/gen_bert_unicode.py -- do not edit by hand, do not include directly.
+// Character data of the BERT basic tokenizer: categories as Hugging Face tokenizers sees them
+// (Unicode 8.0 assignments), NFD, combining classes and lower case from Python unicodedata
+// {unicodedata.unidata_version}. See the script for where each property comes from.
+
+#include <cstdint>
+
+namespace p4lm::text::detail {{
+
+enum BertCharFlags : std::uint32_t {{
+  bert_whitespace = {WHITESPACE}, bert_control = {CONTROL}, bert_nonspacing = {NONSPACING},
+  bert_punctuation = {PUNCTUATION}, bert_chinese = {CHINESE}
+}};
+
+inline constexpr char bert_unicode_version[] = "Unicode {unicodedata.unidata_version} (categories of 8.0)";
+
+// (first_code_point << 5 | flags); a run lasts until the next entry's first code point.
+{table("bert_char_runs", "std::uint32_t", runs)}
+// (first_code_point << 8 | canonical combining class), runs as above.
+{table("bert_ccc_runs", "std::uint32_t", ccc_runs)}
+struct MappedCodePoint {{
+  std::uint32_t cp;      // the code point mapped
+  std::uint32_t length;  // how many code points it maps to
+  std::uint32_t offset;  // where they start in the pool
+}};
+
+// Full lower-case mappings (only where they differ from the character).
+{mapping("bert_lower", lower)}
+// Full canonical decompositions (NFD), Hangul syllables excepted.
+{mapping("bert_nfd", nfd)}
+}}  // namespace p4lm::text::detail
+"""
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"{out}: {len(runs)} runs, {len(ccc_runs)} ccc runs, {len(lower)} lower, {len(nfd)} nfd")
+
+
+if __name__ == "__main__":
+    main()

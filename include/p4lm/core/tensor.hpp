@@ -113,4 +113,10 @@ void copy(TensorView<backend::cpu, T> dst, const TensorView<backend::cpu, T>& sr
   std::copy(src.data(), src.data() + src.numel(), dst.data());
 }
 
+// Sets every element of a view (any shape) to value.
+template <class T>
+void fill(TensorView<backend::cpu, T> dst, T value) {
+  std::fill(dst.data(), dst.data() + dst.numel(), value);
+}
+
 }  // namespace p4lm

@@ -19,6 +19,7 @@
 
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/shape.hpp"
+#include "p4lm/nn/parameter.hpp"
 
 namespace p4lm {
 
@@ -87,14 +88,6 @@ inline ModelConfig model_config_from_json(const nlohmann::json& j) {
   c.validate();
   return c;
 }
-
-// One parameter tensor of an architecture: its stable name, shape, and whether AdamW decays it
-// (matrices yes; biases and norm gains no, as in GPT-2/nanoGPT practice).
-struct ParameterSpec {
-  std::string name;
-  Shape shape;
-  bool decay;
-};
 
 namespace arch {
 

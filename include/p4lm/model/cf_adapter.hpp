@@ -10,9 +10,11 @@
 //   lm.backward();
 //   adapter.backward(lm.prefix_grad());                      // accumulates into adapter grads
 //
-// Each MLP is Linear(Dim -> H) - GELU - Linear(H -> Tokens·C). Prefix layout per sequence: the user's
-// Tokens rows, then the item's Tokens rows. Parameters live in one allocation (gradients in another)
-// with stable names: adapter.{user,item}.fc{1,2}.{weight,bias}.
+// Each MLP is an nn::MLP<B, activation::Gelu>: Linear(Dim -> H) - GELU - Linear(H -> Tokens·C). Prefix
+// layout per sequence: the user's Tokens rows, then the item's Tokens rows. Parameters live in one
+// allocation (gradients in another, nn::ParameterSet) with stable names:
+// adapter.{user,item}.fc{1,2}.{weight,bias}. The backend is the last template argument:
+// CFAdapter<32, 1, float, backend::cuda> runs on the GPU (free soft tokens; mixture output is CPU-only).
 //
 // Vocabulary-mixture output (vocabulary = V > 0): fc2 produces Tokens·V logits instead, and each
 // soft token is softmax(logits) · E, a convex mixture of the rows of the LM's token-embedding table E
@@ -37,11 +39,8 @@
 #include "p4lm/cf/embeddings.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/rng.hpp"
-#include "p4lm/core/tensor.hpp"
-#include "p4lm/nn/parameter.hpp"
-#include "p4lm/ops/detail/row_softmax.hpp"
-#include "p4lm/ops/gelu.hpp"
-#include "p4lm/ops/matmul.hpp"
+#include "p4lm/nn/mlp.hpp"
+#include "p4lm/nn/parameter_set.hpp"
 
 namespace p4lm {
 
@@ -49,14 +48,16 @@ namespace p4lm {
 template <int EmbeddingDim, int AdapterDim>
 concept CFDimMatches = EmbeddingDim == AdapterDim;
 
-template <int Dim, int Tokens = 1, Scalar T = float>
+template <int Dim, int Tokens = 1, Scalar T = float, Backend B = backend::cpu>
 class CFAdapter {
   static_assert(Dim > 0, "CFAdapter<Dim, Tokens>: Dim (the CF embedding width) must be positive");
   static_assert(Tokens > 0, "CFAdapter<Dim, Tokens>: Tokens (soft tokens per embedding) must be positive");
 
  public:
   using value_type = T;
-  using View = TensorView<backend::cpu, T>;
+  using backend_type = B;
+  using View = TensorView<B, T>;
+  using Mlp = nn::MLP<B, nn::activation::Gelu, T>;
   static constexpr int dim = Dim;
   static constexpr int tokens = Tokens;
   static constexpr std::size_t prefix_length = 2 * static_cast<std::size_t>(Tokens);  // user + item
@@ -66,22 +67,20 @@ class CFAdapter {
   explicit CFAdapter(std::size_t d_model, std::size_t hidden = 0, std::size_t vocabulary = 0)
       : C_(d_model), H_(hidden ? hidden : std::max<std::size_t>(Dim, d_model)), V_(vocabulary) {
     if (C_ == 0) fail<InvalidArgument>("CFAdapter: d_model must be > 0");
-    const std::size_t D = Dim, O = Tokens * fc2_width();
-    const Shape shapes[4] = {{H_, D}, {H_}, {O, H_}, {O}};
-    const char* leaves[4] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"};
-    std::size_t total = 0;
-    for (int side = 0; side < 2; ++side)
-      for (const auto& s : shapes) total += s.numel();
-    values_ = CpuTensor<T>(Shape{total});
-    grads_ = CpuTensor<T>(Shape{total});
-    std::size_t offset = 0;
-    for (const char* side : {"user", "item"})
-      for (int k = 0; k < 4; ++k) {
-        params_.push_back({std::string("adapter.") + side + "." + leaves[k],
-                           View(values_.data() + offset, shapes[k]), View(grads_.data() + offset, shapes[k]),
-                           true, shapes[k].rank() == 2});
-        offset += shapes[k].numel();
-      }
+    if (V_ && B::is_device) fail<InvalidArgument>("CFAdapter: mixture output runs on the CPU backend only");
+    const std::size_t O = Tokens * fc2_width();
+    std::vector<ParameterSpec> specs;
+    for (const char* side : {"user", "item"}) {
+      const std::string prefix = std::string("adapter.") + side;
+      for (auto& s : nn::Linear<B, T>::specs(prefix + ".fc1", Dim, H_, true)) specs.push_back(s);
+      for (auto& s : nn::Linear<B, T>::specs(prefix + ".fc2", H_, O, true)) specs.push_back(s);
+    }
+    params_ = nn::ParameterSet<B, T>(specs, "CFAdapter");
+    for (int side = 0; side < 2; ++side) {
+      const std::string prefix = std::string("adapter.") + (side ? "item" : "user");
+      mlp_[side] = Mlp{nn::Linear<B, T>::bind(params_, prefix + ".fc1", true),
+                       nn::Linear<B, T>::bind(params_, prefix + ".fc2", true)};
+    }
   }
 
   // Views point into this object's storage: copies go through clone().
@@ -93,8 +92,7 @@ class CFAdapter {
   CFAdapter clone() const {
     CFAdapter copy(C_, H_, V_);
     copy.table_ = table_;
-    p4lm::copy(copy.values_.view(), values_.view());
-    for (std::size_t i = 0; i < params_.size(); ++i) copy.params_[i].trainable = params_[i].trainable;
+    copy.params_.copy_values_from(params_);
     return copy;
   }
 
@@ -110,12 +108,12 @@ class CFAdapter {
     table_ = table;
   }
 
-  std::span<Parameter<T>> parameters() noexcept { return params_; }
-  std::span<const Parameter<T>> parameters() const noexcept { return params_; }
-  std::size_t num_parameters() const noexcept { return values_.numel(); }
-  std::size_t freeze(std::string_view glob) { return set_trainable<T>(params_, glob, false); }
-  std::size_t unfreeze(std::string_view glob) { return set_trainable<T>(params_, glob, true); }
-  void zero_grad() { grads_.zero(); }
+  std::span<Parameter<T, B>> parameters() noexcept { return params_.parameters(); }
+  std::span<const Parameter<T, B>> parameters() const noexcept { return params_.parameters(); }
+  std::size_t num_parameters() const noexcept { return params_.numel(); }
+  std::size_t freeze(std::string_view glob) { return params_.freeze(glob); }
+  std::size_t unfreeze(std::string_view glob) { return params_.unfreeze(glob); }
+  void zero_grad() { params_.zero_grad(); }
 
   // fc1 ~ N(0, 1/(Dim·input_std²)) (unit-variance pre-activations for inputs whose coordinates have
   // standard deviation input_std: measure it on the CF embeddings), fc2 ~ N(0,
@@ -125,16 +123,16 @@ class CFAdapter {
   // mean embedding that still differ between users.
   void init_random(Rng& rng, double out_std = 0.02, double input_std = 1.0) {
     if (V_) out_std = 1.0;
-    for (auto& p : params_) {
-      auto v = p.value.span();
-      if (p.value.rank() == 1) {
-        std::fill(v.begin(), v.end(), T(0));
-        continue;
+    std::vector<T> host;
+    for (auto& p : params_.parameters()) {
+      host.assign(p.value.numel(), T(0));
+      if (p.value.rank() == 2) {
+        const bool first = p.name.ends_with("fc1.weight");
+        const double s =
+            first ? 1.0 / (std::sqrt(double(Dim)) * input_std) : out_std / std::sqrt(0.425 * double(H_));
+        for (auto& x : host) x = static_cast<T>(s * rng.normal());
       }
-      const bool first = p.name.ends_with("fc1.weight");
-      const double s =
-          first ? 1.0 / (std::sqrt(double(Dim)) * input_std) : out_std / std::sqrt(0.425 * double(H_));
-      for (auto& x : v) x = static_cast<T>(s * rng.normal());
+      copy(p.value, TensorView<backend::cpu, T>(host.data(), p.value.shape()));
     }
   }
 
@@ -143,13 +141,13 @@ class CFAdapter {
     require_vocabulary();
     if (user.rank() != 2)
       fail<ShapeError>("CFAdapter::forward: user: expected (B, ", Dim, "), got ", user.shape());
-    const std::size_t B = user.dim(0);
-    expect_shape("CFAdapter::forward: user", user.shape(), Shape{B, std::size_t(Dim)});
-    expect_shape("CFAdapter::forward: item", item.shape(), Shape{B, std::size_t(Dim)});
-    expect_shape("CFAdapter::forward: prefix", prefix.shape(), Shape{B, prefix_length, C_});
-    layout(B);
-    p4lm::copy(in_[0].view(), user);
-    p4lm::copy(in_[1].view(), item);
+    const std::size_t n = user.dim(0);
+    expect_shape("CFAdapter::forward: user", user.shape(), Shape{n, std::size_t(Dim)});
+    expect_shape("CFAdapter::forward: item", item.shape(), Shape{n, std::size_t(Dim)});
+    expect_shape("CFAdapter::forward: prefix", prefix.shape(), Shape{n, prefix_length, C_});
+    layout(n);
+    copy(in_[0].view(), user);
+    copy(in_[1].view(), item);
     for (int side = 0; side < 2; ++side) run_side(side);
     scatter(prefix);
   }
@@ -161,11 +159,15 @@ class CFAdapter {
                std::span<const cf::Index> items) {
     if (users.size() != items.size())
       fail<ShapeError>("CFAdapter::forward: ", users.size(), " users but ", items.size(), " items");
-    const std::size_t B = users.size();
-    expect_shape("CFAdapter::forward: prefix", prefix.shape(), Shape{B, prefix_length, C_});
+    const std::size_t n = users.size();
+    expect_shape("CFAdapter::forward: prefix", prefix.shape(), Shape{n, prefix_length, C_});
     require_vocabulary();
-    layout(B);
-    gather(cf, users, items, in_[0].view(), in_[1].view());
+    layout(n);
+    host_[0].resize(Shape{n, std::size_t(Dim)});
+    host_[1].resize(Shape{n, std::size_t(Dim)});
+    gather(cf, users, items, host_[0].view(), host_[1].view());
+    copy(in_[0].view(), host_[0].view());
+    copy(in_[1].view(), host_[1].view());
     for (int side = 0; side < 2; ++side) run_side(side);
     scatter(prefix);
   }
@@ -174,11 +176,12 @@ class CFAdapter {
   template <int D>
   requires CFDimMatches<D, Dim>
   static void gather(const cf::Embeddings<D>& cf, std::span<const cf::Index> users,
-                     std::span<const cf::Index> items, View user_out, View item_out) {
+                     std::span<const cf::Index> items, TensorView<backend::cpu, T> user_out,
+                     TensorView<backend::cpu, T> item_out) {
     expect_shape("CFAdapter::gather: user_out", user_out.shape(), Shape{users.size(), std::size_t(Dim)});
     expect_shape("CFAdapter::gather: item_out", item_out.shape(), Shape{items.size(), std::size_t(Dim)});
-    auto rows = [](const auto& table, std::size_t n, std::span<const cf::Index> idx, View out,
-                   const char* what) {
+    auto rows = [](const auto& table, std::size_t n, std::span<const cf::Index> idx,
+                   TensorView<backend::cpu, T> out, const char* what) {
       for (std::size_t b = 0; b < idx.size(); ++b) {
         if (idx[b] < 0 || static_cast<std::size_t>(idx[b]) >= n)
           fail<InvalidArgument>("CFAdapter::gather: ", what, " index ", idx[b], " outside [0, ", n, ")");
@@ -195,32 +198,21 @@ class CFAdapter {
   void backward(const View& dprefix, View duser = {}, View ditem = {}) {
     if (!forwarded_) fail<InvalidArgument>("CFAdapter::backward: call forward() first");
     expect_shape("CFAdapter::backward: dprefix", dprefix.shape(), Shape{B_, prefix_length, C_});
-    const std::size_t O = Tokens * C_;
     for (int side = 0; side < 2; ++side) {
-      View dsoft = (V_ ? dsoft_[side] : dout_[side]).view();
-      for (std::size_t b = 0; b < B_; ++b) {
-        const T* src = dprefix.data() + (b * prefix_length + side * Tokens) * C_;
-        std::copy(src, src + O, dsoft.data() + b * O);
-      }
+      const View dsoft = (V_ ? dsoft_[side] : dout_[side]).view();
+      for (std::size_t b = 0; b < B_; ++b)
+        copy(dsoft[b], dprefix[b].rows(side * Tokens, (side + 1) * Tokens));
       if (V_) mixture_backward(side);
-      const View dout = dout_[side].view();
-      Parameter<T>* p = &params_[4 * side];  // fc1.weight, fc1.bias, fc2.weight, fc2.bias
-      dg_[side].zero();
-      ops::matmul_backward(dg_[side].view(), grad_if(p[2]), grad_if(p[3]), dout, g_[side].view(), p[2].value);
-      dh_[side].zero();
-      ops::gelu_backward(dh_[side].view(), dg_[side].view(), h_[side].view());
       const View dinput = side == 0 ? duser : ditem;
-      if (ops::detail::given(dinput))
+      if (is_given(dinput))
         expect_shape(side == 0 ? "CFAdapter::backward: duser" : "CFAdapter::backward: ditem", dinput.shape(),
                      Shape{B_, std::size_t(Dim)});
-      ops::matmul_backward(dinput, grad_if(p[0]), grad_if(p[1]), dh_[side].view(), in_[side].view(),
-                           p[0].value);
+      mlp_[side].backward(dinput, dout_[side].view(), acts(side), in_[side].view(),
+                          {dh_[side].view(), View{}, dg_[side].view()});
     }
   }
 
  private:
-  static View grad_if(const Parameter<T>& p) { return p.trainable ? p.grad : View{}; }
-
   std::size_t fc2_width() const noexcept { return V_ ? V_ : C_; }
 
   void require_vocabulary() const {
@@ -230,22 +222,22 @@ class CFAdapter {
   }
 
   // Workspace for a batch of B (allocates only when B grows).
-  void layout(std::size_t B) {
-    B_ = B;
+  void layout(std::size_t n) {
+    B_ = n;
     forwarded_ = true;
     const std::size_t O = Tokens * fc2_width();
     for (int side = 0; side < 2; ++side) {
-      in_[side].resize(Shape{B, std::size_t(Dim)});
-      h_[side].resize(Shape{B, H_});
-      g_[side].resize(Shape{B, H_});
-      out_[side].resize(Shape{B, O});
-      dout_[side].resize(Shape{B, O});
-      dg_[side].resize(Shape{B, H_});
-      dh_[side].resize(Shape{B, H_});
+      in_[side].resize(Shape{n, std::size_t(Dim)});
+      h_[side].resize(Shape{n, H_});
+      g_[side].resize(Shape{n, H_});
+      out_[side].resize(Shape{n, O});
+      dout_[side].resize(Shape{n, O});
+      dg_[side].resize(Shape{n, H_});
+      dh_[side].resize(Shape{n, H_});
       if (V_) {
-        probs_[side].resize(Shape{B * Tokens, V_});
-        soft_[side].resize(Shape{B * Tokens, C_});
-        dsoft_[side].resize(Shape{B, Tokens * C_});
+        probs_[side].resize(Shape{n * Tokens, V_});
+        soft_[side].resize(Shape{n * Tokens, C_});
+        dsoft_[side].resize(Shape{n, Tokens * C_});
       }
     }
   }
@@ -253,59 +245,47 @@ class CFAdapter {
   // Mixture output: logits (B·Tokens rows of V) -> probabilities (kept for backward) -> soft tokens
   // = probs · E.
   void mixture_forward(int side) {
-    const T* logits = out_[side].data();
-    T* probs = probs_[side].data();
-    for (std::size_t r = 0; r < B_ * Tokens; ++r) {  // the losses' row kernels
-      const T* z = logits + r * V_;
-      T* p = probs + r * V_;
-      const T inv = T(1) / ops::detail::row_sum_exp(z, V_, ops::detail::row_max(z, V_), p);
-      for (std::size_t v = 0; v < V_; ++v) p[v] *= inv;
+    if constexpr (!B::is_device) {
+      ops::softmax_forward(probs_[side].view(), out_[side].view().reshaped(Shape{B_ * Tokens, V_}));
+      ops::batched_matmul(soft_[side].view(), probs_[side].view(), table_);
     }
-    ops::batched_matmul(soft_[side].view(), probs_[side].view(), table_);
   }
 
   // dsoft (B, Tokens·C) -> dlogits (B, Tokens·V) in dout_: dprobs = dsoft · Eᵀ, then the softmax
   // Jacobian p ⊙ (dprobs − Σ p·dprobs).
   void mixture_backward(int side) {
-    const std::size_t N = B_ * Tokens;
-    View dprobs = dout_[side].view().reshaped(Shape{N, V_});
-    ops::batched_matmul(dprobs, dsoft_[side].view().reshaped(Shape{N, C_}), table_, false, true);
-    const T* probs = probs_[side].data();
-    for (std::size_t r = 0; r < N; ++r) {
-      T* d = dprobs.data() + r * V_;
-      const T* p = probs + r * V_;
-      T dot = 0;
-      for (std::size_t v = 0; v < V_; ++v) dot += p[v] * d[v];
-      for (std::size_t v = 0; v < V_; ++v) d[v] = p[v] * (d[v] - dot);
+    if constexpr (!B::is_device) {
+      const std::size_t N = B_ * Tokens;
+      View dprobs = dout_[side].view().reshaped(Shape{N, V_});
+      ops::batched_matmul(dprobs, dsoft_[side].view().reshaped(Shape{N, C_}), table_, false, true);
+      ops::softmax_backward(dprobs, dprobs, probs_[side].view());
     }
   }
 
+  typename Mlp::Acts acts(int side) const { return {h_[side].view(), View{}, g_[side].view()}; }
+
   void run_side(int side) {
-    const Parameter<T>* p = &params_[4 * side];
-    ops::matmul_forward(h_[side].view(), in_[side].view(), p[0].value, p[1].value);
-    ops::gelu_forward(g_[side].view(), h_[side].view());
-    ops::matmul_forward(out_[side].view(), g_[side].view(), p[2].value, p[3].value);
+    mlp_[side].forward(out_[side].view(), acts(side), in_[side].view());
     if (V_) mixture_forward(side);
   }
 
   // (B, Tokens·C) per side -> prefix (B, 2·Tokens, C): user rows first, then item rows.
   void scatter(View prefix) const {
-    const std::size_t O = Tokens * C_;
     for (std::size_t b = 0; b < B_; ++b)
-      for (int side = 0; side < 2; ++side) {
-        const T* src = (V_ ? soft_[side] : out_[side]).data() + b * O;
-        std::copy(src, src + O, prefix.data() + (b * prefix_length + side * Tokens) * C_);
-      }
+      for (int side = 0; side < 2; ++side)
+        copy(prefix[b].rows(side * Tokens, (side + 1) * Tokens),
+             (V_ ? soft_[side] : out_[side]).view().reshaped(Shape{B_, Tokens * C_})[b]);
   }
 
   std::size_t C_, H_, V_;
   View table_;  // mixture output: the (V, C) token embeddings
-  CpuTensor<T> values_, grads_;
-  std::vector<Parameter<T>> params_;
+  nn::ParameterSet<B, T> params_;
+  Mlp mlp_[2];
   std::size_t B_ = 0;
   bool forwarded_ = false;
-  CpuTensor<T> in_[2], h_[2], g_[2], out_[2], dout_[2], dg_[2], dh_[2];
-  CpuTensor<T> probs_[2], soft_[2], dsoft_[2];  // mixture output only
+  Tensor<B, T> in_[2], h_[2], g_[2], out_[2], dout_[2], dg_[2], dh_[2];
+  Tensor<B, T> probs_[2], soft_[2], dsoft_[2];  // mixture output only
+  CpuTensor<T> host_[2];                        // CF rows gathered on the host
 };
 
 }  // namespace p4lm

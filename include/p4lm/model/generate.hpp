@@ -35,10 +35,10 @@
 
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/rng.hpp"
+#include "p4lm/core/shape_check.hpp"
 #include "p4lm/core/tensor.hpp"
 #include "p4lm/model/kv_cache.hpp"
-#include "p4lm/ops/detail/common.hpp"
-#include "p4lm/ops/detail/row_softmax.hpp"
+#include "p4lm/ops/softmax.hpp"
 
 namespace p4lm {
 
@@ -110,9 +110,9 @@ std::int32_t sample_token(const T* logits, std::size_t V, const SamplingOptions&
   // The log-probability of token j. At T = 1 (greedy decoding, plain sampling) in float, exactly as
   // ops::logprob_gather_forward computes it: a rollout's log-probs are the training pass's on the same
   // logits, and float exps cost a fraction of double ones. Other temperatures scale first, in double.
-  std::optional<ops::detail::MaxSumExp<T>> row;
+  std::optional<ops::MaxSumExp<T>> row;
   if constexpr (std::is_same_v<T, float>)
-    if (inv_t == 1.0) row = ops::detail::row_max_sum_exp(logits, V);
+    if (inv_t == 1.0) row = ops::row_max_sum_exp(logits, V);
   const double lse = row ? 0.0 : detail::log_sum_exp(logits, V, mx, inv_t);  // of (logits - mx) / T
   auto logp = [&](std::size_t j) {
     if (row) return static_cast<float>((logits[j] - row->max) - T(std::log(row->sum)));
@@ -174,7 +174,7 @@ class Generator {
                       const TensorView<backend::cpu, T>& prefix = {}) {
     const std::size_t B = prompts.size();
     if (B == 0) return {};
-    const std::size_t P = ops::detail::given(prefix) ? prefix.dim(1) : 0;
+    const std::size_t P = is_given(prefix) ? prefix.dim(1) : 0;
     std::size_t longest = 0;
     for (std::size_t b = 0; b < B; ++b) {
       if (prompts[b].empty() && P == 0)

@@ -7,12 +7,12 @@
 #include <cstdint>
 #include <vector>
 
-#include "p4lm/core/tensor.hpp"
+#include "p4lm/backend/tensors.hpp"
 #include "p4lm/model/arch.hpp"
 
 namespace p4lm {
 
-template <Scalar T = float>
+template <Scalar T = float, Backend B = backend::cpu>
 class KVCache {
  public:
   KVCache() = default;
@@ -40,17 +40,17 @@ class KVCache {
   const std::vector<std::int32_t>& lengths() const noexcept { return lengths_; }
 
   // Layer l's keys / values as (B, capacity, Hkv, D).
-  TensorView<backend::cpu, T> keys(std::size_t l) { return layer(k_, l); }
-  TensorView<backend::cpu, T> values(std::size_t l) { return layer(v_, l); }
+  TensorView<B, T> keys(std::size_t l) { return layer(k_, l); }
+  TensorView<B, T> values(std::size_t l) { return layer(v_, l); }
 
  private:
-  TensorView<backend::cpu, T> layer(CpuTensor<T>& t, std::size_t l) {
+  TensorView<B, T> layer(Tensor<B, T>& t, std::size_t l) {
     const std::size_t per = batch_ * capacity_ * kv_heads_ * head_dim_;
-    return TensorView<backend::cpu, T>(t.data() + l * per, Shape{batch_, capacity_, kv_heads_, head_dim_});
+    return TensorView<B, T>(t.data() + l * per, Shape{batch_, capacity_, kv_heads_, head_dim_});
   }
 
   std::size_t layers_ = 0, batch_ = 0, capacity_ = 0, kv_heads_ = 0, head_dim_ = 0;
-  CpuTensor<T> k_, v_;
+  Tensor<B, T> k_, v_;
   std::vector<std::int32_t> lengths_;
 };
 

@@ -12,17 +12,27 @@
 #include <string>
 #include <string_view>
 
-#include "p4lm/core/tensor.hpp"
+#include "p4lm/core/tensor_view.hpp"
 
 namespace p4lm {
 
-template <class T = float>
+template <class T = float, Backend B = backend::cpu>
 struct Parameter {
+  using backend_type = B;
+  using value_type = T;
   std::string name;
-  TensorView<backend::cpu, T> value;
-  TensorView<backend::cpu, T> grad;
+  TensorView<B, T> value;
+  TensorView<B, T> grad;
   bool trainable = true;
   bool decay = true;  // AdamW applies weight decay (matrices); biases and norm gains do not
+};
+
+// One parameter tensor a module or architecture declares: its stable name, shape, and whether AdamW
+// decays it (matrices yes; biases and norm gains no, as in GPT-2/nanoGPT practice).
+struct ParameterSpec {
+  std::string name;
+  Shape shape;
+  bool decay;
 };
 
 // Shell-style glob: `*` matches any run of characters (dots included), `?` one character.
@@ -44,8 +54,8 @@ inline bool glob_match(std::string_view pattern, std::string_view name) {
 }
 
 // Sets `trainable` on every parameter whose name matches the glob; returns how many matched.
-template <class T>
-std::size_t set_trainable(std::span<Parameter<T>> params, std::string_view glob, bool trainable) {
+template <class T, class B>
+std::size_t set_trainable(std::span<Parameter<T, B>> params, std::string_view glob, bool trainable) {
   std::size_t matched = 0;
   for (auto& p : params)
     if (glob_match(glob, p.name)) p.trainable = trainable, ++matched;
@@ -53,8 +63,8 @@ std::size_t set_trainable(std::span<Parameter<T>> params, std::string_view glob,
 }
 
 // Same with a regular expression (std::regex_match: the whole name must match).
-template <class T>
-std::size_t set_trainable(std::span<Parameter<T>> params, const std::regex& re, bool trainable) {
+template <class T, class B>
+std::size_t set_trainable(std::span<Parameter<T, B>> params, const std::regex& re, bool trainable) {
   std::size_t matched = 0;
   for (auto& p : params)
     if (std::regex_match(p.name, re)) p.trainable = trainable, ++matched;

@@ -21,12 +21,7 @@ namespace p4lm::ops {
 namespace detail {
 // Statistics tensors (mean, rstd, ...) hold one value per row of x; any shape with that many
 // elements is accepted ((N), (B, T), (L, B, T) slices of an activation block ...).
-template <class T>
-void expect_rows(const char* op, const char* what, const CpuView<T>& stats, const Shape& x_shape) {
-  if (stats.numel() != x_shape.rows())
-    fail<ShapeError>(op, ": ", what, ": expected ", x_shape.rows(), " elements (one per row of x ", x_shape,
-                     "), got shape ", stats.shape());
-}
+using p4lm::expect_rows;
 
 // Mean and 1/sqrt(var + eps) of one row, one pass. Shifting by the first element keeps
 // E[d^2] - E[d]^2 from cancelling when |mean| >> std.

@@ -25,6 +25,7 @@
 #include "p4lm/backend/tags.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/shape.hpp"
+#include "p4lm/core/shape_check.hpp"
 #include "p4lm/core/tensor_view.hpp"
 
 namespace p4lm::ops {
@@ -81,31 +82,15 @@ class DeviceScalar {
 
 namespace detail {
 
+// Shape helpers shared with the CPU ops (core/shape_check.hpp).
 template <class V>
-bool given(const V& v) noexcept {
-  return v.data() != nullptr || v.rank() != 0;
+constexpr bool given(const V& v) noexcept {
+  return is_given(v);
 }
-inline Shape with_last(Shape s, std::size_t last) {
-  if (s.rank() == 0) return Shape{last};
-  s[s.rank() - 1] = last;
-  return s;
-}
-inline Shape append(const Shape& s, std::size_t last) {
-  if (s.rank() >= Shape::max_rank) fail<ShapeError>("shape ", s, " has no room for another dimension");
-  std::size_t dims[Shape::max_rank] = {};
-  for (std::size_t i = 0; i < s.rank(); ++i) dims[i] = s[i];
-  dims[s.rank()] = last;
-  return Shape::from(std::span<const std::size_t>(dims, s.rank() + 1));
-}
-inline void expect_rank_at_least(const char* what, const Shape& s, std::size_t rank) {
-  if (s.rank() < rank) fail<ShapeError>(what, ": expected rank >= ", rank, ", got shape ", s);
-}
-template <class V>
-void expect_rows(const char* op, const char* what, const V& stats, const Shape& x_shape) {
-  if (stats.numel() != x_shape.rows())
-    fail<ShapeError>(op, ": ", what, ": expected ", x_shape.rows(), " elements (one per row of x ", x_shape,
-                     "), got shape ", stats.shape());
-}
+using p4lm::expect_rank_at_least;
+using p4lm::expect_rows;
+using p4lm::with_last;
+inline Shape append(const Shape& s, std::size_t last) { return append_dim(s, last); }
 inline int to_int(std::size_t v, const char* op) {
   if (v > 0x7fffffffu) fail<InvalidArgument>(op, ": dimension ", v, " exceeds the 32-bit range cuBLAS takes");
   return static_cast<int>(v);

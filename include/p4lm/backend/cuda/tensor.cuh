@@ -138,6 +138,12 @@ template <class T = float>
 using CudaTensor = Tensor<backend::cuda, T>;
 
 // Device to device (same element count), queued on the current stream.
+// Sets every element of a device view to value (queued on the current stream).
+template <class T>
+void fill(TensorView<backend::cuda, T> dst, T value) {
+  cuda::detail::fill(dst.data(), dst.numel(), value);
+}
+
 template <class T>
 void copy(TensorView<backend::cuda, T> dst, const TensorView<backend::cuda, T>& src) {
   if (dst.numel() != src.numel()) fail<ShapeError>("copy: ", src.shape(), " into ", dst.shape());

@@ -16,6 +16,7 @@
 #include "p4lm/backend/tags.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/shape.hpp"
+#include "p4lm/core/shape_check.hpp"
 #include "p4lm/core/tensor.hpp"
 
 namespace p4lm::ops {
@@ -29,29 +30,14 @@ inline constexpr std::int32_t ignore_index_default = -100;
 
 namespace detail {
 
-// An optional tensor argument is "not given" when it is a default-constructed view ({}): null data
-// and rank 0. (An empty tensor of shape (0) is given, and its shape is checked.)
+// Shape helpers shared with every backend (core/shape_check.hpp).
 template <class V>
-bool given(const V& v) noexcept {
-  return v.data() != nullptr || v.rank() != 0;
+constexpr bool given(const V& v) noexcept {
+  return is_given(v);
 }
-
-inline Shape with_last(Shape s, std::size_t last) {
-  if (s.rank() == 0) return Shape{last};
-  s[s.rank() - 1] = last;
-  return s;
-}
-inline Shape append(const Shape& s, std::size_t last) {
-  if (s.rank() >= Shape::max_rank) fail<ShapeError>("shape ", s, " has no room for another dimension");
-  std::array<std::size_t, Shape::max_rank> dims{};
-  for (std::size_t i = 0; i < s.rank(); ++i) dims[i] = s[i];
-  dims[s.rank()] = last;
-  return Shape::from(std::span<const std::size_t>(dims.data(), s.rank() + 1));
-}
-
-inline void expect_rank_at_least(const char* what, const Shape& s, std::size_t rank) {
-  if (s.rank() < rank) fail<ShapeError>(what, ": expected rank >= ", rank, ", got shape ", s);
-}
+using p4lm::expect_rank_at_least;
+using p4lm::with_last;
+inline Shape append(const Shape& s, std::size_t last) { return append_dim(s, last); }
 
 // Every id must lie in [0, limit) or equal `ignore` (when ignorable). Checked before any parallel
 // loop, because an exception cannot leave an OpenMP region.

@@ -30,6 +30,8 @@
 #include "p4lm/io/safetensors.hpp"
 
 // tokenizers
+#include "p4lm/text/chat_template.hpp"
+#include "p4lm/text/gguf_tokenizer.hpp"
 #include "p4lm/text/gpt2_tokenizer.hpp"
 #include "p4lm/text/llama2c_tokenizer.hpp"
 #include "p4lm/text/tokenizer.hpp"

@@ -6,13 +6,19 @@
 //   std::string text = tok.decode(ids);                           // "hello world"
 //
 // encode() treats every byte as text ("<|endoftext|>" in the input becomes ordinary tokens);
-// encode_with_special() also maps allowed special-token strings to their ids. Any byte string
+// encode_with_special() also maps allowed special-token strings to their ids.
+//
+// The same byte-level BPE serves other vocabularies through from_vocab() (tokens and merges in
+// GPT-2's printable spelling, as tokenizer.json and GGUF store them), with a pre-tokenizer choice
+// (Pretokenizer::smollm: every digit alone, then GPT-2's pattern; SmolLM2) and special tokens that
+// encode() recognises in text when the vocabulary asks for it (text/gguf_tokenizer.hpp). Any byte string
 // encodes and decodes back to itself, invalid UTF-8 included. encode() is thread-safe;
 // copies share one pre-token cache.
 //
 // BPE runs on token ids rather than on the printable strings of encoder.json: the vocabulary and
 // merges are converted back to raw bytes once at load, so encoding never builds mapped strings.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -85,6 +91,26 @@ void gpt2_pretokenize(std::string_view text, F&& piece) {
   }
 }
 
+// The "smollm" pre-tokenizer (SmolLM/SmolLM2's tokenizer.json: Digits(individual_digits) then
+// ByteLevel; llama.cpp's "smollm"): every \p{N} code point is a piece of its own, and the text
+// between them is split by gpt2_pretokenize on its own (so a space before a digit stands alone).
+template <class F>
+void smollm_pretokenize(std::string_view text, F&& piece) {
+  std::size_t start = 0;
+  for (std::size_t pos = 0; pos < text.size();) {
+    const auto cp = next_code_point(text, pos);
+    if (cp.value != CodePoint::invalid && code_point_class(cp.value) == CodePointClass::number) {
+      if (pos > start) gpt2_pretokenize(text.substr(start, pos - start), piece);
+      piece(text.substr(pos, cp.length));
+      start = pos + cp.length;
+    }
+    pos += cp.length;
+  }
+  if (start < text.size()) gpt2_pretokenize(text.substr(start), piece);
+}
+
+enum class Pretokenizer { gpt2, smollm };
+
 class Gpt2Tokenizer {
  public:
   static constexpr std::int32_t eot = 50256;  // <|endoftext|> in GPT-2's vocabulary
@@ -102,42 +128,134 @@ class Gpt2Tokenizer {
   static Gpt2Tokenizer from_folder(const std::filesystem::path& folder) {
     return from_files(folder / "encoder.json", folder / "vocab.bpe");
   }
+  // Another byte-level BPE vocabulary: tokens[id] and merges ("left right", rank = order) in GPT-2's
+  // printable spelling; special_ids name the tokens kept verbatim (control tokens such as
+  // <|im_start|>), which encode() recognises in text when parse_special is set. `origin` names the
+  // source in errors.
+  struct VocabOptions {
+    Pretokenizer pretokenizer = Pretokenizer::gpt2;
+    std::optional<std::int32_t> bos, eos;
+    std::optional<std::int32_t> unk;  // stands for bytes without a token (runs fused, as HF's fuse_unk)
+    std::vector<std::int32_t> special_ids;
+    bool parse_special = false;
+  };
+  static Gpt2Tokenizer from_vocab(std::span<const std::string> tokens, std::span<const std::string> merges,
+                                  const VocabOptions& options, const std::filesystem::path& origin) {
+    Gpt2Tokenizer tok;
+    tok.pre_ = options.pretokenizer;
+    tok.parse_special_ = options.parse_special;
+    const auto n = tokens.size();
+    std::vector<bool> special(n, false);
+    for (const auto id : options.special_ids) {
+      if (id < 0 || static_cast<std::size_t>(id) >= n)
+        throw ParseError(origin, 0, "special_ids", "id " + std::to_string(id) + " outside the vocabulary");
+      special[static_cast<std::size_t>(id)] = true;
+    }
+    for (const auto id : {options.bos, options.eos, options.unk})
+      if (id && (*id < 0 || static_cast<std::size_t>(*id) >= n))
+        throw ParseError(origin, 0, "bos/eos", "id " + std::to_string(*id) + " outside the vocabulary");
+    tok.bos_ = options.bos;
+    tok.eos_ = options.eos;
+    tok.id_to_bytes_.resize(n);
+    tok.specials_.clear();
+    for (std::size_t id = 0; id < n; ++id) {
+      std::optional<std::string> bytes = special[id] ? std::optional(tokens[id]) : unmap(tokens[id]);
+      if (!bytes)
+        throw ParseError(origin, 0, "tokens",
+                         "token " + std::to_string(id) + " '" + tokens[id] +
+                             "' has a character outside GPT-2's byte alphabet");
+      if (special[id]) tok.specials_.emplace_back(*bytes, static_cast<std::int32_t>(id));
+      tok.bytes_to_id_.emplace(*bytes, static_cast<std::int32_t>(id));  // first id wins on duplicates
+      tok.id_to_bytes_[id] = std::move(*bytes);
+    }
+    for (unsigned b = 0; b < 256; ++b) {
+      const auto it = tok.bytes_to_id_.find(std::string(1, static_cast<char>(b)));
+      if (it == tok.bytes_to_id_.end() && !options.unk)
+        throw ParseError(origin, 0, "tokens",
+                         "no token for byte " + std::to_string(b) + " and no unknown token");
+      tok.byte_id_[b] = it == tok.bytes_to_id_.end() ? *options.unk : it->second;
+      tok.byte_missing_[b] = it == tok.bytes_to_id_.end();
+    }
+    tok.merges_.reserve(merges.size());
+    std::int32_t rank = 0;
+    for (std::size_t i = 0; i < merges.size(); ++i) {
+      const std::string_view line = merges[i];
+      const auto space = line.find(' ');
+      const auto where = "merge " + std::to_string(i);
+      if (space == std::string_view::npos || line.find(' ', space + 1) != std::string_view::npos)
+        throw ParseError(origin, 0, "merges",
+                         where + " '" + merges[i] + "': expected two tokens separated by one space");
+      const auto left = unmap(line.substr(0, space)), right = unmap(line.substr(space + 1));
+      if (!left || !right)
+        throw ParseError(origin, 0, "merges", where + ": character outside GPT-2's byte alphabet");
+      const auto l = tok.bytes_to_id_.find(*left), r = tok.bytes_to_id_.find(*right),
+                 m = tok.bytes_to_id_.find(*left + *right);
+      if (l == tok.bytes_to_id_.end() || r == tok.bytes_to_id_.end() || m == tok.bytes_to_id_.end())
+        throw ParseError(origin, 0, "merges",
+                         where + " '" + merges[i] + "': merge of tokens missing from the vocabulary");
+      tok.merges_.insert(l->second, r->second, rank++, m->second);
+    }
+    if (tok.merges_.size() == 0) throw ParseError(origin, 0, "merges", "no merge rules");
+    return tok;
+  }
+
   // The files bundled in p4lm's data folder (gpt2-tokenizer/).
   static Gpt2Tokenizer bundled() {
     return from_files(data_path("gpt2-tokenizer/encoder.json"), data_path("gpt2-tokenizer/vocab.bpe"));
   }
 
   std::size_t vocab_size() const noexcept { return id_to_bytes_.size(); }
-  std::optional<std::int32_t> bos_id() const noexcept { return eot_id(); }  // GPT-2 uses EOT for both
-  std::optional<std::int32_t> eos_id() const noexcept { return eot_id(); }
+  std::optional<std::int32_t> bos_id() const noexcept { return bos_; }  // GPT-2 uses EOT for both
+  std::optional<std::int32_t> eos_id() const noexcept { return eos_; }
+  Pretokenizer pretokenizer() const noexcept { return pre_; }
+  // Special tokens (text, id) encode_with_special() can recognise; encode() does when parse_special().
+  const std::vector<std::pair<std::string, std::int32_t>>& special_tokens() const noexcept {
+    return specials_;
+  }
+  bool parse_special() const noexcept { return parse_special_; }
   std::int32_t eot_id() const noexcept { return eot; }
 
-  // Ordinary encoding: all input is text.
+  // Ordinary encoding: all input is text, except the special tokens of a vocabulary built with
+  // parse_special (SmolLM2's <|im_start|>, as HF tokenizers and llama.cpp parse them).
   std::vector<std::int32_t> encode(std::string_view text) const {
+    if (parse_special_) return encode_with_special(text, {});
+    return encode_ordinary(text);
+  }
+
+  // All input is text, whatever the vocabulary's special tokens.
+  std::vector<std::int32_t> encode_ordinary(std::string_view text) const {
     std::vector<std::int32_t> ids;
     ids.reserve(text.size() / 3 + 1);
     encode_into(text, ids);
     return ids;
   }
 
-  // Like encode(), but each occurrence of an allowed special-token string becomes its id.
-  std::vector<std::int32_t> encode_with_special(
-      std::string_view text, std::span<const std::string_view> allowed = default_special()) const {
+  // Like encode(), but each occurrence of an allowed special-token string becomes its id (an empty
+  // `allowed` means all of special_tokens()). Leftmost match first, the longest on a tie.
+  std::vector<std::int32_t> encode_with_special(std::string_view text,
+                                                std::span<const std::string_view> allowed = {}) const {
     std::vector<std::pair<std::string_view, std::int32_t>> specials;
     for (auto s : allowed) {
-      const auto it = bytes_to_id_.find(std::string(s));
-      if (s != eot_text || it == bytes_to_id_.end())
-        fail<InvalidArgument>("Gpt2Tokenizer: '", s, "' is not a special token (GPT-2 has only ", eot_text,
-                              ")");
-      specials.emplace_back(s, it->second);
+      const auto it =
+          std::find_if(specials_.begin(), specials_.end(), [&](const auto& p) { return p.first == s; });
+      if (it == specials_.end()) {
+        std::string known;
+        for (const auto& p : specials_) known += (known.empty() ? "" : ", ") + p.first;
+        fail<InvalidArgument>("Gpt2Tokenizer: '", s, "' is not a special token of this vocabulary (it has ",
+                              known.empty() ? std::string("none") : known, ")");
+      }
+      specials.emplace_back(it->first, it->second);
     }
+    if (allowed.empty())
+      for (const auto& p : specials_) specials.emplace_back(p.first, p.second);
     std::vector<std::int32_t> ids;
     while (!text.empty()) {
       std::size_t at = std::string_view::npos;
       std::pair<std::string_view, std::int32_t> found{};
       for (const auto& s : specials) {
         const auto pos = text.find(s.first);
-        if (pos < at) at = pos, found = s;
+        if (pos < at || (pos == at && pos != std::string_view::npos && s.first.size() > found.first.size()))
+          at = pos, found = s;
       }
       encode_into(text.substr(0, at), ids);
       if (at == std::string_view::npos) break;
@@ -171,11 +289,6 @@ class Gpt2Tokenizer {
   std::size_t merge_count() const noexcept { return merges_.size(); }
 
  private:
-  static std::span<const std::string_view> default_special() {
-    static constexpr std::string_view eot_only[] = {eot_text};
-    return eot_only;
-  }
-
   // Merge table: (left id, right id) -> (rank, merged id), open addressing with linear probing.
   struct MergeTable {
     struct Slot {
@@ -237,7 +350,7 @@ class Gpt2Tokenizer {
 
   void encode_into(std::string_view text, std::vector<std::int32_t>& ids) const {
     std::vector<std::int32_t> parts;
-    gpt2_pretokenize(text, [&](std::string_view word) {
+    auto each_piece = [&](std::string_view word) {
       if (word.size() == 1) {
         ids.push_back(byte_id_[static_cast<unsigned char>(word[0])]);
         return;
@@ -254,14 +367,23 @@ class Gpt2Tokenizer {
       std::lock_guard lock(cache_->mutex);
       if (cache_->map.size() >= Cache::max_entries) cache_->map.clear();
       cache_->map.emplace(std::string(word), parts);
-    });
+    };
+    if (pre_ == Pretokenizer::smollm)
+      smollm_pretokenize(text, each_piece);
+    else
+      gpt2_pretokenize(text, each_piece);
   }
 
   // encoder.py's bpe(): repeatedly merge the adjacent pair of lowest rank, every occurrence left to
   // right, until no adjacent pair is a merge rule.
   void bpe(std::string_view word, std::vector<std::int32_t>& parts) const {
     parts.clear();
-    for (const char c : word) parts.push_back(byte_id_[static_cast<unsigned char>(c)]);
+    bool previous_missing = false;
+    for (const char c : word) {
+      const auto b = static_cast<unsigned char>(c);
+      if (!(byte_missing_[b] && previous_missing)) parts.push_back(byte_id_[b]);
+      previous_missing = byte_missing_[b];
+    }
     while (parts.size() > 1) {
       std::int32_t best_rank = std::numeric_limits<std::int32_t>::max();
       std::size_t best = 0;
@@ -326,6 +448,7 @@ class Gpt2Tokenizer {
     }
     if (id_to_bytes_.size() <= static_cast<std::size_t>(eot) || id_to_bytes_[eot] != eot_text)
       throw ParseError(path, 0, "", "id 50256 is not <|endoftext|>: not GPT-2's encoder.json");
+    specials_ = {{std::string(eot_text), eot}};
   }
 
   void load_merges(const std::filesystem::path& path) {
@@ -364,7 +487,12 @@ class Gpt2Tokenizer {
   std::vector<std::string> id_to_bytes_;
   std::unordered_map<std::string, std::int32_t, StringHash, std::equal_to<>> bytes_to_id_;
   std::int32_t byte_id_[256] = {};
+  bool byte_missing_[256] = {};  // byte without a token: byte_id_ is the unknown token
   MergeTable merges_;
+  Pretokenizer pre_ = Pretokenizer::gpt2;
+  std::optional<std::int32_t> bos_ = eot, eos_ = eot;
+  std::vector<std::pair<std::string, std::int32_t>> specials_;
+  bool parse_special_ = false;
   std::shared_ptr<Cache> cache_ = std::make_shared<Cache>();  // shared by copies
 };
 

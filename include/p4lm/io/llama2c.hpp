@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "p4lm/core/error.hpp"
+#include "p4lm/io/finite.hpp"
 
 namespace p4lm::io {
 
@@ -121,7 +122,8 @@ inline Llama2cConfig read_llama2c_config(const std::filesystem::path& path) {
 }
 
 // Reads the whole checkpoint. A short file names the tensor where it ran out; a long one says how
-// many bytes are left over (usually a config that does not match the weights).
+// many bytes are left over (usually a config that does not match the weights); a NaN or infinite
+// weight names its tensor (io/finite.hpp).
 inline Llama2cCheckpoint load_llama2c(const std::filesystem::path& path) {
   Llama2cCheckpoint ckpt;
   ckpt.config = read_llama2c_config(path);
@@ -148,6 +150,7 @@ inline Llama2cCheckpoint load_llama2c(const std::filesystem::path& path) {
       Llama2cWeight w{entry.name, entry.shape, std::vector<float>(static_cast<std::size_t>(numel))};
       if (!in.read(reinterpret_cast<char*>(w.data.data()), static_cast<std::streamsize>(bytes)))
         fail<IoError>(path.string(), ": read failed in tensor '", entry.name, "'");
+      require_finite<float>(w.data, path, entry.name);
       ckpt.weights.push_back(std::move(w));
     } else {
       in.seekg(static_cast<std::streamoff>(bytes), std::ios::cur);

@@ -37,6 +37,7 @@
 
 #include "p4lm/core/error.hpp"
 #include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/finite.hpp"
 
 namespace p4lm::io {
 
@@ -194,6 +195,7 @@ class SafetensorsFile {
   }
 
   // The tensor's values as float (F32, F16, BF16 and F64 are converted; integer dtypes are refused).
+  // A NaN or infinite value is a ParseError naming the tensor (io/finite.hpp): weights must be finite.
   std::vector<float> read_f32(std::string_view name) const {
     const auto& t = at(name);
     std::vector<float> out(t.numel());
@@ -221,6 +223,7 @@ class SafetensorsFile {
         throw ParseError(path_, 0, name,
                          "dtype " + std::string(dtype_name(t.dtype)) + " cannot be read as float");
     }
+    require_finite<float>(out, path_, name);
     return out;
   }
 

@@ -13,7 +13,8 @@
 // JSON, the names of frozen parameters, the optimizer's step count and options, and any caller
 // entries (data position, RNG state, ...). Files are written atomically.
 //
-// Errors name the file and the tensor (missing tensor, wrong shape, truncated file).
+// Errors name the file and the tensor (missing tensor, wrong shape, truncated file, a NaN or
+// infinite value: io/finite.hpp's check runs on every tensor loaded).
 
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/finite.hpp"
 #include "p4lm/io/llama2c.hpp"
 #include "p4lm/io/safetensors.hpp"
 #include "p4lm/model/arch.hpp"
@@ -120,7 +122,7 @@ inline ModelConfig hf_gpt2_model_config(const std::filesystem::path& config_json
   } catch (const nlohmann::json::exception& e) {
     fail<InvalidArgument>(config_json.string(), ": ", e.what());
   }
-  c.validate();
+  c.validate(config_json.string());
   return c;
 }
 
@@ -221,7 +223,7 @@ inline ModelConfig checkpoint_model_config(const io::SafetensorsFile& st) {
     throw ParseError(st.path(), 0, "__metadata__",
                      "not a p4lm checkpoint (needs format \"p4lm\" and a config)");
   try {
-    return model_config_from_json(nlohmann::json::parse(config->second));
+    return model_config_from_json(nlohmann::json::parse(config->second), st.path().string());
   } catch (const nlohmann::json::exception& e) {
     throw ParseError(st.path(), 0, "__metadata__", std::string("config is not valid JSON: ") + e.what());
   }
@@ -234,6 +236,7 @@ void read_exact(const io::SafetensorsFile& st, const std::string& name, TensorVi
   const auto& view = st.expect(name, shape);
   if (view.dtype == dtype_of<T>()) {
     if (!view.data.empty()) std::memcpy(dst.data(), view.data.data(), view.data.size());  // bit-exact
+    io::require_finite<T>(std::span<const T>(dst.data(), dst.numel()), st.path(), name);
   } else {
     const auto values = st.read_f32(name);
     std::copy(values.begin(), values.end(), dst.data());
@@ -248,9 +251,12 @@ std::map<std::string, std::string> load_checkpoint_into(Model& model, const std:
                                                         AdamW<T>* optimizer = nullptr) {
   const auto st = io::SafetensorsFile::open(path);
   const auto config = checkpoint_model_config(st);
-  if (!(config == model.config()))
-    fail<InvalidArgument>(path.string(), ": checkpoint config ", to_json(config).dump(),
-                          " differs from the model's ", to_json(model.config()).dump());
+  if (const auto diff = differences(config, model.config()); !diff.empty()) {
+    std::string fields;
+    for (const auto& d : diff) fields += (fields.empty() ? "" : ", ") + d;
+    fail<InvalidArgument>(path.string(), ": checkpoint config differs from the model's in ", fields,
+                          " (checkpoint vs model)");
+  }
   auto params = model.parameters();
   std::vector<std::string> frozen;
   if (const auto it = st.metadata().find("frozen"); it != st.metadata().end())

@@ -11,8 +11,13 @@
 // Every weight matrix is stored (out, in), the layout of ops::matmul_forward; loaders transpose
 // formats that differ (HF GPT-2's Conv1D stores (in, out)).
 
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <sstream>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -40,23 +45,82 @@ struct ModelConfig {
   std::size_t kv_heads() const noexcept { return n_kv_heads ? n_kv_heads : n_heads; }
   std::size_t head_dim() const noexcept { return n_heads ? d_model / n_heads : 0; }
 
-  // Throws InvalidArgument naming the field at fault.
-  void validate() const {
-    auto need = [](bool ok, const char* what) {
-      if (!ok) fail<InvalidArgument>("ModelConfig: ", what);
+  // Upper bounds far beyond any model p4lm can train or load on one machine; what exceeds them is a
+  // corrupt or mistyped config, refused by name instead of failing later as std::bad_alloc.
+  static constexpr std::size_t max_vocab_size = std::size_t{1} << 24;  // 16.8M (Llama 3: 128k)
+  static constexpr std::size_t max_d_model = std::size_t{1} << 16;     // 65536 (Llama 3 405B: 16384)
+  static constexpr std::size_t max_n_layers = 1024;                    // (Llama 3 405B: 126)
+  static constexpr std::size_t max_n_heads = 1024;
+  static constexpr std::size_t max_d_ff = std::size_t{1} << 20;  // (Llama 3 405B: 53248)
+  static constexpr std::size_t max_seq_limit = std::size_t{1} << 20;
+  static constexpr std::size_t max_parameters = std::size_t{1} << 36;  // 68.7G: 275 GB of fp32
+
+  // Parameters of the architecture (embeddings, layers, head); no overflow for any config whose
+  // fields are within the bounds above.
+  std::size_t parameter_count() const noexcept {
+    const std::size_t C = d_model, F = d_ff, D = head_dim(), L = n_layers;
+    const bool gpt2 = arch == "gpt2";
+    const std::size_t attn = n_heads * D * C * 2 + kv_heads() * D * C * 2;
+    const std::size_t mlp = gpt2 ? 2 * F * C : 3 * F * C;
+    const std::size_t embed = vocab_size * C * (tied_head ? 1 : 2) + (gpt2 ? max_seq * C : 0);
+    return embed + L * (attn + mlp + 4 * C + F) + 2 * C;
+  }
+
+  // Throws InvalidArgument naming the field at fault (and `origin`, the file, when given).
+  void validate(std::string_view origin = {}) const {
+    auto need = [&](bool ok, const auto&... what) {
+      if (!ok) fail<InvalidArgument>(origin, origin.empty() ? "" : ": ", "ModelConfig: ", what...);
     };
-    need(arch == "gpt2" || arch == "llama", "arch must be \"gpt2\" or \"llama\"");
-    need(vocab_size > 0 && d_model > 0 && n_layers > 0 && n_heads > 0 && d_ff > 0 && max_seq > 0,
-         "vocab_size, d_model, n_layers, n_heads, d_ff and max_seq must be > 0");
-    need(d_model % n_heads == 0, "d_model must be a multiple of n_heads");
-    need(n_heads % kv_heads() == 0, "n_kv_heads must divide n_heads");
+    need(arch == "gpt2" || arch == "llama", "arch must be \"gpt2\" or \"llama\", got \"", arch, "\"");
+    const std::pair<const char*, std::pair<std::size_t, std::size_t>> sizes[] = {
+        {"vocab_size", {vocab_size, max_vocab_size}},
+        {"d_model", {d_model, max_d_model}},
+        {"n_layers", {n_layers, max_n_layers}},
+        {"n_heads", {n_heads, max_n_heads}},
+        {"d_ff", {d_ff, max_d_ff}},
+        {"max_seq", {max_seq, max_seq_limit}}};
+    for (const auto& [field, value_max] : sizes)
+      need(value_max.first >= 1 && value_max.first <= value_max.second, field, " must be in [1, ",
+           value_max.second, "], got ", value_max.first);
+    need(n_kv_heads <= n_heads, "n_kv_heads must be <= n_heads (", n_heads, "), got ", n_kv_heads);
+    need(d_model % n_heads == 0, "d_model (", d_model, ") must be a multiple of n_heads (", n_heads, ")");
+    need(n_heads % kv_heads() == 0, "n_kv_heads (", kv_heads(), ") must divide n_heads (", n_heads, ")");
     need(arch != "llama" || head_dim() % 2 == 0, "Llama head size (d_model / n_heads) must be even (RoPE)");
     need(arch != "gpt2" || (kv_heads() == n_heads && tied_head),
          "GPT-2 has n_kv_heads == n_heads and a tied head");
-    need(norm_eps > 0, "norm_eps must be > 0");
+    need(std::isfinite(norm_eps) && norm_eps > 0, "norm_eps must be a finite number > 0, got ", norm_eps);
+    need(std::isfinite(rope_theta) && rope_theta > 0, "rope_theta must be a finite number > 0, got ",
+         rope_theta);
+    need(parameter_count() <= max_parameters, "the shape has ", parameter_count(),
+         " parameters, more than the limit of ", max_parameters);
   }
 
-  friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
+  // The fields in which two configs differ ("n_layers 2 vs 4"); n_kv_heads is compared resolved.
+  friend std::vector<std::string> differences(const ModelConfig& a, const ModelConfig& b) {
+    std::vector<std::string> out;
+    auto field = [&](const char* name, const auto& x, const auto& y) {
+      if (x == y) return;
+      std::ostringstream os;
+      os.precision(17);
+      os << std::boolalpha << name << " " << x << " vs " << y;
+      out.push_back(os.str());
+    };
+    field("arch", a.arch, b.arch);
+    field("vocab_size", a.vocab_size, b.vocab_size);
+    field("d_model", a.d_model, b.d_model);
+    field("n_layers", a.n_layers, b.n_layers);
+    field("n_heads", a.n_heads, b.n_heads);
+    field("n_kv_heads", a.kv_heads(), b.kv_heads());
+    field("d_ff", a.d_ff, b.d_ff);
+    field("max_seq", a.max_seq, b.max_seq);
+    field("norm_eps", a.norm_eps, b.norm_eps);
+    field("rope_theta", a.rope_theta, b.rope_theta);
+    field("tied_head", a.tied_head, b.tied_head);
+    return out;
+  }
+
+  // Same shape: n_kv_heads 0 ("as many as n_heads") equals its resolved value.
+  friend bool operator==(const ModelConfig& a, const ModelConfig& b) { return differences(a, b).empty(); }
 };
 
 inline nlohmann::json to_json(const ModelConfig& c) {
@@ -68,24 +132,34 @@ inline nlohmann::json to_json(const ModelConfig& c) {
           {"tied_head", c.tied_head}};
 }
 
-inline ModelConfig model_config_from_json(const nlohmann::json& j) {
+// `origin` (the file the JSON came from) prefixes every error.
+inline ModelConfig model_config_from_json(const nlohmann::json& j, std::string_view origin = {}) {
+  const std::string where = origin.empty() ? std::string() : std::string(origin) + ": ";
+  // nlohmann turns -1 into 2^64 - 1 and 1.5 into 1 when asked for a size_t: take integers only.
+  auto count = [&](const char* key) -> std::size_t {
+    const auto& v = j.at(key);
+    if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<std::int64_t>() < 0))
+      fail<InvalidArgument>(where, "ModelConfig: ", key, " must be a non-negative integer, got ", v.dump());
+    return v.get<std::size_t>();
+  };
   ModelConfig c;
   try {
+    if (!j.is_object()) fail<InvalidArgument>(where, "ModelConfig: expected a JSON object, got ", j.dump());
     c.arch = j.at("arch").get<std::string>();
-    c.vocab_size = j.at("vocab_size").get<std::size_t>();
-    c.d_model = j.at("d_model").get<std::size_t>();
-    c.n_layers = j.at("n_layers").get<std::size_t>();
-    c.n_heads = j.at("n_heads").get<std::size_t>();
-    c.n_kv_heads = j.value("n_kv_heads", c.n_heads);
-    c.d_ff = j.at("d_ff").get<std::size_t>();
-    c.max_seq = j.at("max_seq").get<std::size_t>();
+    c.vocab_size = count("vocab_size");
+    c.d_model = count("d_model");
+    c.n_layers = count("n_layers");
+    c.n_heads = count("n_heads");
+    c.n_kv_heads = j.contains("n_kv_heads") ? count("n_kv_heads") : c.n_heads;
+    c.d_ff = count("d_ff");
+    c.max_seq = count("max_seq");
     c.norm_eps = j.value("norm_eps", 1e-5);
     c.rope_theta = j.value("rope_theta", 10000.0);
     c.tied_head = j.value("tied_head", true);
   } catch (const nlohmann::json::exception& e) {
-    fail<InvalidArgument>("ModelConfig: ", e.what());
+    fail<InvalidArgument>(where, "ModelConfig: ", e.what());
   }
-  c.validate();
+  c.validate(origin);
   return c;
 }
 

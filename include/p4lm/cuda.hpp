@@ -14,7 +14,7 @@
 #error "<p4lm/cuda.hpp> must be compiled by nvcc (a .cu file); CPU users include <p4lm/p4lm.hpp> only."
 #endif
 
-#include "p4lm/backend/tags.hpp"
+#include "p4lm/core/backend.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/core/tensor_view.hpp"

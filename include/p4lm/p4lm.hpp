@@ -18,7 +18,7 @@
 #include "p4lm/core/tensor.hpp"
 
 // backends and ops (forward/backward pairs)
-#include "p4lm/backend/tags.hpp"
+#include "p4lm/core/backend.hpp"
 #include "p4lm/ops/ops.hpp"
 
 // file formats

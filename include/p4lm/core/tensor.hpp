@@ -21,7 +21,7 @@
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xtensor.hpp>
 
-#include "p4lm/backend/tags.hpp"
+#include "p4lm/core/backend.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/shape.hpp"
 #include "p4lm/core/tensor_view.hpp"

@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <span>
 
-#include "p4lm/backend/tags.hpp"
+#include "p4lm/core/backend.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/shape.hpp"
 

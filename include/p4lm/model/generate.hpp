@@ -33,10 +33,10 @@
 #include <omp.h>
 #include <xsimd/xsimd.hpp>
 
+#include "p4lm/backend/tensors.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/core/shape_check.hpp"
-#include "p4lm/core/tensor.hpp"
 #include "p4lm/model/kv_cache.hpp"
 #include "p4lm/ops/softmax.hpp"
 
@@ -163,20 +163,22 @@ std::int32_t sample_token(const T* logits, std::size_t V, const SamplingOptions&
   return pick;
 }
 
-// Holds the KV cache and buffers between calls, so repeated rollouts allocate nothing new.
+// Holds the KV cache and buffers between calls, so repeated rollouts allocate nothing new. On a device
+// backend the model runs there and each step's last-position logits come to the host for sampling.
 template <class Model>
 class Generator {
  public:
   using T = typename Model::value_type;
+  using B = typename Model::backend_type;
   explicit Generator(Model& model) : model_(model) {}
 
   Generation generate(std::span<const std::vector<std::int32_t>> prompts, const SamplingOptions& o,
-                      const TensorView<backend::cpu, T>& prefix = {}) {
-    const std::size_t B = prompts.size();
-    if (B == 0) return {};
+                      const TensorView<B, T>& prefix = {}) {
+    const std::size_t Bn = prompts.size();
+    if (Bn == 0) return {};
     const std::size_t P = is_given(prefix) ? prefix.dim(1) : 0;
     std::size_t longest = 0;
-    for (std::size_t b = 0; b < B; ++b) {
+    for (std::size_t b = 0; b < Bn; ++b) {
       if (prompts[b].empty() && P == 0)
         fail<InvalidArgument>("generate: prompt ", b, " is empty and there is no prefix (start it with BOS)");
       longest = std::max(longest, prompts[b].size());
@@ -185,33 +187,36 @@ class Generator {
     if (capacity > model_.config().max_seq)
       fail<InvalidArgument>("generate: prefix ", P, " + prompt ", longest, " + max_new_tokens ",
                             o.max_new_tokens, " exceed the model's max_seq ", model_.config().max_seq);
-    cache_.reserve(model_.config(), B, capacity);
+    cache_.reserve(model_.config(), Bn, capacity);
 
     Generation out;
-    out.tokens.assign(B, {});
-    out.logprobs.assign(B, {});
-    out.stopped.assign(B, false);
+    out.tokens.assign(Bn, {});
+    out.logprobs.assign(Bn, {});
+    out.stopped.assign(Bn, false);
     std::vector<Rng> rngs;
-    for (std::size_t b = 0; b < B; ++b) rngs.emplace_back(o.seed, b);
+    for (std::size_t b = 0; b < Bn; ++b) rngs.emplace_back(o.seed, b);
 
     // Prefill: every prompt (right-padded) in one pass.
-    ids_.resize(Shape{B, std::max<std::size_t>(longest, 0)});
-    ids_.zero();
-    new_len_.assign(B, 0);
-    for (std::size_t b = 0; b < B; ++b) {
-      std::copy(prompts[b].begin(), prompts[b].end(), ids_.data() + b * longest);
+    host_ids_.resize(Shape{Bn, std::max<std::size_t>(longest, 0)});
+    host_ids_.zero();
+    new_len_.assign(Bn, 0);
+    for (std::size_t b = 0; b < Bn; ++b) {
+      std::copy(prompts[b].begin(), prompts[b].end(), host_ids_.data() + b * longest);
       new_len_[b] = static_cast<std::int32_t>(prompts[b].size());
     }
-    auto logits = model_.forward_cached(cache_, ids_.view(), new_len_, prefix);
+    ids_.resize(host_ids_.shape());
+    copy(ids_.view(), host_ids_.view());
+    auto logits = on_host(model_.forward_cached(cache_, ids_.view(), new_len_, prefix));
     const std::size_t V = model_.config().vocab_size;
-    step_ids_.resize(Shape{B, 1});
+    step_ids_.resize(Shape{Bn, 1});
+    host_step_.resize(Shape{Bn, 1});
     for (std::size_t step = 0; step < o.max_new_tokens; ++step) {
       // Sampling: rows are independent (each has its own Rng), so they run in parallel.
-      picks_.resize(B);
-      pick_logprobs_.resize(B);
+      picks_.resize(Bn);
+      pick_logprobs_.resize(Bn);
       scratches_.resize(static_cast<std::size_t>(omp_get_max_threads()));
-      const auto rows = static_cast<std::ptrdiff_t>(B);
-#pragma omp parallel for schedule(static) if (B > 1 && B * V >= (std::size_t{1} << 16))
+      const auto rows = static_cast<std::ptrdiff_t>(Bn);
+#pragma omp parallel for schedule(static) if (Bn > 1 && Bn * V >= (std::size_t{1} << 16))
       for (std::ptrdiff_t r = 0; r < rows; ++r) {
         const auto b = static_cast<std::size_t>(r);
         if (out.stopped[b]) continue;
@@ -219,13 +224,13 @@ class Generator {
                                  scratches_[static_cast<std::size_t>(omp_get_thread_num())]);
       }
       bool any = false;
-      for (std::size_t b = 0; b < B; ++b) {
+      for (std::size_t b = 0; b < Bn; ++b) {
         new_len_[b] = 0;
         if (out.stopped[b]) continue;
         const std::int32_t tok = picks_[b];
         out.tokens[b].push_back(tok);
         out.logprobs[b].push_back(pick_logprobs_[b]);
-        step_ids_.data()[b] = tok;
+        host_step_.data()[b] = tok;
         if (o.eos && tok == *o.eos) {
           out.stopped[b] = true;
           continue;
@@ -234,20 +239,34 @@ class Generator {
         any = true;
       }
       if (!any || step + 1 == o.max_new_tokens) break;
-      logits = model_.forward_cached(cache_, step_ids_.view(), new_len_);
+      copy(step_ids_.view(), host_step_.view());
+      logits = on_host(model_.forward_cached(cache_, step_ids_.view(), new_len_));
     }
     return out;
   }
 
   Generation generate(const std::vector<std::vector<std::int32_t>>& prompts, const SamplingOptions& o,
-                      const TensorView<backend::cpu, T>& prefix = {}) {
+                      const TensorView<B, T>& prefix = {}) {
     return generate(std::span<const std::vector<std::int32_t>>(prompts), o, prefix);
   }
 
  private:
+  // The logits where the sampler reads them: the model's own buffer on the CPU, a host copy otherwise.
+  TensorView<backend::cpu, T> on_host(const TensorView<B, T>& logits) {
+    if constexpr (B::is_device) {
+      host_logits_.resize(logits.shape());
+      copy(host_logits_.view(), logits);
+      return host_logits_.view();
+    } else {
+      return logits;
+    }
+  }
+
   Model& model_;
-  KVCache<T> cache_;
-  CpuTensor<std::int32_t> ids_, step_ids_;
+  KVCache<T, B> cache_;
+  Tensor<B, std::int32_t> ids_, step_ids_;
+  CpuTensor<std::int32_t> host_ids_, host_step_;
+  CpuTensor<T> host_logits_;
   std::vector<std::int32_t> new_len_;
   std::vector<std::int32_t> picks_;
   std::vector<float> pick_logprobs_;
@@ -258,7 +277,7 @@ class Generator {
 template <class Model>
 Generation generate(Model& model, const std::vector<std::vector<std::int32_t>>& prompts,
                     const SamplingOptions& o,
-                    const TensorView<backend::cpu, typename Model::value_type>& prefix = {}) {
+                    const TensorView<typename Model::backend_type, typename Model::value_type>& prefix = {}) {
   Generator<Model> gen(model);
   return gen.generate(prompts, o, prefix);
 }

@@ -1,5 +1,5 @@
 #pragma once
-// AdamW over a module's trainable parameters: global gradient-norm clipping (ops::clip_grad_norm),
+// AdamW<T, B> over a module's trainable parameters: global gradient-norm clipping (ops::clip_grad_norm),
 // then ops::adamw_update per tensor, weight decay only where Parameter::decay says so. The moment
 // estimates m and v live in one allocation each, one slice per parameter in parameters() order, so
 // they save and load by parameter name (model/checkpoint.hpp).
@@ -16,10 +16,9 @@
 #include <string_view>
 #include <vector>
 
-#include "p4lm/core/tensor.hpp"
+#include "p4lm/backend/tensors.hpp"
 #include "p4lm/nn/parameter.hpp"
-#include "p4lm/ops/adamw.hpp"
-#include "p4lm/ops/clip_grad_norm.hpp"
+#include "p4lm/ops/all_backends.hpp"
 
 namespace p4lm {
 
@@ -32,11 +31,14 @@ struct AdamWOptions {
   double max_grad_norm = 1.0;  // <= 0: no clipping
 };
 
-template <Scalar T = float>
+template <Scalar T = float, Backend B = backend::cpu>
 class AdamW {
  public:
+  using View = TensorView<B, T>;
+  using backend_type = B;
+
   AdamW() = default;
-  AdamW(std::span<const Parameter<T>> params, AdamWOptions options = {}) : options_(options) {
+  AdamW(std::span<const Parameter<T, B>> params, AdamWOptions options = {}) : options_(options) {
     std::size_t total = 0;
     for (const auto& p : params) {
       names_.push_back(p.name);
@@ -44,8 +46,8 @@ class AdamW {
       lr_scale_.push_back(1.0);
       total += p.value.numel();
     }
-    m_ = CpuTensor<T>(Shape{total});
-    v_ = CpuTensor<T>(Shape{total});
+    m_ = Tensor<B, T>(Shape{total}, T(0));
+    v_ = Tensor<B, T>(Shape{total}, T(0));
   }
 
   const AdamWOptions& options() const noexcept { return options_; }
@@ -70,15 +72,15 @@ class AdamW {
 
   // Clips the trainable gradients to max_grad_norm, then updates every trainable parameter.
   // Returns the global gradient norm before clipping; a non-finite norm skips the update.
-  double step(std::span<Parameter<T>> params, double lr) {
+  double step(std::span<Parameter<T, B>> params, double lr) {
     check(params);
     grads_.clear();
     for (const auto& p : params)
       if (p.trainable) grads_.push_back(p.grad);
+    const std::span<const View> grads(grads_);
     const double norm = options_.max_grad_norm > 0
-                            ? ops::clip_grad_norm<T>(std::span<const TensorView<backend::cpu, T>>(grads_),
-                                                     options_.max_grad_norm)
-                            : ops::global_grad_norm<T>(std::span<const TensorView<backend::cpu, T>>(grads_));
+                            ? double(ops::clip_grad_norm(grads, options_.max_grad_norm))
+                            : double(ops::global_grad_norm(grads));
     if (!std::isfinite(norm)) return norm;
     ++t_;
     for (std::size_t i = 0; i < params.size(); ++i) {
@@ -90,15 +92,15 @@ class AdamW {
     }
     return norm;
   }
-  double step(std::span<Parameter<T>> params) { return step(params, options_.lr); }
+  double step(std::span<Parameter<T, B>> params) { return step(params, options_.lr); }
 
   // State of parameter i (by position in the parameters() it was built from).
-  TensorView<backend::cpu, T> m(std::size_t i, Shape s) { return {m_.data() + offsets_.at(i), s}; }
-  TensorView<backend::cpu, T> v(std::size_t i, Shape s) { return {v_.data() + offsets_.at(i), s}; }
+  View m(std::size_t i, Shape s) { return {m_.data() + offsets_.at(i), s}; }
+  View v(std::size_t i, Shape s) { return {v_.data() + offsets_.at(i), s}; }
   const std::vector<std::string>& names() const noexcept { return names_; }
 
  private:
-  void check(std::span<const Parameter<T>> params) const {
+  void check(std::span<const Parameter<T, B>> params) const {
     if (params.size() != names_.size())
       fail<InvalidArgument>("AdamW: built for ", names_.size(), " parameters, stepped with ", params.size());
     for (std::size_t i = 0; i < params.size(); ++i)
@@ -111,8 +113,8 @@ class AdamW {
   std::vector<std::string> names_;
   std::vector<std::size_t> offsets_;
   std::vector<double> lr_scale_;
-  CpuTensor<T> m_, v_;
-  std::vector<TensorView<backend::cpu, T>> grads_;
+  Tensor<B, T> m_, v_;
+  std::vector<View> grads_;
   std::int64_t t_ = 0;
 };
 

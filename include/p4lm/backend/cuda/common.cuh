@@ -22,7 +22,7 @@
 #include "p4lm/backend/cuda/context.cuh"
 #include "p4lm/backend/cuda/device.cuh"
 #include "p4lm/backend/cuda/tensor.cuh"
-#include "p4lm/backend/tags.hpp"
+#include "p4lm/core/backend.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/shape.hpp"
 #include "p4lm/core/shape_check.hpp"

@@ -13,7 +13,7 @@
 #include <omp.h>
 #include <xsimd/xsimd.hpp>
 
-#include "p4lm/backend/tags.hpp"
+#include "p4lm/core/backend.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/shape.hpp"
 #include "p4lm/core/shape_check.hpp"

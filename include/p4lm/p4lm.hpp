@@ -66,3 +66,11 @@
 
 // evaluation output
 #include "p4lm/eval/svg_plot.hpp"
+
+// the gold judge (never trained on): catalog, held-out ratings, dictionary, scoring, validation
+#include "p4lm/eval/catalog_file.hpp"
+#include "p4lm/eval/gold_judge.hpp"
+#include "p4lm/eval/gold_pitch_file.hpp"
+#include "p4lm/eval/gold_validation.hpp"
+#include "p4lm/eval/heldout_ratings.hpp"
+#include "p4lm/eval/lexicon.hpp"

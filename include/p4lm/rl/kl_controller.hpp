@@ -16,6 +16,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstddef>
+#include <type_traits>
 
 #include "p4lm/core/error.hpp"
 
@@ -86,5 +87,19 @@ class AdaptiveKL {
 };
 
 static_assert(KLController<FixedKL> && KLController<AdaptiveKL>);
+
+// The KL controller a config describes: AdaptiveKL(init_kl_coef, target, horizon), FixedKL(init_kl_coef),
+// or a user's controller built from the config or default-constructed.
+template <class K, class Config>
+K make_kl_controller(const Config& c) {
+  if constexpr (std::is_same_v<K, AdaptiveKL>)
+    return AdaptiveKL(c.init_kl_coef, c.target, c.horizon);
+  else if constexpr (std::is_same_v<K, FixedKL>)
+    return FixedKL(c.init_kl_coef);
+  else if constexpr (std::is_constructible_v<K, const Config&>)
+    return K(c);
+  else
+    return K{};
+}
 
 }  // namespace p4lm::rl

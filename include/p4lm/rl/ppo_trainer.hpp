@@ -35,6 +35,7 @@
 #include "p4lm/rl/gae.hpp"
 #include "p4lm/rl/kl_controller.hpp"
 #include "p4lm/rl/masked.hpp"
+#include "p4lm/rl/metrics.hpp"
 #include "p4lm/rl/minibatch.hpp"
 #include "p4lm/rl/policy.hpp"
 #include "p4lm/rl/ppo_config.hpp"
@@ -45,50 +46,6 @@
 #include "p4lm/rl/shaped_reward.hpp"
 
 namespace p4lm::rl {
-
-// The KL controller a config describes: AdaptiveKL(init_kl_coef, target, horizon), FixedKL(init_kl_coef),
-// or a user's controller built from the config or default-constructed.
-template <class K, class Config>
-K make_kl_controller(const Config& c) {
-  if constexpr (std::is_same_v<K, AdaptiveKL>)
-    return AdaptiveKL(c.init_kl_coef, c.target, c.horizon);
-  else if constexpr (std::is_same_v<K, FixedKL>)
-    return FixedKL(c.init_kl_coef);
-  else if constexpr (std::is_constructible_v<K, const Config&>)
-    return K(c);
-  else
-    return K{};
-}
-
-// Metrics of one iteration, by TRL's names.
-using Metrics = std::map<std::string, double>;
-
-// The metrics every algorithm reports about its rollout (objective/*, env/*, time/*).
-template <class T>
-void rollout_metrics(Metrics& m, const Rollout<T>& r, double beta) {
-  const double B = static_cast<double>(r.size());
-  const double kl = mean_row_sum(r.kl.view(), r.mask.view());
-  double score = 0, raw = 0, raw2 = 0, ended = 0, length = 0;
-  for (std::size_t b = 0; b < r.size(); ++b) {
-    score += r.scores[b], raw += r.raw_scores[b], raw2 += r.raw_scores[b] * r.raw_scores[b];
-    ended += r.ended[b], length += static_cast<double>(r.responses[b].size());
-  }
-  score /= B, raw /= B;
-  m["objective/kl"] = kl;
-  m["objective/kl_coef"] = beta;
-  m["objective/entropy"] = mean_row_sum(r.entropy.view(), r.mask.view());
-  m["objective/scores"] = score;
-  m["objective/non_score_reward"] = -beta * kl;
-  m["objective/rlhf_reward"] = score - beta * kl;
-  m["env/reward_mean"] = raw;
-  m["env/reward_std"] = std::sqrt(std::max(0.0, raw2 / B - raw * raw));
-  m["env/ended_fraction"] = ended / B;
-  m["env/response_length"] = length / B;
-  m["time/rollout/generate"] = r.time_generate;
-  m["time/rollout/policy"] = r.time_policy;
-  m["time/rollout/reference"] = r.time_reference;
-  m["time/rollout/score"] = r.time_score;
-}
 
 template <Policy P, class RewardFn, class KLControl = AdaptiveKL>
 class PPOTrainer {

@@ -134,21 +134,43 @@ inline std::pair<std::size_t, std::size_t> tokens_covering(const TextCodec& code
   return first < last ? std::pair{first, last} : std::pair<std::size_t, std::size_t>{0, 0};
 }
 
+// The leading part of `text` whose encoding has more than `tokens` tokens, cut at a space, or all of
+// it. Encoding (and decoding prefixes) cost grows with the text, at least linearly, for some
+// tokenizers quadratically (llama2.c's BPE merges): a pitch is cut to a few times the characters its
+// kept tokens can cover before anything is encoded. Cut at a space and with `margin` extra tokens, the
+// kept tokens are those of the whole text for the tokenizers p4lm ships (pieces do not cross spaces).
+inline std::string_view text_for_tokens(const TextCodec& codec, std::string_view text, std::size_t tokens,
+                                        std::size_t margin = 16) {
+  std::size_t chars = 8 * (tokens + margin);
+  while (chars < text.size()) {
+    std::size_t cut = text.find(' ', chars);
+    if (cut == std::string_view::npos || cut > 2 * chars) {  // no space near: cut between characters
+      cut = chars;
+      while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
+    }
+    if (codec.encode(text.substr(0, cut)).size() > tokens + margin) return text.substr(0, cut);
+    chars *= 2;
+  }
+  return text;
+}
+
 // link_span: [begin, end) characters of the pitch's link sentence, or empty.
-inline SftSequence encode_example(const TextCodec& codec, std::string_view prompt, std::string_view pitch,
-                                  const PromptOptions& o, std::span<const std::size_t> link_span = {}) {
+inline SftSequence encode_example(const TextCodec& codec, std::string_view prompt,
+                                  std::string_view full_pitch, const PromptOptions& o,
+                                  std::span<const std::size_t> link_span = {}) {
   SftSequence s;
   s.ids = encode_prompt(codec, prompt, o);
   s.prompt_len = static_cast<std::uint32_t>(s.ids.size());
-  auto p = codec.encode(pitch);
   if (o.max_pitch_tokens < 2) fail<InvalidArgument>("PromptOptions: max_pitch_tokens must be >= 2");
+  const std::string_view pitch = text_for_tokens(codec, full_pitch, o.max_pitch_tokens - 1);
+  auto p = codec.encode(pitch);
+  const std::size_t kept = std::min(p.size(), o.max_pitch_tokens - 1);
   if (link_span.size() == 2) {
     const auto [first, last] = tokens_covering(codec, pitch, p, link_span[0], link_span[1]);
-    const std::size_t kept = std::min(p.size(), o.max_pitch_tokens - 1);
     s.link_begin = static_cast<std::uint32_t>(s.prompt_len + std::min(first, kept));
     s.link_end = static_cast<std::uint32_t>(s.prompt_len + std::min(last, kept));
   }
-  if (p.size() > o.max_pitch_tokens - 1) p.resize(o.max_pitch_tokens - 1);
+  p.resize(kept);
   s.ids.insert(s.ids.end(), p.begin(), p.end());
   s.ids.push_back(codec.eos);
   return s;

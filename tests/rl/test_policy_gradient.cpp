@@ -64,7 +64,8 @@ TEST_CASE("the KL-regularised policy gradient (RLOO) reaches the toy's optimum",
   const std::vector<rl::Prompt> prompts(8, rl::Prompt{0, {1}});
   double score = 0;
   std::size_t it = 0;
-  for (; it < 80 && score < 5.7; ++it) score = pg.step(prompts).at("objective/scores");
+  // 15 iterations with these seeds.
+  for (; it < 40 && score < 5.7; ++it) score = pg.step(prompts).at("objective/scores");
   INFO("iterations " << it << ", score " << score);
   CHECK(score >= 5.7);
 }

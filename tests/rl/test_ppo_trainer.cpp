@@ -64,8 +64,7 @@ rl::PPOConfig toy_config() {
 
 }  // namespace
 
-TEST_CASE("PPO's first rollout: policy equals reference, ratio 1, log-probs equal the decoder's",
-          "[rl][ppo]") {
+TEST_CASE("PPO's first rollout: KL exactly 0, a minibatch's ratio starts at 1", "[rl][ppo]") {
   using Policy = rl::LMPolicy<LlamaLM<>>;
   auto c = toy_config();
   c.init_kl_coef = 0.1;
@@ -87,6 +86,18 @@ TEST_CASE("PPO's first rollout: policy equals reference, ratio 1, log-probs equa
     CHECK(r.scores[b] == double(std::count(r.responses[b].begin(), r.responses[b].end(), kGood)));
   CHECK(m.at("objective/scores") > 0.3);  // about 6/8 at random
   CHECK(m.at("objective/entropy") == Approx(6 * std::log(8.0)).epsilon(0.05));
+  // The first minibatch of the update sees the rollout's policy (the reference is its copy): its
+  // forward over 8 of the 32 rows gives the rollout's log-probs, so every ratio starts at 1.
+  auto before = ppo.reference().clone();
+  rl::MinibatchPass<Policy> pass;
+  const std::vector<std::size_t> rows{3, 0, 17, 31, 8, 9, 22, 5};
+  pass.forward(before, nullptr, r, rows);
+  double diff = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    for (std::size_t k = 0; k < 6; ++k)
+      diff = std::max(diff, std::abs(double(pass.logprobs().data()[i * 6 + k]) -
+                                     double(r.logprobs.data()[rows[i] * 6 + k])));
+  CHECK(diff < 1e-6);
 }
 
 TEST_CASE("PPO reaches the toy's optimum (every token the rewarded one)", "[rl][ppo]") {

@@ -155,3 +155,22 @@ TEST_CASE("KL-shaped rewards by hand", "[rl][rollout]") {
   CHECK(ret[0] == Approx(2.0 - 0.1 * (0.5 - 1.0)));
   CHECK(ret[1] == Approx(-1.0 - 0.1 * -1.0));
 }
+
+TEST_CASE("rollout: a reward that is not finite or miscounts is named", "[rl][rollout]") {
+  Policy policy(small_lm(5));
+  Policy reference = policy.clone();
+  rl::RolloutCollector<Policy> collect(policy, reference);
+  const std::vector<rl::Prompt> prompts{{0, {1}}, {42, {1, 3}}};
+  rl::Rollout<float> r;
+  auto nan_second = [](std::span<const rl::Sample> b) {
+    return std::vector<double>{1.0, b.size() > 1 ? std::nan("") : 0.0};
+  };
+  CHECK_THROWS_WITH(collect.collect(r, prompts, {.max_new_tokens = 3}, nan_second),
+                    Catch::Contains("reward of sample 1 (prompt key 42) is nan"));
+  auto one = [](std::span<const rl::Sample>) { return std::vector<double>{1.0}; };
+  CHECK_THROWS_WITH(collect.collect(r, prompts, {.max_new_tokens = 3}, one),
+                    Catch::Contains("returned 1 scores for 2 samples"));
+  Length reward;
+  CHECK_THROWS_WITH(collect.collect(r, prompts, {.max_new_tokens = 3, .missing_eos_penalty = 1.0}, reward),
+                    Catch::Contains("needs an eos token"));
+}

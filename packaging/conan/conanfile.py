@@ -24,6 +24,9 @@ class P4lmConan(ConanFile):
     topics = ("machine-learning", "recommender-systems", "language-models", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
+    # with_cuda: P4LM_ENABLE_CUDA, the p4lm::cuda target (nvcc and the CUDA toolkit from the system).
+    options = {"with_cuda": [True, False]}
+    default_options = {"with_cuda": False}
     generators = "CMakeToolchain", "CMakeDeps"
     no_copy_source = True
 
@@ -36,6 +39,7 @@ class P4lmConan(ConanFile):
     def requirements(self):
         # xtensor 0.26 moved its headers (P4lmDependencies.cmake refuses it); xtensor-blas 0.20-0.21
         # and xsimd 8-13 go with xtensor 0.24-0.25.
+        self.requires("xtl/[>=0.7 <0.9]")
         self.requires("xtensor/[>=0.24 <0.26]")
         self.requires("xtensor-blas/[>=0.20 <0.22]")
         self.requires("xsimd/[>=8 <14]")
@@ -50,13 +54,17 @@ class P4lmConan(ConanFile):
         cmake_layout(self)
 
     def package_id(self):
-        self.info.clear()
+        # Header-only: one package for every compiler and build type; with_cuda changes the installed
+        # config (find_dependency(CUDAToolkit), p4lm::cuda), so it stays in the id.
+        self.info.settings.clear()
+        self.info.requires.clear()
 
     def build(self):
         cmake = CMake(self)
         cmake.configure(variables={"P4LM_BUILD_TESTS": "OFF", "P4LM_BUILD_EXAMPLES": "OFF",
                                    "P4LM_BUILD_TOOLS": "OFF", "P4LM_BUILD_BENCHMARKS": "OFF",
-                                   "P4LM_INSTALL": "ON", "P4LM_ARCH": "none"})
+                                   "P4LM_INSTALL": "ON", "P4LM_ARCH": "none",
+                                   "P4LM_ENABLE_CUDA": "ON" if self.options.with_cuda else "OFF"})
 
     def package(self):
         cmake = CMake(self)

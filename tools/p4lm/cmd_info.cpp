@@ -1,13 +1,12 @@
 // `p4lm info`: what data and models p4lm can see, and where it found them.
 
-#include <cstdint>
-#include <fstream>
 #include <iostream>
 
+#include <p4lm/core/data_dir.hpp>
 #include <p4lm/p4lm.hpp>
+#include <p4lm/pipeline/inventory.hpp>
 
 #include "p4lm/command.hpp"
-#include "p4lm/inventory.hpp"
 
 namespace p4lm::cli {
 namespace {
@@ -28,7 +27,7 @@ namespace {
 int run_info(std::span<const std::string> args) {
   const auto config = parse_flags<InfoConfig>(args);
   const auto root = data_dir(std::filesystem::path(*config.data));
-  const auto found = inventory(root);
+  const auto found = pipeline::inventory(root);
   if (*config.json) {
     std::cout << found.dump() << '\n';
     return 0;

@@ -1,0 +1,137 @@
+#pragma once
+// The pitch-writing stage: pitches from a trained pitch model (the SFT stage's model.safetensors) for
+// MovieLens users and movies, with the profile and the prompt the model saw.
+//
+//   p4lm::pipeline::PitchConfig c;
+//   *c.user = 414; *c.movie = 6; *c.model = "runs/main/sft/model.safetensors"; *c.data = "runs/main/data";
+//   auto p = p4lm::pipeline::write_pitch(c);   // p.pitches: c.samples pitches
+//
+//   // `p4lm run`'s sample: one pitch for each of the first n test users of the data stage's held-out
+//   // pairs, written to pitches.jsonl
+//   auto rows = p4lm::pipeline::write_test_pitches({.model = ..., .cf = ..., .data = ..., .users = 5});
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <boost/hana.hpp>
+#include <nlohmann/json.hpp>
+
+#include "p4lm/cf/embeddings.hpp"
+#include "p4lm/cf/widths.hpp"
+#include "p4lm/core/config.hpp"
+#include "p4lm/core/error.hpp"
+#include "p4lm/core/rng.hpp"
+#include "p4lm/data/datasets.hpp"
+#include "p4lm/io/jsonl.hpp"
+#include "p4lm/train/pitch_writer.hpp"
+
+namespace p4lm::pipeline {
+
+struct PitchConfig {
+  Param<long> user{0, "MovieLens userId (required)"};
+  Param<long> movie{0, "MovieLens movieId (required)"};
+  Param<std::string> model{"runs/main/sft/model.safetensors", "pitch model written by p4lm sft"};
+  Param<std::string> data{"runs/main/data", "folder of p4lm data build (catalog.jsonl, profiles.jsonl)"};
+  Param<std::string> cf{"", "CF embeddings (default: the file the model was trained with)"};
+  Param<long> embedding_user{0, "use this user's CF embedding instead (control: a different user)"};
+  Param<long> samples{1, "pitches to sample", between(1, 1000000)};
+  Param<double> temperature{0.7, "sampling temperature (0: greedy)", between(0, 100)};
+  Param<long> top_k{40, "sample among the k most likely tokens (0: all)", at_least(0)};
+  Param<long> max_new_tokens{200, "longest pitch in tokens", between(1, 1000000)};
+  Param<long> seed{1, "sampling seed"};
+  Param<bool> json{false, "print JSON (one object per sample)"};
+};
+
+}  // namespace p4lm::pipeline
+
+BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::PitchConfig, user, movie, model, data, cf, embedding_user, samples,
+                        temperature, top_k, max_new_tokens, seed, json);
+
+namespace p4lm::pipeline {
+
+// The stream every pitch sample of the pipeline draws from (seeded by the run's seed).
+inline constexpr std::uint64_t pitch_rng_stream = 0x717c4ULL;
+
+// Loads a pitch model; a CF-conditioned model whose embeddings are not of a compiled width fails with
+// the same message as every other stage.
+inline train::PitchWriter load_pitch_writer(const std::filesystem::path& model,
+                                            const std::filesystem::path& cf = {}) {
+  if (!cf.empty()) cf::check_cf_dim(cf::embeddings_dim(cf));
+  return train::PitchWriter::load(model, cf);
+}
+
+struct PitchResult {
+  train::PitchRequest request;
+  std::string split;   // the user's split in the data stage (train, val, test)
+  std::string prompt;  // what the model saw after its soft tokens
+  std::string conditioning;
+  std::vector<std::string> pitches;
+};
+
+// `p4lm pitch`: c.samples pitches for (c.user, c.movie).
+inline PitchResult write_pitch(const PitchConfig& c) {
+  if (*c.user <= 0 || *c.movie <= 0) fail<UsageError>("--user and --movie (MovieLens ids) are required");
+  const train::PitchSources sources(*c.data);
+  PitchResult r;
+  r.request = sources.request(*c.user, *c.movie);
+  if (*c.embedding_user > 0) r.request.embedding_user_id = *c.embedding_user;
+  const auto writer = load_pitch_writer(*c.model, *c.cf);
+  auto s = train::pitch_sampling();
+  s.max_new_tokens = static_cast<std::size_t>(*c.max_new_tokens);
+  s.temperature = *c.temperature;
+  s.top_k = static_cast<std::size_t>(*c.top_k);
+  r.split = sources.split_of(*c.user);
+  r.prompt = writer.prompt_text(r.request);
+  r.conditioning = train::to_string(writer.conditioning());
+  Rng rng(static_cast<std::uint64_t>(*c.seed), pitch_rng_stream);
+  for (long k = 0; k < *c.samples; ++k) r.pitches.push_back(writer.write(r.request, rng, s));
+  return r;
+}
+
+struct TestPitchOptions {
+  std::filesystem::path model;  // the SFT stage's model.safetensors
+  std::filesystem::path cf;     // its CF embeddings (empty: the file recorded in the model)
+  std::filesystem::path data;   // the data stage's folder (catalog, profiles, heldout/test.jsonl)
+  std::filesystem::path out;    // pitches.jsonl to write (empty: none)
+  std::size_t users = 5;        // distinct test users, in the order of heldout/test.jsonl
+  std::uint64_t seed = 1;
+  std::size_t max_new_tokens = 0;  // 0: pitch_sampling()'s default
+};
+
+// One pitch for the first movie of each of the first o.users test users; the rows (user_id,
+// movie_id, profile, prompt, pitch) are returned and written to o.out as JSONL. on_pitch sees each.
+inline std::vector<nlohmann::json> write_test_pitches(
+    const TestPitchOptions& o,
+    const std::function<void(const train::PitchRequest&, const std::string&)>& on_pitch = {}) {
+  const train::PitchSources sources(o.data);
+  const auto writer = load_pitch_writer(o.model, o.cf);
+  const auto heldout = data::read_records<data::HeldoutPair>(o.data / "heldout" / "test.jsonl");
+  auto s = train::pitch_sampling();
+  if (o.max_new_tokens > 0) s.max_new_tokens = o.max_new_tokens;
+  std::set<std::int64_t> users;
+  Rng rng(o.seed, pitch_rng_stream);
+  std::vector<nlohmann::json> rows;
+  for (const auto& h : heldout) {
+    if (users.size() >= o.users) break;
+    if (!users.insert(h.user_id).second) continue;
+    const auto request = sources.request(h.user_id, h.movie_id);
+    const auto pitch = writer.write(request, rng, s);
+    if (on_pitch) on_pitch(request, pitch);
+    rows.push_back({{"user_id", h.user_id},
+                    {"movie_id", h.movie_id},
+                    {"profile", request.profile},
+                    {"prompt", writer.prompt_text(request)},
+                    {"pitch", pitch}});
+  }
+  if (!o.out.empty())
+    io::write_jsonl_with(o.out, [&](auto&& emit) {
+      for (const auto& row : rows) emit(row);
+    });
+  return rows;
+}
+
+}  // namespace p4lm::pipeline

@@ -1,0 +1,98 @@
+# End-to-end: `p4lm run --preset tiny` runs every pipeline stage on the bundled data, then a second run
+# in the same folder reuses every artifact. Checks the files, their line counts and JSON fields.
+# -DP4LM=<p4lm binary> -DOUT=<scratch folder>
+file(REMOVE_RECURSE "${OUT}")
+
+function(run_tiny log_var)
+  execute_process(COMMAND "${P4LM}" run --preset tiny --out "${OUT}" --progress=false
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "p4lm run --preset tiny: exit ${rc}\n${out}${err}")
+  endif()
+  set(${log_var} "${out}" PARENT_SCOPE)
+endfunction()
+
+function(expect_match text regex)
+  if(NOT text MATCHES "${regex}")
+    message(FATAL_ERROR "expected '${regex}' in:\n${text}")
+  endif()
+endfunction()
+
+function(expect_lines file count)
+  if(NOT EXISTS "${OUT}/${file}")
+    message(FATAL_ERROR "missing ${OUT}/${file}")
+  endif()
+  file(STRINGS "${OUT}/${file}" lines)
+  list(LENGTH lines n)
+  if(NOT n EQUAL count)
+    message(FATAL_ERROR "${file}: ${n} lines, expected ${count}")
+  endif()
+endfunction()
+
+function(expect_json file expected)  # remaining arguments: the path of keys
+  file(READ "${OUT}/${file}" json)
+  string(JSON value GET "${json}" ${ARGN})
+  if(NOT value STREQUAL "${expected}")
+    message(FATAL_ERROR "${file} ${ARGN}: '${value}', expected '${expected}'")
+  endif()
+endfunction()
+
+function(expect_number file)  # the value at the key path is a finite number
+  file(READ "${OUT}/${file}" json)
+  string(JSON type TYPE "${json}" ${ARGN})
+  string(JSON value GET "${json}" ${ARGN})
+  if(NOT type STREQUAL "NUMBER" OR NOT value MATCHES "^[0-9]+(\\.[0-9]+)?(e[-+]?[0-9]+)?$")
+    message(FATAL_ERROR "${file} ${ARGN}: '${value}' (${type}), expected a number")
+  endif()
+endfunction()
+
+run_tiny(first)
+foreach(stage "\\[1\\] data inventory" "\\[2\\] collaborative filtering" "\\[3\\] catalog, profiles"
+              "\\[4\\] SFT warm start" "\\[5\\] pitches for test users" "artifacts in ")
+  expect_match("${first}" "${stage}")
+endforeach()
+expect_match("${first}" "test: .*rmse=[0-9.]+")
+expect_match("${first}" "6 steps; held-out loss per pitch token: test [0-9.]+, with shuffled user embeddings [0-9.]+")
+
+foreach(file config.json inventory.json summary.json cf/cf.safetensors cf/config.json data/stats.json
+             data/catalog.jsonl data/profiles.jsonl data/heldout/test.jsonl sft/model.safetensors
+             sft/result.json sft/curves.svg)
+  if(NOT EXISTS "${OUT}/${file}")
+    message(FATAL_ERROR "missing ${OUT}/${file}")
+  endif()
+endforeach()
+expect_json(config.json tiny preset)
+expect_json(inventory.json 100836 movielens ratings)
+expect_lines(cf/metrics.jsonl 2)  # one record per ALS epoch
+expect_json(cf/config.json 16 dim)
+expect_json(data/config.json cf genre_taste)
+file(READ "${OUT}/data/stats.json" stats)
+string(JSON train_pitches GET "${stats}" splits train sft)
+expect_lines(data/sft/train.jsonl ${train_pitches})
+expect_json(summary.json 6 sft steps)
+expect_json(summary.json 2 pitches)
+expect_number(summary.json cf test rmse)
+expect_number(sft/result.json test_loss)
+expect_number(sft/result.json test_loss_shuffled_users)
+expect_lines(pitches.jsonl 2)
+file(STRINGS "${OUT}/pitches.jsonl" rows)
+foreach(row IN LISTS rows)
+  string(JSON pitch GET "${row}" pitch)
+  string(JSON user GET "${row}" user_id)
+  if(pitch STREQUAL "" OR NOT user MATCHES "^[0-9]+$")
+    message(FATAL_ERROR "pitches.jsonl: a row without a user or a pitch: ${row}")
+  endif()
+endforeach()
+file(READ "${OUT}/pitches.jsonl" pitches_first)
+
+# The same command again: every stage reuses its artifact, and the seeded pitches are the same.
+run_tiny(second)
+expect_match("${second}" "reusing [^\n]*cf.safetensors")
+expect_match("${second}" "reusing [^\n]*data")
+expect_match("${second}" "reused: 6 steps")
+file(READ "${OUT}/pitches.jsonl" pitches_second)
+if(NOT pitches_first STREQUAL pitches_second)
+  message(FATAL_ERROR "a second run wrote other pitches:\n${pitches_first}\nvs\n${pitches_second}")
+endif()
+expect_json(summary.json ON sft reused)
+file(REMOVE_RECURSE "${OUT}")

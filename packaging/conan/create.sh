@@ -16,9 +16,11 @@ export CONAN_HOME=$work/home  # before the first conan command: nothing under ~/
 conan_version=2.34.0
 venv=${P4LM_CONAN_VENV:-/tmp/p4lm-conan-$conan_version}
 if ! "$venv/bin/conan" --version 2>/dev/null | grep -qx "Conan version $conan_version"; then
+  start=$SECONDS
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "conan==$conan_version"
+  echo "conan $conan_version installed in $venv: $((SECONDS - start)) s"
 fi
 
 profile=packaging/conan/profiles/debian12

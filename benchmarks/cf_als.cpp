@@ -18,10 +18,10 @@
 #include <vector>
 
 #include <p4lm/cf/als.hpp>
-#include <p4lm/cf/detail/random.hpp>
 #include <p4lm/cf/implicit_als.hpp>
 #include <p4lm/cf/movielens.hpp>
 #include <p4lm/core/config.hpp>
+#include <p4lm/core/rng.hpp>
 
 extern "C" char* openblas_get_corename(void);
 
@@ -50,13 +50,12 @@ p4lm::cf::Ratings synthetic_ratings(std::int64_t users, std::int64_t items, std:
   r.n_users = static_cast<std::size_t>(users);
   r.n_items = static_cast<std::size_t>(items);
   r.reserve(static_cast<std::size_t>(n));
-  std::mt19937_64 rng(42);
+  p4lm::Rng rng(42);
   for (std::int64_t k = 0; k < n; ++k) {
-    const auto u =
-        static_cast<p4lm::cf::Index>(p4lm::cf::detail::uniform_below(rng, static_cast<std::uint64_t>(users)));
-    const double x = p4lm::cf::detail::uniform01(rng);
+    const auto u = static_cast<p4lm::cf::Index>(rng.below(static_cast<std::uint64_t>(users)));
+    const double x = rng.uniform_double();
     const auto i = static_cast<p4lm::cf::Index>(static_cast<double>(items) * x * x * x);
-    r.add(u, i, 0.5f * static_cast<float>(1 + p4lm::cf::detail::uniform_below(rng, 10)));
+    r.add(u, i, 0.5f * static_cast<float>(1 + rng.below(10)));
   }
   return r;
 }

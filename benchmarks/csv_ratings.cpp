@@ -13,9 +13,9 @@
 #include <random>
 #include <string>
 
-#include <p4lm/cf/detail/random.hpp>
 #include <p4lm/cf/movielens.hpp>
 #include <p4lm/core/config.hpp>
+#include <p4lm/core/rng.hpp>
 #include <p4lm/io/csv.hpp>
 
 namespace {
@@ -40,18 +40,19 @@ void write_synthetic(const std::filesystem::path& dir, const CsvBenchConfig& c) 
   }
   std::FILE* f = std::fopen((dir / "ratings.csv").c_str(), "wb");
   std::fputs("userId,movieId,rating,timestamp\n", f);
-  std::mt19937_64 rng(7);
+  p4lm::Rng rng(7);
   const std::int64_t per_user = *c.ratings / *c.users;
   std::int64_t written = 0;
   for (std::int64_t u = 1; u <= *c.users; ++u) {
     const std::int64_t n = u == *c.users ? *c.ratings - written : per_user;
+    // Distinct movies per user (the loader refuses duplicate ratings): a random run of consecutive ids.
+    const auto offset = rng.below(static_cast<std::uint64_t>(*c.items));
     for (std::int64_t k = 0; k < n; ++k) {
-      const auto item = 1 + p4lm::cf::detail::uniform_below(rng, static_cast<std::uint64_t>(*c.items));
-      const auto half_stars = 1 + p4lm::cf::detail::uniform_below(rng, 10);
-      std::fprintf(
-          f, "%lld,%llu,%.1f,%llu\n", static_cast<long long>(u), static_cast<unsigned long long>(item),
-          0.5 * static_cast<double>(half_stars),
-          static_cast<unsigned long long>(1000000000 + p4lm::cf::detail::uniform_below(rng, 500000000)));
+      const auto item = 1 + (offset + static_cast<std::uint64_t>(k)) % static_cast<std::uint64_t>(*c.items);
+      const auto half_stars = 1 + rng.below(10);
+      std::fprintf(f, "%lld,%llu,%.1f,%llu\n", static_cast<long long>(u),
+                   static_cast<unsigned long long>(item), 0.5 * static_cast<double>(half_stars),
+                   static_cast<unsigned long long>(1000000000 + rng.below(500000000)));
     }
     written += n;
   }

@@ -6,7 +6,10 @@
 // With items fixed, each user's [p_u; b_u] is the closed-form solution of a (Dim+1)-square ridge
 // problem over the features [q_i; 1] and targets r_ui - mu - b_i (and the other way round for items).
 // The n_u / n_i scaling is ALS-WR (Zhou et al., 2008); turn it off with weighted_reg = false.
-// Users (then items) are solved in parallel with OpenMP; each solve is BLAS ssyrk + LAPACK Cholesky.
+// Users (then items) are solved in parallel with OpenMP (at most the machine's hardware threads,
+// whatever the caller's OpenMP setting); each solve is BLAS ssyrk + LAPACK Cholesky. Initial factors
+// come from p4lm::Rng (Philox), so a seed gives the same model on every platform. A run whose factors
+// turn NaN or infinite stops with an error naming the epoch and the matrix.
 //
 //   p4lm::cf::ALS<32> als({.epochs = 15, .reg = 0.05f});
 //   p4lm::cf::Embeddings<32> e = als.fit(split.train);
@@ -14,18 +17,19 @@
 #include <cmath>
 #include <cstdint>
 #include <exception>
-#include <random>
 #include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "p4lm/backend/cpu/blas.hpp"
 #include "p4lm/cf/detail/blas.hpp"
-#include "p4lm/cf/detail/random.hpp"
+#include "p4lm/cf/detail/parallel.hpp"
 #include "p4lm/cf/embeddings.hpp"
 #include "p4lm/cf/ratings.hpp"
 #include "p4lm/core/error.hpp"
+#include "p4lm/core/rng.hpp"
 
 namespace p4lm::cf {
 
@@ -60,8 +64,25 @@ struct NoCallback {
   void operator()(Args&&...) const noexcept {}
 };
 
-inline void init_factors(xt::xtensor<float, 2>& m, std::mt19937_64& rng, float std_dev) {
-  for (auto& v : m) v = static_cast<float>(std_dev * standard_normal(rng));
+inline void init_factors(xt::xtensor<float, 2>& m, Rng& rng, float std_dev) {
+  for (auto& v : m) v = static_cast<float>(std_dev * rng.normal());
+}
+
+// Options every solver shares: finite, and the ranges the math needs.
+inline void check_common(const char* solver, int epochs, float reg, float init_std) {
+  if (epochs < 0) fail<InvalidArgument>(solver, ": epochs must be >= 0, got ", epochs);
+  if (!std::isfinite(reg) || reg < 0)
+    fail<InvalidArgument>(solver, ": reg must be finite and >= 0, got ", reg);
+  if (!std::isfinite(init_std) || init_std < 0)
+    fail<InvalidArgument>(solver, ": init_std must be finite and >= 0, got ", init_std);
+}
+
+// Training needs something to train on; what a split leaves empty is refused here by name.
+inline void check_trainable(const char* solver, const Ratings& train) {
+  train.check();
+  if (train.empty())
+    fail<InvalidArgument>(solver, ": no ratings to train on (", train.n_users, " users, ", train.n_items,
+                          " items)");
 }
 
 }  // namespace detail
@@ -113,9 +134,9 @@ class ALS {
  public:
   static constexpr int dim = Dim;
   explicit ALS(AlsOptions options = {}) : options_(options) {
-    if (options_.epochs < 0) fail<InvalidArgument>("ALS: epochs must be >= 0, got ", options_.epochs);
-    if (options_.reg < 0 || options_.reg_bias < 0)
-      fail<InvalidArgument>("ALS: reg and reg_bias must be >= 0");
+    detail::check_common("ALS", options_.epochs, options_.reg, options_.init_std);
+    if (!std::isfinite(options_.reg_bias) || options_.reg_bias < 0)
+      fail<InvalidArgument>("ALS: reg_bias must be finite and >= 0, got ", options_.reg_bias);
   }
   const AlsOptions& options() const noexcept { return options_; }
 
@@ -123,18 +144,22 @@ class ALS {
   // return true to stop early.
   template <class OnEpoch = detail::NoCallback>
   Embeddings<Dim> fit(const Ratings& train, OnEpoch&& on_epoch = {}) const {
-    train.check();
+    detail::check_trainable("ALS", train);
     Embeddings<Dim> e(train.n_users, train.n_items);
-    std::mt19937_64 rng(options_.seed);
+    Rng rng(options_.seed);
     detail::init_factors(e.users, rng, options_.init_std);
     detail::init_factors(e.items, rng, options_.init_std);
     e.global_mean = options_.biases ? static_cast<float>(train.mean()) : 0.0f;
     e.metadata["model"] = "als";
     const Csr users = by_user(train), items = by_item(train);
-    detail::SingleThreadedBlas single;
+    backend::cpu_blas::BlasSingleThreaded single(true);
     for (int epoch = 1; epoch <= options_.epochs; ++epoch) {
       half_step(users, e.global_mean, e.items, e.item_bias, e.users, e.user_bias);
+      detail::require_finite_factors(e.users, "ALS", epoch, "user factors");
+      detail::require_finite_factors(e.user_bias, "ALS", epoch, "user biases");
       half_step(items, e.global_mean, e.users, e.user_bias, e.items, e.item_bias);
+      detail::require_finite_factors(e.items, "ALS", epoch, "item factors");
+      detail::require_finite_factors(e.item_bias, "ALS", epoch, "item biases");
       if (detail::call_stop(on_epoch, epoch, std::as_const(e))) break;
     }
     return e;
@@ -148,7 +173,7 @@ class ALS {
     const bool biases = options_.biases;
     bool failed = false;
     std::string message;
-#pragma omp parallel if (rows.cols.size() >= detail::parallel_min_ratings)
+#pragma omp parallel num_threads(detail::team_size()) if (rows.cols.size() >= detail::parallel_min_ratings)
     {
       AlsWorkspace ws;
       std::vector<float> targets;

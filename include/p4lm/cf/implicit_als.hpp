@@ -9,15 +9,16 @@
 // the cost is O(nnz Dim + users Dim^2) per epoch instead of a Dim^3 solve per user.
 // The result has no biases and global mean 0: scores rank items, they are not ratings.
 
+#include <cmath>
 #include <cstdint>
-#include <random>
 #include <span>
 #include <utility>
 #include <vector>
 
+#include "p4lm/backend/cpu/blas.hpp"
 #include "p4lm/cf/als.hpp"
 #include "p4lm/cf/detail/blas.hpp"
-#include "p4lm/cf/detail/random.hpp"
+#include "p4lm/cf/detail/parallel.hpp"
 #include "p4lm/cf/embeddings.hpp"
 #include "p4lm/cf/ratings.hpp"
 #include "p4lm/core/error.hpp"
@@ -89,16 +90,18 @@ class ImplicitALS {
  public:
   static constexpr int dim = Dim;
   explicit ImplicitALS(ImplicitAlsOptions options = {}) : options_(options) {
-    if (options_.epochs < 0 || options_.cg_steps < 1)
-      fail<InvalidArgument>("ImplicitALS: epochs must be >= 0 and cg_steps >= 1");
-    if (!(options_.reg > 0.0f) || options_.alpha < 0.0f)
-      fail<InvalidArgument>("ImplicitALS: reg must be > 0 and alpha >= 0");
+    detail::check_common("ImplicitALS", options_.epochs, options_.reg, options_.init_std);
+    if (options_.cg_steps < 1)
+      fail<InvalidArgument>("ImplicitALS: cg_steps must be >= 1, got ", options_.cg_steps);
+    if (!(options_.reg > 0.0f)) fail<InvalidArgument>("ImplicitALS: reg must be > 0, got ", options_.reg);
+    if (!std::isfinite(options_.alpha) || options_.alpha < 0.0f)
+      fail<InvalidArgument>("ImplicitALS: alpha must be finite and >= 0, got ", options_.alpha);
   }
   const ImplicitAlsOptions& options() const noexcept { return options_; }
 
   template <class OnEpoch = detail::NoCallback>
   Embeddings<Dim> fit(const Ratings& train, OnEpoch&& on_epoch = {}) const {
-    train.check();
+    detail::check_trainable("ImplicitALS", train);
     Ratings positives;
     positives.n_users = train.n_users;
     positives.n_items = train.n_items;
@@ -106,18 +109,24 @@ class ImplicitALS {
     for (std::size_t k = 0; k < train.size(); ++k) {
       if (train.rating[k] < options_.min_rating) continue;
       const float s = options_.weight_by_rating ? train.rating[k] : 1.0f;
-      positives.add(train.user[k], train.item[k], 1.0f + options_.alpha * s);
+      const float confidence = 1.0f + options_.alpha * s;
+      if (!std::isfinite(confidence))
+        fail<InvalidArgument>("ImplicitALS: confidence 1 + alpha * s overflows float for rating ", k,
+                              " (alpha ", options_.alpha, ", s ", s, ")");
+      positives.add(train.user[k], train.item[k], confidence);
     }
     Embeddings<Dim> e(train.n_users, train.n_items);
-    std::mt19937_64 rng(options_.seed);
+    Rng rng(options_.seed);
     detail::init_factors(e.users, rng, options_.init_std);
     detail::init_factors(e.items, rng, options_.init_std);
     e.metadata["model"] = "implicit-als";
     const Csr users = by_user(positives), items = by_item(positives);
-    detail::SingleThreadedBlas single;
+    backend::cpu_blas::BlasSingleThreaded single(true);
     for (int epoch = 1; epoch <= options_.epochs; ++epoch) {
       half_step(users, e.items, e.users);
+      detail::require_finite_factors(e.users, "ImplicitALS", epoch, "user factors");
       half_step(items, e.users, e.items);
+      detail::require_finite_factors(e.items, "ImplicitALS", epoch, "item factors");
       if (detail::call_stop(on_epoch, epoch, std::as_const(e))) break;
     }
     return e;
@@ -132,7 +141,8 @@ class ImplicitALS {
       for (int b = 0; b < a; ++b)
         gram[static_cast<std::size_t>(a * Dim + b)] = gram[static_cast<std::size_t>(b * Dim + a)];
     const auto n = static_cast<std::int64_t>(rows.rows());
-#pragma omp parallel for schedule(dynamic, 64) if (rows.cols.size() >= detail::parallel_min_ratings)
+#pragma omp parallel for num_threads(detail::team_size()) \
+    schedule(dynamic, 64) if (rows.cols.size() >= detail::parallel_min_ratings)
     for (std::int64_t r = 0; r < n; ++r) {
       const auto row = static_cast<std::size_t>(r);
       float* x = own.data() + row * Dim;

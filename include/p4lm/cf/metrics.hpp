@@ -17,6 +17,7 @@
 #include <span>
 #include <vector>
 
+#include "p4lm/cf/detail/parallel.hpp"
 #include "p4lm/cf/ratings.hpp"
 #include "p4lm/core/error.hpp"
 
@@ -100,7 +101,7 @@ RankingMetrics ranking_metrics(const M& model, const Ratings& train, const Ratin
   std::vector<double> recall(users.size() * nk), ndcg(users.size() * nk);
   std::vector<Index> tops(users.size() * max_k, -1);  // each user's top max_k, for coverage
   const auto n_users = static_cast<std::int64_t>(users.size());
-#pragma omp parallel
+#pragma omp parallel num_threads(detail::team_size())
   {
     std::vector<float> scores(n_items);
     std::vector<Index> order(n_items), relevant;

@@ -11,8 +11,14 @@
 //
 // A loader either returns everything it was asked for or throws (ParseError with file, line and
 // field for malformed content); nothing half-loaded escapes.
+//
+// ratings.csv is held to the MovieLens schema: ids are integers (1.5 is an error, never truncated),
+// every rating is a multiple of 0.5 in [0.5, 5.0] ("5-star scale, with half-star increments"; turn
+// off with LoadOptions::half_stars = false for other scales, which must still be finite), a user rates
+// a movie at most once (a duplicate names both lines), and there is at least one rating.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
@@ -20,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <xtensor/xtensor.hpp>
@@ -131,6 +138,7 @@ struct LoadOptions {
   bool tags = true;                   // read tags.csv if present
   bool genome = true;                 // read genome-*.csv if present
   bool progress = false;              // progress lines on stderr (large files)
+  bool half_stars = true;             // ratings must be 0.5, 1.0, ..., 5.0 (the MovieLens scale)
 };
 
 inline std::filesystem::path bundled_movielens() {
@@ -194,7 +202,30 @@ inline Index item_of(const io::CsvReader& csv, const io::CsvRow& row, std::size_
   return *item;
 }
 
-inline void read_ratings(const std::filesystem::path& path, MovieLens& ml, bool progress) {
+// Line numbers of data records `a` and `b` (0-based, in file order): a second pass, for error messages.
+inline std::pair<std::size_t, std::size_t> record_lines(const std::filesystem::path& path, std::size_t a,
+                                                        std::size_t b) {
+  io::CsvReader csv(path);
+  io::CsvRow row;
+  std::pair<std::size_t, std::size_t> lines{0, 0};
+  for (std::size_t k = 0; csv.next(row) && k <= std::max(a, b); ++k) {
+    if (k == a) lines.first = row.line();
+    if (k == b) lines.second = row.line();
+  }
+  return lines;
+}
+
+[[noreturn]] inline void duplicate_rating(const std::filesystem::path& path, std::size_t line,
+                                          std::size_t first_line, std::int64_t user_id,
+                                          std::int64_t movie_id) {
+  throw ParseError(path, line, "movieId",
+                   "user " + std::to_string(user_id) + " rates movie " + std::to_string(movie_id) +
+                       " twice (first on line " + std::to_string(first_line) + ", again on line " +
+                       std::to_string(line) + ")");
+}
+
+inline void read_ratings(const std::filesystem::path& path, MovieLens& ml, const LoadOptions& options) {
+  const bool progress = options.progress;
   io::CsvReader csv(path);
   const auto c_user = csv.column("userId"), c_item = csv.column("movieId"), c_rating = csv.column("rating");
   const auto c_time = csv.column("timestamp");
@@ -220,18 +251,54 @@ inline void read_ratings(const std::filesystem::path& path, MovieLens& ml, bool 
   };
   std::int64_t last_user = std::numeric_limits<std::int64_t>::min();
   Index last_index = 0;
+  // Duplicates: MovieLens files are grouped by user, so a per-item stamp of the current user's block
+  // finds them in one pass; a file that is not grouped gets a sort at the end instead.
+  std::vector<std::int64_t> stamp(ml.items.size(), -1);
+  std::vector<std::size_t> stamp_line(ml.items.size(), 0);
+  std::int64_t block = -1;
+  bool grouped = true;
   for_each_row(csv, progress, [&](const io::CsvRow& row) {
     const auto user_id = csv.get<std::int64_t>(row, c_user);
     if (user_id != last_user) {  // files are grouped by user: skip most hash lookups
+      const auto known = ml.users.size();
       last_index = ml.users.insert(user_id);
+      if (ml.users.size() == known) grouped = false;  // this user's ratings came earlier too
       last_user = user_id;
+      ++block;
     }
     const auto rating = csv.get<float>(row, c_rating);
-    if (!(rating >= 0.0f && rating <= 10.0f))
-      throw ParseError(path, row.line(), "rating",
-                       "rating " + std::string(row[c_rating]) + " outside [0, 10]");
-    ml.ratings.add(last_index, item_index(row), rating, csv.get<std::int64_t>(row, c_time));
+    if (options.half_stars) {
+      if (!(rating >= 0.5f && rating <= 5.0f && rating * 2.0f == std::round(rating * 2.0f)))
+        throw ParseError(path, row.line(), "rating",
+                         "rating " + std::string(row[c_rating]) +
+                             " is not on the MovieLens scale (0.5 to 5.0 in steps of 0.5)");
+    } else if (!std::isfinite(rating)) {
+      throw ParseError(path, row.line(), "rating", "rating " + std::string(row[c_rating]) + " is not finite");
+    }
+    const Index item = item_index(row);
+    const auto at = static_cast<std::size_t>(item);
+    if (stamp[at] == block) duplicate_rating(path, row.line(), stamp_line[at], user_id, ml.items.id(item));
+    stamp[at] = block;
+    stamp_line[at] = row.line();
+    ml.ratings.add(last_index, item, rating, csv.get<std::int64_t>(row, c_time));
   });
+  if (ml.ratings.empty())
+    throw ParseError(path, 0, "", "no ratings (a header line only?): training and evaluation need some");
+  if (!grouped) {
+    std::vector<std::pair<std::uint64_t, std::size_t>> keys(ml.ratings.size());
+    for (std::size_t k = 0; k < keys.size(); ++k)
+      keys[k] = {(static_cast<std::uint64_t>(ml.ratings.user[k]) << 32) |
+                     static_cast<std::uint32_t>(ml.ratings.item[k]),
+                 k};
+    std::sort(keys.begin(), keys.end());
+    for (std::size_t k = 1; k < keys.size(); ++k)
+      if (keys[k].first == keys[k - 1].first) {
+        const auto [first, again] = record_lines(path, keys[k - 1].second, keys[k].second);
+        const auto r = keys[k].second;
+        duplicate_rating(path, again, first, ml.users.id(ml.ratings.user[r]),
+                         ml.items.id(ml.ratings.item[r]));
+      }
+  }
   ml.ratings.n_users = ml.users.size();
   ml.ratings.n_items = ml.items.size();
 }
@@ -321,7 +388,7 @@ inline MovieLens load_movielens(const std::filesystem::path& folder, const LoadO
   MovieLens ml;
   ml.folder = folder;
   detail::read_movies(folder / "movies.csv", ml);
-  detail::read_ratings(folder / "ratings.csv", ml, options.progress);
+  detail::read_ratings(folder / "ratings.csv", ml, options);
   if (fs::is_regular_file(folder / "links.csv")) detail::read_links(folder / "links.csv", ml);
   if (options.tags && fs::is_regular_file(folder / "tags.csv")) detail::read_tags(folder / "tags.csv", ml);
   if (options.genome && fs::is_regular_file(folder / "genome-scores.csv") &&

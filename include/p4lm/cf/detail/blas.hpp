@@ -1,32 +1,15 @@
 #pragma once
 // Internal to p4lm::cf. BLAS/LAPACK through xtensor-blas's own declarations (its bundled cblas.h and
 // cxxlapack): including the system <cblas.h> as well would redefine CBLAS_ORDER in any translation
-// unit that also uses xtensor-blas.
+// unit that also uses xtensor-blas. OpenBLAS's thread control is backend/cpu/blas.hpp's.
 
 #include <xtensor-blas/xblas.hpp>
 #include <xtensor-blas/xlapack.hpp>
 
+#include "p4lm/backend/cpu/blas.hpp"
 #include "p4lm/core/error.hpp"
 
-extern "C" {
-int openblas_get_num_threads(void);
-void openblas_set_num_threads(int num_threads);
-}
-
 namespace p4lm::cf::detail {
-
-// ALS solves thousands of small systems from inside OpenMP loops; OpenBLAS's own thread pool would
-// oversubscribe the cores, so it runs single-threaded while this guard lives.
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() : previous_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~SingleThreadedBlas() { openblas_set_num_threads(previous_); }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  int previous_;
-};
 
 // a (n x n, row-major, symmetric, upper triangle filled) <- Cholesky factor; b <- a^-1 b.
 // Returns false if a is not positive definite.

@@ -54,6 +54,35 @@ double heldout_affinity(std::int64_t user_id, const std::string& genre) {
   return sum_g / (n_g + 1);
 }
 
+// The first user (by id) with a genre rated well above their held-out mean and one well below, each
+// on at least 4 held-out movies: found from the split, so the test holds whatever the split draws.
+struct Taste {
+  std::int64_t user_id = 0;
+  std::string liked, disliked;
+};
+const Taste& taste_user() {
+  static const Taste t = [] {
+    const auto& b = p4lm_test::bundle();
+    for (const auto user_id : b.ml.users.ids()) {
+      const auto u = b.ml.users.at(user_id);
+      Taste found{user_id, {}, {}};
+      for (const auto& g : b.catalog.genres()) {
+        std::size_t n = 0;
+        for (std::size_t k = 0; k < b.split.test.size(); ++k)
+          n += b.split.test.user[k] == u && b.catalog.at(b.split.test.item[k]).has_genre(g);
+        if (n < 4 || g.front() == '(') continue;
+        const double h = heldout_affinity(user_id, g);
+        if (h >= 0.5 && found.liked.empty()) found.liked = g;
+        if (h <= -0.5 && found.disliked.empty()) found.disliked = g;
+      }
+      if (!found.liked.empty() && !found.disliked.empty()) return found;
+    }
+    FAIL("no user with a clear held-out like and dislike");
+    return Taste{};
+  }();
+  return t;
+}
+
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
@@ -126,40 +155,47 @@ TEST_CASE("gold precision: another movie's plot, title or tag is a hallucination
   CHECK(none.precision.score == 1.0);
 }
 
-// User 20's held-out ratings: Musical well above their held-out mean, Action well below.
 TEST_CASE("gold personalization: likes checked against held-out ratings", "[gold]") {
-  const double musical = heldout_affinity(20, "Musical"), action = heldout_affinity(20, "Action");
-  REQUIRE(musical > 0.5);
-  REQUIRE(action < -0.5);
+  const auto& t = taste_user();
+  const double liked_h = heldout_affinity(t.user_id, t.liked),
+               disliked_h = heldout_affinity(t.user_id, t.disliked);
+  const auto liked_words = p4lm::data::genre_words(t.liked),
+             disliked_words = p4lm::data::genre_words(t.disliked);
+  INFO("user " << t.user_id << " likes " << t.liked << " (" << liked_h << "), dislikes " << t.disliked << " ("
+               << disliked_h << ")");
 
-  const auto liked = judge_pitch(20, 318, "Since you love musicals, this one is right up your alley.");
+  const auto liked =
+      judge_pitch(t.user_id, 318, "Since you love " + liked_words + ", this one is right up your alley.");
   const auto& l = only_claim(liked);
-  CHECK(l.term == "Musical");
+  CHECK(l.term == t.liked);
   CHECK(l.stance == Stance::likes);
-  CHECK(l.affinity == Approx(musical));
+  CHECK(l.affinity == Approx(liked_h));
   CHECK(l.verdict == Verdict::supported);
-  CHECK(liked.personalization.score == Approx(std::clamp(0.5 + musical / 2, 0.0, 1.0)));
+  CHECK(liked.personalization.score == Approx(std::clamp(0.5 + liked_h / 2, 0.0, 1.0)));
 
-  const auto wrong = judge_pitch(20, 318, "It lines up with your love of action.");
+  const auto wrong = judge_pitch(t.user_id, 318, "It lines up with your love of " + disliked_words + ".");
   CHECK(only_claim(wrong).verdict == Verdict::contradicted);
-  CHECK(wrong.personalization.score == Approx(0.5 + action / 2));
+  CHECK(wrong.personalization.score == Approx(std::clamp(0.5 + disliked_h / 2, 0.0, 1.0)));
   CHECK(wrong.personalization.score < liked.personalization.score);
 
-  const auto dislike = judge_pitch(20, 318, "You dislike action, but this one is different.");
+  const auto dislike =
+      judge_pitch(t.user_id, 318, "You dislike " + disliked_words + ", but this one is different.");
   CHECK(only_claim(dislike).stance == Stance::dislikes);
   CHECK(only_claim(dislike).verdict == Verdict::supported);
-  CHECK(dislike.personalization.score == Approx(0.5 - action / 2));
+  CHECK(dislike.personalization.score == Approx(std::clamp(0.5 - disliked_h / 2, 0.0, 1.0)));
 
   // Genre words about the movie are precision claims, not statements about the user.
-  const auto movie = judge_pitch(20, 318, "The Shawshank Redemption is a crime drama.");
+  const auto movie = judge_pitch(t.user_id, 318, "The Shawshank Redemption is a crime drama.");
   CHECK(movie.personalization.claims.empty());
   CHECK(movie.personalization.score == 0.0);  // nothing personal: the generic pitch
 }
 
 TEST_CASE("gold personalization: favourite titles", "[gold]") {
   const auto& held = judge().heldout();
-  REQUIRE(held.find(3)->rated.count(1) == 0);  // user 3 never rated Toy Story
-  const auto never = judge_pitch(3, 318, "If you loved Toy Story (1995), this belongs on your list.");
+  std::int64_t stranger = 0;  // a user who never rated Toy Story (movie 1)
+  for (std::int64_t u = 1; !stranger; ++u)
+    if (held.find(u) && held.find(u)->rated.count(1) == 0) stranger = u;
+  const auto never = judge_pitch(stranger, 318, "If you loved Toy Story (1995), this belongs on your list.");
   CHECK(only_claim(never).verdict == Verdict::contradicted);
   CHECK(never.personalization.score == 0.0);
 
@@ -228,17 +264,20 @@ TEST_CASE("gold judge: bad input is an error naming the field", "[gold]") {
 
 TEST_CASE("gold judge: pitch file gets gold fields; metrics and JSON", "[gold]") {
   p4lm_test::TempDir dir("gold_file");
-  write_text(
-      dir.path / "in.jsonl",
-      "{\"user_id\":20,\"movie_id\":318,\"pitch\":\"The Shawshank Redemption (1994) is a drama. Since you "
-      "love musicals, press play.\",\"extra\":7}\n");
+  const auto& t = taste_user();
+  nlohmann::json line{{"user_id", t.user_id},
+                      {"movie_id", 318},
+                      {"pitch", "The Shawshank Redemption (1994) is a drama. Since you love " +
+                                    p4lm::data::genre_words(t.liked) + ", press play."},
+                      {"extra", 7}};
+  write_text(dir.path / "in.jsonl", line.dump() + "\n");
   const auto scores = score_pitch_file(judge(), dir.path / "in.jsonl", dir.path / "out.jsonl");
   REQUIRE(scores.size() == 1);
   const auto lines = p4lm::io::read_jsonl(dir.path / "out.jsonl");
   REQUIRE(lines.size() == 1);
   CHECK(lines[0].at("extra") == 7);
   CHECK(lines[0].at("gold").at("precision").at("score") == scores[0].precision.score);
-  CHECK(lines[0].at("gold").at("personalization").at("claims").at(0).at("term") == "Musical");
+  CHECK(lines[0].at("gold").at("personalization").at("claims").at(0).at("term") == t.liked);
   const auto m = gold_metrics(scores[0]);
   CHECK(m.at("gold/precision") == 1.0);
   CHECK(m.count("gold/personalization") == 1);
@@ -247,7 +286,8 @@ TEST_CASE("gold judge: pitch file gets gold fields; metrics and JSON", "[gold]")
   CHECK(summary.at("gold/precision/mean") == 1.0);
   CHECK(summary.at("gold/precision/std") == 0.0);
   // Batched scoring is the per-pitch scoring, in order.
-  const std::vector<PitchToJudge> batch{{20, 318, "A drama."}, {1, 1, "Toy Story (1995) is a comedy."}};
+  const std::vector<PitchToJudge> batch{{t.user_id, 318, "A drama."},
+                                        {1, 1, "Toy Story (1995) is a comedy."}};
   const auto many = judge().score(batch);
   REQUIRE(many.size() == 2);
   CHECK(nlohmann::json(many[1]) == nlohmann::json(judge().score(batch[1])));
@@ -308,4 +348,53 @@ TEST_CASE("gold judge: pair accuracy on the teacher's labelled pitches", "[gold]
   CHECK(generic.defective_above == 0);
   CHECK(generic.accuracy() >= 0.97);
   CHECK(v.hallucinated_caught == v.hallucinated);
+}
+
+TEST_CASE("gold judge: the dictionary without the bundled overview file", "[gold]") {
+  const auto& b = p4lm_test::bundle();
+  // "popcorn" is in none of the catalog's 6,581 overviews but in data/plots/tmdb_overviews.csv.
+  GoldOptions catalog_only;
+  catalog_only.overviews_csv = fs::path();
+  const GoldJudge small(b.catalog, heldout_ratings(b.ml, b.split), catalog_only);
+  REQUIRE(small.dictionary_sources().size() == 1);
+  CHECK_FALSE(small.lexicon().knows("popcorn"));
+  CHECK(small.fluency("Grab some popcorn.").unknown == std::vector<std::string>{"popcorn"});
+  GoldOptions bad;
+  bad.plot_match = 0;
+  CHECK_THROWS_AS(GoldJudge(b.catalog, heldout_ratings(b.ml, b.split), bad), p4lm::InvalidArgument);
+  REQUIRE(judge().dictionary_sources().size() == 2);
+  CHECK(judge().lexicon().knows("popcorn"));
+  CHECK(judge().lexicon().knows("Befriended"));  // "befriend" + "ed", any case
+  CHECK_FALSE(judge().lexicon().knows("xqzt"));
+}
+
+TEST_CASE("gold judge: catalog.jsonl reads back into the catalog it was written from", "[gold]") {
+  const auto& b = p4lm_test::bundle();
+  p4lm_test::TempDir dir("gold_catalog");
+  const auto path = dir.path / "catalog.jsonl";
+  std::string lines;
+  for (std::int64_t id : {1, 318, 2571})
+    lines += p4lm::data::catalog_json(b.catalog.by_movie_id(id)).dump() + "\n";
+  write_text(path, lines);
+  const auto read = read_catalog(path);
+  REQUIRE(read.size() == 3);
+  for (std::int64_t id : {1, 318, 2571}) {
+    const auto& a = b.catalog.by_movie_id(id);
+    const auto& r = read.by_movie_id(id);
+    CHECK(r.title == a.title);
+    CHECK(r.year == a.year);
+    CHECK(r.genres == a.genres);
+    CHECK(r.overview_sentences == a.overview_sentences);
+    REQUIRE(r.facts.size() == a.facts.size());
+    for (std::size_t k = 0; k < a.facts.size(); ++k) CHECK(r.facts[k].id == a.facts[k].id);
+    CHECK(r.tags.size() == a.tags.size());
+  }
+  write_text(path, lines + "{\"movie_id\": 5, \"title\": \"x\"}\n");
+  try {
+    read_catalog(path);
+    FAIL("no error for a line without year");
+  } catch (const p4lm::ParseError& e) {
+    CHECK(e.line() == 4);
+    CHECK(e.field() == "year");
+  }
 }

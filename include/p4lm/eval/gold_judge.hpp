@@ -166,6 +166,12 @@ class GoldJudge {
  public:
   GoldJudge(data::Catalog catalog, HeldoutRatings heldout, GoldOptions options = {})
       : catalog_(std::move(catalog)), heldout_(std::move(heldout)), options_(std::move(options)) {
+    const auto& o = options_;
+    if (!(o.plot_match > 0 && o.plot_match <= 1) || !(o.affinity_scale > 0) || !(o.affinity_shrinkage >= 0) ||
+        !(o.affinity_margin >= 0) || o.ngram == 0 || o.min_words == 0 || o.max_words < o.min_words)
+      fail<InvalidArgument>(
+          "GoldOptions: need plot_match in (0, 1], affinity_scale > 0, affinity_shrinkage and "
+          "affinity_margin >= 0, ngram and min_words >= 1, max_words >= min_words");
     index();
   }
 
@@ -229,7 +235,7 @@ class GoldJudge {
     f.unknown_words = f.unknown.size();
     f.unknown_share =
         words.empty() ? 1.0 : static_cast<double>(f.unknown_words) / static_cast<double>(words.size());
-    const std::size_t n = std::max<std::size_t>(1, options_.ngram);
+    const std::size_t n = options_.ngram;
     if (words.size() >= n) {
       std::set<std::vector<std::string>> seen;
       std::size_t total = 0, repeated = 0;

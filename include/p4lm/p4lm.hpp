@@ -39,6 +39,7 @@
 
 // modules and language models
 #include "p4lm/model/arch.hpp"
+#include "p4lm/model/bert_encoder.hpp"
 #include "p4lm/model/causal_lm.hpp"
 #include "p4lm/model/cf_adapter.hpp"
 #include "p4lm/model/checkpoint.hpp"

@@ -80,3 +80,31 @@ TEST_CASE("gelu in float (exp_fast path) stays at float rounding over a dense ra
   CHECK(worst_y <= 16);
   CHECK(worst_d <= 4);
 }
+
+TEST_CASE("gelu_erf_forward is the exact GELU (x/2 (1 + erf(x/sqrt 2))) and its backward checks out",
+          "[ops][gelu][grad]") {
+  for (std::size_t n : {std::size_t{1}, std::size_t{17}, std::size_t{100003}}) {
+    const auto x = uniform(Shape{n}, n, -8.0, 8.0);
+    CpuTensor<double> y(x.shape());
+    ops::gelu_erf_forward(y, x);
+    CpuTensor<double> ref(x.shape());
+    for (std::size_t i = 0; i < n; ++i)
+      ref.data()[i] = 0.5 * x.data()[i] * (1.0 + std::erf(x.data()[i] / std::sqrt(2.0)));
+    INFO("n = " << n);
+    CHECK(closeness(y, ref, 1e-14, 1e-12) <= 1);  // xsimd erf: ~1e-13 relative
+    CpuTensor<float> yf(x.shape());
+    ops::gelu_erf_forward(yf, cast<float>(x));
+    CHECK(closeness(yf, ref, 1e-6, 1e-6) <= 1);
+  }
+  auto x = uniform(Shape{3, 7}, 1, -3.0, 3.0);
+  const auto g = weights(x.shape(), 2);
+  CpuTensor<double> y(x.shape()), dx(x.shape());
+  auto loss = [&] {
+    ops::gelu_erf_forward(y, x);
+    return dot(y, g);
+  };
+  P4LM_CHECK_GRADIENT(check_input(loss, x, dx, [&] { ops::gelu_erf_backward(dx, g, x); }));
+  CpuTensor<double> tanh_form(x.shape());
+  ops::gelu_forward(tanh_form, x);
+  CHECK(closeness(tanh_form, y, 0, 1e-5) > 1);  // the two forms differ: this is not the tanh GELU
+}

@@ -55,4 +55,31 @@ void gelu_backward(CpuView<T> dinp, const CpuView<T>& dout, const CpuView<T>& in
       dinp.data(), dinp.data(), inp.data(), dout.data());
 }
 
+// Exact GELU (BERT's "gelu", PyTorch's default): y = x/2 · (1 + erf(x/√2)). The tanh form above differs
+// from it by up to ~5e-4, too much to reproduce a BERT checkpoint's embeddings; xsimd's vector erf.
+// inp (any shape) -> out (same shape)
+template <Scalar T>
+void gelu_erf_forward(CpuView<T> out, const CpuView<T>& inp) {
+  expect_shape("gelu_erf_forward: out", out.shape(), inp.shape());
+  detail::simd_map(
+      inp.numel(), [](auto x) { return T(0.5) * x * (T(1) + xsimd::erf(x * T(0.7071067811865476))); },
+      out.data(), inp.data());
+}
+
+// dout, inp (same shape) -> dinp (same shape) += dout · (Φ(x) + x φ(x)), Φ, φ the normal cdf and pdf
+template <Scalar T>
+void gelu_erf_backward(CpuView<T> dinp, const CpuView<T>& dout, const CpuView<T>& inp) {
+  expect_shape("gelu_erf_backward: dout", dout.shape(), inp.shape());
+  expect_shape("gelu_erf_backward: dinp", dinp.shape(), inp.shape());
+  detail::simd_map(
+      inp.numel(),
+      [](auto d, auto x, auto g) {
+        using V = decltype(x);
+        const auto cdf = T(0.5) * (T(1) + xsimd::erf(x * T(0.7071067811865476)));
+        const auto pdf = T(0.3989422804014327) * xsimd::exp(T(-0.5) * x * x);
+        return backend::cpu_simd::fma(g, backend::cpu_simd::fma(x, pdf, cdf), V(d));
+      },
+      dinp.data(), dinp.data(), inp.data(), dout.data());
+}
+
 }  // namespace p4lm::ops

@@ -44,6 +44,7 @@
 #include "p4lm/model/cf_adapter.hpp"
 #include "p4lm/model/checkpoint.hpp"
 #include "p4lm/model/generate.hpp"
+#include "p4lm/model/gguf_model.hpp"
 #include "p4lm/model/kv_cache.hpp"
 #include "p4lm/nn/adamw.hpp"
 #include "p4lm/nn/parameter.hpp"

@@ -12,7 +12,7 @@ import os
 
 from conan import ConanFile
 from conan.tools.build import check_min_cppstd
-from conan.tools.cmake import CMake, cmake_layout
+from conan.tools.cmake import CMake, CMakeDeps, CMakeToolchain, cmake_layout
 from conan.tools.files import copy
 
 
@@ -27,7 +27,6 @@ class P4lmConan(ConanFile):
     # with_cuda: P4LM_ENABLE_CUDA, the p4lm::cuda target (nvcc and the CUDA toolkit from the system).
     options = {"with_cuda": [True, False]}
     default_options = {"with_cuda": False}
-    generators = "CMakeToolchain", "CMakeDeps"
     no_copy_source = True
 
     def export_sources(self):
@@ -58,6 +57,14 @@ class P4lmConan(ConanFile):
         # config (find_dependency(CUDAToolkit), p4lm::cuda), so it stays in the id.
         self.info.settings.clear()
         self.info.requires.clear()
+
+    def generate(self):
+        CMakeDeps(self).generate()
+        toolchain = CMakeToolchain(self)
+        # Nothing is compiled here (p4lm::p4lm asks for C++20 itself). With CUDA, CMake 3.25 would
+        # take CMAKE_CXX_STANDARD=20 as the CUDA standard too, which it cannot pass to nvcc 13.
+        toolchain.blocks.remove("cppstd")
+        toolchain.generate()
 
     def build(self):
         cmake = CMake(self)

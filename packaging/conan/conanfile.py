@@ -1,12 +1,12 @@
 """Conan 2 recipe for p4lm (header-only).
 
-    conan create packaging/conan -pr:a packaging/conan/profiles/debian12 --build=missing
+    conan create packaging/conan -pr:a packaging/conan/profiles/debian12 --build=missing --no-remote
 
 The package is what `cmake --install` gives (headers, share/cmake/p4lm/p4lmConfig.cmake, the data
 under share/p4lm/data) with P4LM_ARCH=none; consumers use find_package(p4lm) -> p4lm::p4lm. The
 requirements are the same as cmake/P4lmDependencies.cmake and packaging/vcpkg/vcpkg.json; their
 version ranges are what p4lm's CMake accepts, so the Debian 12 packages declared in
-profiles/debian12's [platform_requires] satisfy them.
+profiles/debian12's [platform_requires] satisfy them (ctest consumer/packaging checks all this).
 """
 import os
 

@@ -277,7 +277,10 @@ TEST_CASE("JSONL: a bad line is an error naming file and line", "[data][datasets
   expect_line(good + "\n\n" + R"({"user_id":1,"movie_id":2,"a":"x","winner":"a"})" + "\n", 3,
               "");  // missing "b"
   expect_line(good + "\n" + R"({"user_id":"one","movie_id":2,"a":"x","b":"y","winner":"a"})", 2,
-              "");                                                                         // wrong type
+              "user_id");  // wrong type
+  // A fractional id is an error, never truncated (user_id 1.5 was read as 1).
+  expect_line(good + "\n" + R"({"user_id":1.5,"movie_id":2,"a":"x","b":"y","winner":"a"})", 2, "user_id");
+  expect_line(R"({"user_id":1,"movie_id":2e0,"a":"x","b":"y","winner":"a"})", 1, "movie_id");
   expect_line(R"({"user_id":1,"movie_id":2,"a":"x","b":"y","winner":"c"})", 1, "winner");  // bad value
   const auto path = dir.path / "pairs.jsonl";
   write_text(path, good + "\n" + R"({"user_id":1,"movie_id":2,"a":"x","b":"y","winner":"c"})" + "\n");

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -154,6 +155,16 @@ struct BadField : InvalidArgument {
   std::string field;
 };
 
+// An id field: an integer, never a number nlohmann would truncate (user_id 1.5 read as 1).
+inline void get_id(const nlohmann::json& j, const char* key, std::int64_t& id) {
+  const auto& v = j.at(key);
+  if (!v.is_number_integer() ||
+      (v.is_number_unsigned() &&
+       v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())))
+    throw BadField(key, "must be an integer id, got " + v.dump());
+  id = v.get<std::int64_t>();
+}
+
 template <class T>
 nlohmann::json optional_json(const std::optional<T>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
@@ -193,8 +204,8 @@ inline void to_json(nlohmann::json& j, const SftExample& e) {
   if (!e.link_span.empty()) j["link_span"] = e.link_span;
 }
 inline void from_json(const nlohmann::json& j, SftExample& e) {
-  j.at("user_id").get_to(e.user_id);
-  j.at("movie_id").get_to(e.movie_id);
+  detail::get_id(j, "user_id", e.user_id);
+  detail::get_id(j, "movie_id", e.movie_id);
   j.at("rating").get_to(e.rating);
   j.at("title").get_to(e.title);
   e.year = detail::optional_from<int>(j.at("year"));
@@ -221,8 +232,8 @@ inline void to_json(nlohmann::json& j, const NliPair& p) {
        {"fact_ids", p.fact_ids}};
 }
 inline void from_json(const nlohmann::json& j, NliPair& p) {
-  j.at("user_id").get_to(p.user_id);
-  j.at("movie_id").get_to(p.movie_id);
+  detail::get_id(j, "user_id", p.user_id);
+  detail::get_id(j, "movie_id", p.movie_id);
   j.at("premise").get_to(p.premise);
   j.at("hypothesis").get_to(p.hypothesis);
   j.at("label").get_to(p.label);
@@ -237,8 +248,8 @@ inline void to_json(nlohmann::json& j, const PreferencePair& p) {
   if (!p.profile.empty()) j["profile"] = p.profile;
 }
 inline void from_json(const nlohmann::json& j, PreferencePair& p) {
-  j.at("user_id").get_to(p.user_id);
-  j.at("movie_id").get_to(p.movie_id);
+  detail::get_id(j, "user_id", p.user_id);
+  detail::get_id(j, "movie_id", p.movie_id);
   j.at("a").get_to(p.a);
   j.at("b").get_to(p.b);
   j.at("winner").get_to(p.winner);
@@ -252,8 +263,8 @@ inline void to_json(nlohmann::json& j, const RelevanceExample& r) {
   j["target"] = r.target.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.target);
 }
 inline void from_json(const nlohmann::json& j, RelevanceExample& r) {
-  j.at("user_id").get_to(r.user_id);
-  j.at("movie_id").get_to(r.movie_id);
+  detail::get_id(j, "user_id", r.user_id);
+  detail::get_id(j, "movie_id", r.movie_id);
   j.at("pitch").get_to(r.pitch);
   r.target.clear();
   if (j.contains("target") && !j.at("target").is_null()) j.at("target").get_to(r.target);
@@ -269,8 +280,8 @@ inline void to_json(nlohmann::json& j, const HeldoutPair& h) {
        {"profile", h.profile}};
 }
 inline void from_json(const nlohmann::json& j, HeldoutPair& h) {
-  j.at("user_id").get_to(h.user_id);
-  j.at("movie_id").get_to(h.movie_id);
+  detail::get_id(j, "user_id", h.user_id);
+  detail::get_id(j, "movie_id", h.movie_id);
   j.at("rating").get_to(h.rating);
   j.at("title").get_to(h.title);
   h.year = detail::optional_from<int>(j.at("year"));

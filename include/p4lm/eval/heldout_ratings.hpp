@@ -10,7 +10,8 @@
 // `p4lm data build` writes only the held-out ratings >= 4 of val/test users (heldout/*.jsonl), too
 // little to tell what a user dislikes, so heldout_ratings_of_build reloads the MovieLens folder the
 // build used and redoes its split from config.json (split, test_fraction, test_k, split_seed; with
-// --cf those are already the CF model's own settings): deterministic, so the same ratings.
+// --cf those are already the CF model's own settings): deterministic, so the same ratings, and
+// checked against the build's own files (check_build_split).
 // Besides the held-out ratings it keeps which movies the user rated at all, only to tell "you loved
 // X" about a movie the user never rated (false) from one rated in training (not evidence here).
 
@@ -28,6 +29,7 @@
 #include "p4lm/cf/split.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/jsonl.hpp"
 
 namespace p4lm::eval {
 
@@ -77,7 +79,40 @@ inline HeldoutRatings heldout_ratings(const cf::MovieLens& ml, const cf::Split& 
   return HeldoutRatings(std::move(users));
 }
 
-// The held-out ratings of the build in `data_dir` (its config.json; see the file comment).
+// A folder built by another version of the split (or with other settings than its config.json says)
+// would make the check circular: the judge would read ratings the profiles were built from. The
+// build's own files must agree: its held-out pairs (heldout/*.jsonl) are held out here, and the
+// movies its pitches are about (sft/*.jsonl, training ratings) are not. ParseError otherwise.
+inline void check_build_split(const HeldoutRatings& held, const std::filesystem::path& data_dir) {
+  const std::string hint =
+      "the folder was built with another rating split than its config.json gives "
+      "(another p4lm version?); rebuild it with p4lm data build";
+  for (const char* split : {"val", "test"}) {
+    const auto heldout = data_dir / "heldout" / (std::string(split) + ".jsonl");
+    if (std::filesystem::exists(heldout))
+      io::for_each_jsonl(heldout, [&](const nlohmann::json& j, std::size_t line) {
+        const auto user = j.at("user_id").get<std::int64_t>(), movie = j.at("movie_id").get<std::int64_t>();
+        const auto* u = held.find(user);
+        if (!u || !u->rating_of(movie))
+          throw ParseError(heldout, line, "movie_id",
+                           "user " + std::to_string(user) + "'s rating of movie " + std::to_string(movie) +
+                               " is not held out: " + hint);
+      });
+    const auto sft = data_dir / "sft" / (std::string(split) + ".jsonl");
+    if (std::filesystem::exists(sft))
+      io::for_each_jsonl(sft, [&](const nlohmann::json& j, std::size_t line) {
+        const auto user = j.at("user_id").get<std::int64_t>(), movie = j.at("movie_id").get<std::int64_t>();
+        const auto* u = held.find(user);
+        if (u && u->rating_of(movie))
+          throw ParseError(sft, line, "movie_id",
+                           "user " + std::to_string(user) + "'s rating of movie " + std::to_string(movie) +
+                               " is held out, yet the pitch was built from it: " + hint);
+      });
+  }
+}
+
+// The held-out ratings of the build in `data_dir` (its config.json; see the file comment), checked
+// against the build's own files (check_build_split).
 inline HeldoutRatings heldout_ratings_of_build(const std::filesystem::path& data_dir) {
   const auto config_path = data_dir / "config.json";
   nlohmann::json config;
@@ -105,7 +140,9 @@ inline HeldoutRatings heldout_ratings_of_build(const std::filesystem::path& data
       split = cf::temporal_split(ml.ratings, static_cast<std::size_t>(field("test_k").get<int>()));
     else
       throw ParseError(config_path, 0, "split", "expected holdout or temporal, got '" + split_kind + "'");
-    return heldout_ratings(ml, split);
+    auto held = heldout_ratings(ml, split);
+    check_build_split(held, data_dir);
+    return held;
   } catch (const nlohmann::json::exception& e) {
     throw ParseError(config_path, 0, "", std::string("unexpected value: ") + e.what());
   }

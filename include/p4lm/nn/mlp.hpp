@@ -1,6 +1,7 @@
 #pragma once
 // The transformer's feed-forward layer, with its activation as a policy:
-//   activation::Gelu    out = W2 · gelu(W1 x + b1) + b2           (GPT-2, BERT, the CF adapters)
+//   activation::Gelu    out = W2 · gelu(W1 x + b1) + b2           (GPT-2, the CF adapters)
+//   activation::GeluErf the same with the exact erf GELU            (BERT)
 //   activation::SwiGLU  out = W2 · (silu(W1 x) ⊙ W3 x)            (Llama; no biases)
 //
 //   nn::MLP<B, activation::Gelu> mlp{fc, proj};              // Linear modules (bound by name)
@@ -17,8 +18,29 @@
 namespace p4lm::nn {
 
 namespace activation {
+// GELU, tanh approximation (GPT-2).
 struct Gelu {
   static constexpr bool gated = false;
+  template <class V>
+  static void forward(V out, const V& in) {
+    ops::gelu_forward(out, in);
+  }
+  template <class V>
+  static void backward(V din, const V& dout, const V& in) {
+    ops::gelu_backward(din, dout, in);
+  }
+};
+// GELU with the exact erf (BERT, the reward models' encoder; CPU).
+struct GeluErf {
+  static constexpr bool gated = false;
+  template <class V>
+  static void forward(V out, const V& in) {
+    ops::gelu_erf_forward(out, in);
+  }
+  template <class V>
+  static void backward(V din, const V& dout, const V& in) {
+    ops::gelu_erf_backward(din, dout, in);
+  }
 };
 struct SwiGLU {
   static constexpr bool gated = true;  // a third matrix (W3, "up") multiplies the activation
@@ -68,7 +90,7 @@ struct MLP {
         linear_streamed<B, T>(x, {{a.f1, fc.weight->value, value_of(fc.bias)}});
       else
         fc.forward(a.f1, x);
-      ops::gelu_forward(a.fg, a.f1);
+      Act::forward(a.fg, a.f1);
     }
     if (streamed)
       linear_streamed<B, T>(a.fg, {{out, proj.weight->value, value_of(proj.bias)}});
@@ -87,7 +109,7 @@ struct MLP {
       fc.backward(dx, s.df1, x);
       up.backward(dx, s.df2, x);
     } else {
-      ops::gelu_backward(s.df1, s.dfg, a.f1);
+      Act::backward(s.df1, s.dfg, a.f1);
       fc.backward(dx, s.df1, x);
     }
   }

@@ -12,13 +12,19 @@
 //                                         parameters (after lm().backward_logprobs)
 // A prompt's key is opaque to PPO: the policy (which user and movie) and the reward read it.
 //
-// LMPolicy<LM> is the plain case: an LM alone, or an LM with a fixed table of soft tokens per key
-// (frozen; a trained CF adapter is a Policy of its own that writes and backpropagates the prefix).
+// LMPolicy<LM> is the plain case: an LM alone, or an LM with a fixed table of soft tokens per key.
+// PrefixedPolicy<LM, Prefix> trains a prefix producer with the LM (P4LM: the CF adapter behind the
+// soft-prompt layout); the producer is any type satisfying PrefixProducer:
+//   std::size_t length() const;                          soft tokens per prompt
+//   void forward(View out, LM& lm, keys);                out (B, length, C) for prompts `keys`
+//   void backward(LM& lm, const View& dprefix);          after forward: gradients accumulate
+//   std::span<Parameter<T>> parameters();  Prefix clone() const;  void zero_grad();
 
 #include <concepts>
 #include <cstddef>
 #include <span>
 #include <utility>
+#include <vector>
 
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/tensor.hpp"
@@ -108,6 +114,61 @@ class LMPolicy {
  private:
   Model lm_;
   CpuTensor<value_type> prefixes_;
+};
+
+template <class X, class LM>
+concept PrefixProducer = requires(X& x, const X& cx, LM& lm,
+                                  TensorView<backend::cpu, typename LM::value_type> v,
+                                  std::span<const std::size_t> keys) {
+  { cx.length() } -> std::convertible_to<std::size_t>;
+  x.forward(v, lm, keys);
+  x.backward(lm, v);
+  { x.parameters() } -> std::convertible_to<std::span<Parameter<typename LM::value_type>>>;
+  { cx.clone() } -> std::same_as<X>;
+  x.zero_grad();
+};
+
+template <class Model, class Prefix>
+class PrefixedPolicy {
+  static_assert(PrefixProducer<Prefix, Model>,
+                "p4lm::rl::PrefixedPolicy: the prefix producer needs length(), forward(out, lm, keys), "
+                "backward(lm, dprefix), parameters(), clone() and zero_grad() (see docs/rl.md, 'Policies')");
+
+ public:
+  using LM = Model;
+  using value_type = typename Model::value_type;
+  using View = TensorView<backend::cpu, value_type>;
+
+  PrefixedPolicy(Model lm, Prefix prefix) : lm_(std::move(lm)), prefix_(std::move(prefix)) { sync(); }
+  PrefixedPolicy(PrefixedPolicy&& o) noexcept : lm_(std::move(o.lm_)), prefix_(std::move(o.prefix_)) {
+    sync();
+  }
+  PrefixedPolicy& operator=(PrefixedPolicy&&) = delete;
+  PrefixedPolicy(const PrefixedPolicy&) = delete;
+
+  Model& lm() noexcept { return lm_; }
+  const Model& lm() const noexcept { return lm_; }
+  Prefix& prefix() noexcept { return prefix_; }
+  // The LM's parameters, then the producer's (trainable flags read back from the modules).
+  std::span<Parameter<value_type>> parameters() {
+    sync();
+    return params_;
+  }
+  PrefixedPolicy clone() const { return PrefixedPolicy(lm_.clone(), prefix_.clone()); }
+  std::size_t prefix_length() const { return prefix_.length(); }
+  void write_prefix(View out, std::span<const std::size_t> keys) { prefix_.forward(out, lm_, keys); }
+  void backward_prefix(const View& dprefix, std::span<const std::size_t>) { prefix_.backward(lm_, dprefix); }
+
+ private:
+  void sync() {
+    params_.clear();
+    for (const auto& p : lm_.parameters()) params_.push_back(p);
+    for (const auto& p : prefix_.parameters()) params_.push_back(p);
+  }
+
+  Model lm_;
+  Prefix prefix_;
+  std::vector<Parameter<value_type>> params_;
 };
 
 }  // namespace p4lm::rl

@@ -215,3 +215,11 @@ TEST_CASE("PPO's approx-KL early stop ends the epochs", "[rl][ppo]") {
   CHECK(m.at("ppo/early_stopped") == 1.0);
   CHECK(m.at("ppo/optimizer_steps") < 16.0);
 }
+
+TEST_CASE("a non-finite policy stops PPO with the sample and quantity named", "[rl][ppo]") {
+  using Policy = rl::LMPolicy<LlamaLM<>>;
+  rl::PPOTrainer<Policy, CountToken> ppo(Policy(tiny_lm(1)), CountToken{}, toy_config());
+  ppo.policy().lm().parameter("output.weight").value.data()[3] = std::nanf("");
+  CHECK_THROWS_WITH(ppo.step(prompts(32)),
+                    Catch::Contains("rollout: the policy's log-prob of sample 0, token 0 is nan"));
+}

@@ -23,6 +23,7 @@
 // Hugging Face's names; activations in one workspace that only grows. forward() keeps every layer's
 // activations for backward(); encode() (inference) runs all layers through one layer's buffers.
 // Padding positions are computed but never attended to and never pooled, so they get no gradient.
+// backward() reads the ids, token types and inputs_embeds that forward() was given: keep them alive.
 
 #include <algorithm>
 #include <cmath>

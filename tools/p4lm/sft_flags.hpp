@@ -20,16 +20,16 @@ struct SftConfig {
       "stories260K", "base model: stories260K (bundled), scratch, or a path (.bin, HF GPT-2 folder/file)"};
   Param<std::string> tokenizer{
       "", "tokenizer override (llama2.c .bin or GPT-2 folder); default follows the model"};
-  Param<long> batch_size{16, "sequences per step"};
+  Param<long> batch_size{16, "sequences per step", at_least(1)};
   Param<long> stage1_steps{150,
                            "stage 1 steps: adapters only, transformer frozen (0: single-stage ablation)"};
   Param<long> stage2_steps{2050, "stage 2 steps: everything"};
-  Param<double> stage1_lr{3e-3, "peak learning rate of stage 1"};
-  Param<double> stage2_lr{2e-3, "peak learning rate of stage 2"};
+  Param<double> stage1_lr{3e-3, "peak learning rate of stage 1", above(0)};
+  Param<double> stage2_lr{2e-3, "peak learning rate of stage 2", above(0)};
   Param<double> stage2_adapter_lr{1e-2, "peak learning rate of the CF adapters in stage 2 (0: --stage2-lr)"};
   Param<long> warmup_steps{20, "linear warmup steps per stage (then cosine to 10% of the peak)"};
-  Param<double> weight_decay{0.0, "AdamW weight decay on matrices"};
-  Param<double> max_grad_norm{1.0, "global gradient-norm clip"};
+  Param<double> weight_decay{0.0, "AdamW weight decay on matrices", at_least(0)};
+  Param<double> max_grad_norm{1.0, "global gradient-norm clip", at_least(0)};
   Param<double> link_weight{20.0,
                             "weight of the link sentence's tokens in the training loss (1: plain mean)"};
   Param<long> link_weight_steps{
@@ -42,7 +42,7 @@ struct SftConfig {
   Param<long> checkpoint_every{50, "atomic checkpoint every N steps (resume loses at most this many)"};
   Param<long> max_prompt_tokens{96,
                                 "prompt budget: title, year, genres, first overview sentence (+ profile)"};
-  Param<long> max_pitch_tokens{200, "pitch budget (EOS included)"};
+  Param<long> max_pitch_tokens{200, "pitch budget (EOS included)", at_least(2)};
   Param<long> adapter_hidden{0, "hidden width of the adapters' MLPs (0: max(CF dim, d_model))"};
   Param<std::string> adapter_output{"vectors",
                                     "vectors (free soft tokens: the paper's adapters) or vocabulary-mixture "

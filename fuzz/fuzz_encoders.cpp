@@ -19,7 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto pieces = llama.encode(text, {.bos = true, .eos = true});
   (void)llama.decode(pieces);
   std::vector<std::int32_t> raw;
-  for (std::size_t i = 0; i + 1 < size; i += 2) raw.push_back(static_cast<std::int32_t>(data[i] | data[i + 1] << 8) - 256);
+  for (std::size_t i = 0; i + 1 < size; i += 2)
+    raw.push_back(static_cast<std::int32_t>(data[i] | data[i + 1] << 8) - 256);
   p4lm_fuzz::expect_clean([&] { (void)gpt2.decode(raw); });
   p4lm_fuzz::expect_clean([&] { (void)llama.decode(raw); });
   return 0;

@@ -10,8 +10,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (std::size_t i = 0; i < size; ++i) bytes[i] = static_cast<std::byte>(data[i]);
   p4lm_fuzz::expect_clean([&] {
     const auto file = p4lm::io::GgufFile::parse(std::move(bytes), "fuzz.gguf");
-    for (const auto& t : file.tensors())
-      p4lm_fuzz::expect_clean([&] { (void)file.dequantize(t.name); });
+    for (const auto& t : file.tensors()) p4lm_fuzz::expect_clean([&] { (void)file.dequantize(t.name); });
   });
   return 0;
 }

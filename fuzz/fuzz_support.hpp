@@ -29,7 +29,8 @@ inline std::filesystem::path scratch(const std::string& name) {
 
 inline std::filesystem::path write(const std::string& name, std::string_view bytes) {
   const auto path = scratch(name);
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   return path;
 }
 

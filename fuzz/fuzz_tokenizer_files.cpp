@@ -33,8 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 1: {
       const auto nul = body.find('\0');
       const auto encoder = p4lm_fuzz::write("encoder.json", body.substr(0, nul));
-      const auto merges =
-          p4lm_fuzz::write("vocab.bpe", nul == std::string_view::npos ? std::string_view() : body.substr(nul + 1));
+      const auto merges = p4lm_fuzz::write(
+          "vocab.bpe", nul == std::string_view::npos ? std::string_view() : body.substr(nul + 1));
       p4lm_fuzz::expect_clean([&] { exercise(p4lm::text::Gpt2Tokenizer::from_files(encoder, merges)); });
       break;
     }

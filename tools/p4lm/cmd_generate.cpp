@@ -22,9 +22,10 @@ struct GenerateConfig {
   Param<std::string> model{"", lm::model_help};
   Param<std::string> tokenizer{"", lm::tokenizer_help};
   Param<std::string> prompt{"", "prompt text (empty: start from BOS / <|endoftext|>)"};
-  Param<double> temperature{1.0, "sampling temperature (0: greedy)"};
+  Param<double> temperature{1.0, "sampling temperature (0: greedy)", between(0, 100)};
   Param<int> top_k{0, "keep the k most likely tokens (0: all)"};
-  Param<double> top_p{1.0, "nucleus sampling: keep the smallest set reaching this probability (1: all)"};
+  Param<double> top_p{1.0, "nucleus sampling: keep the smallest set reaching this probability (1: all)",
+                      Range{0, 1, true, false}};
   Param<int> max_new_tokens{256, "tokens to generate at most (stops earlier at EOS)"};
   Param<std::uint64_t> seed{0, "random seed (Philox stream per sequence)"};
 };

@@ -48,11 +48,11 @@ struct TrainLmConfig {
   Param<int> steps{1000, "optimizer steps in total (a resumed run continues to this count)"};
   Param<int> batch{8, "sequences per step"};
   Param<int> seq{64, "tokens per sequence"};
-  Param<double> lr{3e-4, "peak learning rate"};
-  Param<double> min_lr{3e-5, "final learning rate of the cosine decay"};
+  Param<double> lr{3e-4, "peak learning rate", above(0)};
+  Param<double> min_lr{3e-5, "final learning rate of the cosine decay", at_least(0)};
   Param<int> warmup{50, "linear warmup steps"};
-  Param<double> weight_decay{0.1, "AdamW weight decay (matrices only)"};
-  Param<double> max_grad_norm{1.0, "gradient clipping (0: none)"};
+  Param<double> weight_decay{0.1, "AdamW weight decay (matrices only)", at_least(0)};
+  Param<double> max_grad_norm{1.0, "gradient clipping (0: none)", at_least(0)};
   Param<std::uint64_t> seed{0, "initialisation seed of a new model"};
   Param<int> save_every{100, "checkpoint every N steps (and at the end)"};
   Param<std::string> out{"runs/train-lm",

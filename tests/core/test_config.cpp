@@ -120,3 +120,11 @@ TEST_CASE("from_json applies the same checks and names the key", "[core][config]
   CHECK_THROWS_WITH(p4lm::from_json<RangedConfig>(json{{"regs", {0.1, -1.0}}}), Contains("key 'regs'"));
   CHECK(*p4lm::from_json<RangedConfig>(json{{"threads", 8}, {"lr", 0.1}}).threads == 8);
 }
+
+TEST_CASE("a range reads as written in its message", "[core][config]") {
+  CHECK(p4lm::between(0, 0.99).describe() == "must be in [0, 0.99]");
+  CHECK(p4lm::between(0, 1e6).describe() == "must be in [0, 1000000]");
+  CHECK(p4lm::above(0).describe() == "must be > 0");
+  CHECK(p4lm::inside(0, 1).describe() == "must be in (0, 1)");
+  CHECK(p4lm::Range{0, 1, true, false}.describe() == "must be in (0, 1]");
+}

@@ -59,7 +59,7 @@ struct Range {
   // "must be > 0", "must be in [0, 1024]", "must be in (0, 1)".
   std::string describe() const {
     std::ostringstream os;
-    os.precision(17);
+    os.precision(12);  // 0.99 reads 0.99, 1e6 reads 1000000
     if (hi == std::numeric_limits<double>::infinity())
       os << "must be " << (lo_open ? "> " : ">= ") << lo;
     else if (lo == -std::numeric_limits<double>::infinity())

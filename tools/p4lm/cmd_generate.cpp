@@ -1,8 +1,10 @@
 // `p4lm generate`: text from a causal LM (KV-cache decoding), printed as the prompt plus its
-// continuation, like llama2.c's run.c.
+// continuation, like llama2.c's run.c; with --chat, the model's answer to one user message in its
+// chat format (ChatML for SmolLM2), printed alone.
 //
 //   p4lm generate --model stories260K --prompt "Once upon a time" --temperature 0
 //   p4lm generate --model gpt2/ --tokenizer gpt2 --prompt "Hello" --top-p 0.9 --seed 7
+//   p4lm generate --model smollm2 --chat "Recommend a movie about space" --temperature 0.2 --top-p 0.9
 
 #include <iostream>
 #include <string>
@@ -22,6 +24,8 @@ struct GenerateConfig {
   Param<std::string> model{"", lm::model_help};
   Param<std::string> tokenizer{"", lm::tokenizer_help};
   Param<std::string> prompt{"", "prompt text (empty: start from BOS / <|endoftext|>)"};
+  Param<std::string> chat{"", "a user message: the answer in the model's chat format (GGUF models)"};
+  Param<std::string> system{"", "system message for --chat (default: the chat template's)"};
   Param<double> temperature{1.0, "sampling temperature (0: greedy)", between(0, 100)};
   Param<int> top_k{0, "keep the k most likely tokens (0: all)"};
   Param<double> top_p{1.0, "nucleus sampling: keep the smallest set reaching this probability (1: all)",
@@ -33,8 +37,8 @@ struct GenerateConfig {
 }  // namespace
 }  // namespace p4lm::cli
 
-BOOST_HANA_ADAPT_STRUCT(p4lm::cli::GenerateConfig, model, tokenizer, prompt, temperature, top_k, top_p,
-                        max_new_tokens, seed);
+BOOST_HANA_ADAPT_STRUCT(p4lm::cli::GenerateConfig, model, tokenizer, prompt, chat, system, temperature, top_k,
+                        top_p, max_new_tokens, seed);
 
 namespace p4lm::cli {
 namespace {
@@ -45,9 +49,20 @@ int run_generate(std::span<const std::string> args) {
   if (*config.top_k < 0) fail<UsageError>("--top-k must be >= 0");
   if (!(*config.top_p > 0 && *config.top_p <= 1)) fail<UsageError>("--top-p must be in (0, 1]");
   if (*config.temperature < 0) fail<UsageError>("--temperature must be >= 0");
-  auto model = lm::load_model(*config.model);
-  const auto tok = lm::load_tokenizer(*config.tokenizer, lm::is_gpt2(model));
-  const auto prompt = lm::encode_prompt(tok, *config.prompt);
+  if (!config.chat->empty() && !config.prompt->empty()) fail<UsageError>("give --prompt or --chat, not both");
+  auto [model, tok, chat] = lm::load_model_and_tokenizer(*config.model, *config.tokenizer);
+  const bool chatting = !config.chat->empty();
+  if (chatting && !chat)
+    fail<UsageError>("--chat needs a model with a chat template (a GGUF file such as smollm2)");
+  std::vector<std::int32_t> prompt;
+  if (chatting) {
+    std::vector<text::ChatMessage> messages;
+    if (!config.system->empty()) messages.push_back({"system", *config.system});
+    messages.push_back({"user", *config.chat});
+    prompt = lm::encode_prompt(tok, chat->format(messages));
+  } else {
+    prompt = lm::encode_prompt(tok, *config.prompt);
+  }
   return std::visit(
       [&](auto& m) {
         if (lm::vocab_of(tok) > m.config().vocab_size)
@@ -66,8 +81,9 @@ int run_generate(std::span<const std::string> args) {
             .eos = lm::eos_of(tok),
             .seed = *config.seed};
         const auto out = generate(m, {prompt}, o);
-        std::vector<std::int32_t> ids = prompt;
+        std::vector<std::int32_t> ids = chatting ? std::vector<std::int32_t>{} : prompt;
         ids.insert(ids.end(), out.tokens[0].begin(), out.tokens[0].end());
+        if (chatting && out.stopped[0]) ids.pop_back();  // the end-of-turn token
         std::cout << lm::decode(tok, ids) << '\n';
         return 0;
       },
@@ -75,8 +91,9 @@ int run_generate(std::span<const std::string> args) {
 }
 
 const Registration generate_registration{
-    "generate", Command{"generate text from a causal LM (llama2.c .bin, HF GPT-2, p4lm checkpoint)",
-                        flags_help<GenerateConfig>(), run_generate}};
+    "generate",
+    Command{"generate text from a causal LM (GGUF Llama, llama2.c .bin, HF GPT-2, p4lm checkpoint)",
+            flags_help<GenerateConfig>(), run_generate}};
 
 }  // namespace
 }  // namespace p4lm::cli

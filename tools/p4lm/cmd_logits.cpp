@@ -3,6 +3,7 @@
 //
 //   p4lm logits --model stories260K --ids 1,403,407
 //   p4lm logits --model gpt2/ --prompt "Hello world" --tokenizer gpt2
+//   p4lm logits --model smollm2 --prompt "The best space movie is"   (the GGUF's own tokenizer)
 
 #include <iostream>
 #include <string>
@@ -38,10 +39,9 @@ int run_logits(std::span<const std::string> args) {
   const auto config = parse_flags<LogitsConfig>(args);
   if (config.ids->empty() == config.prompt->empty())
     fail<UsageError>("give exactly one of --ids and --prompt");
-  auto model = lm::load_model(*config.model);
+  auto [model, tok, chat] = lm::load_model_and_tokenizer(*config.model, *config.tokenizer);
   std::vector<std::int32_t> ids = *config.ids;
-  if (ids.empty())
-    ids = lm::encode_prompt(lm::load_tokenizer(*config.tokenizer, lm::is_gpt2(model)), *config.prompt);
+  if (ids.empty()) ids = lm::encode_prompt(tok, *config.prompt);
   return std::visit(
       [&](auto& m) {
         for (const auto id : ids)

@@ -2,6 +2,7 @@
 //
 //   p4lm tokenize --tokenizer gpt2 --text "hello world"          -> [31373,995]
 //   p4lm tokenize --tokenizer stories260K --jsonl prompts.jsonl  -> one array per {"text": ...} line
+//   p4lm tokenize --tokenizer smollm2 --text "<|im_start|>user"  -> [1,4093] (SmolLM2 from GGUF)
 
 #include <filesystem>
 #include <iostream>
@@ -22,12 +23,14 @@ namespace {
 
 struct TokenizeConfig {
   Param<std::string> tokenizer{"gpt2",
-                               "gpt2 | stories260K (bundled), a folder with encoder.json + vocab.bpe, "
-                               "or a llama2.c tok*.bin file"};
+                               "gpt2 | stories260K (bundled), smollm2 (model cache), a GGUF model file, a "
+                               "folder with encoder.json + vocab.bpe, or a llama2.c tok*.bin file"};
   Param<std::string> text{"", "text to encode (one JSON array printed)"};
   Param<std::string> jsonl{"", "JSONL file of {\"text\": ...} objects (one JSON array per line)"};
   Param<bool> bos{true, "prepend BOS (llama2.c tokenizers, as run.c does; GPT-2 never adds one)"};
-  Param<bool> special{false, "encode <|endoftext|> in the text as its id 50256 (GPT-2)"};
+  Param<bool> special{false,
+                      "encode <|endoftext|> in the text as its id 50256 (GPT-2; GGUF vocabularies always "
+                      "recognise their control tokens)"};
 };
 
 }  // namespace
@@ -67,7 +70,7 @@ int run_tokenize(std::span<const std::string> args) {
 }
 
 const Registration tokenize_registration{
-    "tokenize", Command{"print token ids of text (GPT-2 BPE or llama2.c tokenizer) as JSON arrays",
+    "tokenize", Command{"print token ids of text (byte-level BPE, GGUF or llama2.c tokenizer) as JSON arrays",
                         flags_help<TokenizeConfig>(), run_tokenize}};
 
 }  // namespace

@@ -1,7 +1,8 @@
 // Generation throughput with the KV cache: tokens/s of greedy decoding for stories260K (bundled) and
 // Llama configs of ~15M (dim 288, 6 layers, 6 heads, vocab 32000) and ~110M (dim 768, 12 layers,
-// 12 heads, vocab 32000) with random weights, for one sequence and a batch of sequences. llama2.c's
-// run.c is the peer (docs/performance.md, "Language models").
+// 12 heads, vocab 32000) with random weights, and SmolLM2-135M-Instruct from the model cache
+// (`--model smollm2`, or any GGUF Llama file: its weights dequantized to fp32), for one sequence and a
+// batch of sequences. llama2.c's run.c is the peer (docs/performance.md, "Language models").
 //
 // Each decoding step reads every weight once (the embedding table only as the tied head), so one
 // sequence is bound by memory bandwidth: the benchmark also prints the bytes of weights streamed per
@@ -25,8 +26,10 @@
 
 #include "p4lm/backend/cpu/blas.hpp"
 #include "p4lm/core/data_dir.hpp"
+#include "p4lm/core/model_cache.hpp"
 #include "p4lm/model/checkpoint.hpp"
 #include "p4lm/model/generate.hpp"
+#include "p4lm/model/gguf_model.hpp"
 
 namespace {
 
@@ -68,7 +71,8 @@ int main(int argc, char** argv) {
     else if (a == "--json")
       json = true;
     else {
-      std::cerr << "usage: bench_lm_generate [--model stories260K|15M|110M] [--batch 1] [--tokens 256] "
+      std::cerr << "usage: bench_lm_generate [--model stories260K|15M|110M|smollm2|<file.gguf>] [--batch 1] "
+                   "[--tokens 256] "
                    "[--repeats 1] [--json]\n";
       return 2;
     }
@@ -76,6 +80,12 @@ int main(int argc, char** argv) {
   auto make = [&]() -> p4lm::LlamaLM<float> {
     if (which == "stories260K")
       return p4lm::load_llama2c_model(p4lm::data_path("tiny-lm/stories260K/stories260K.bin"));
+    if (which == "smollm2" || which.ends_with(".gguf")) {
+      const auto path =
+          which == "smollm2" ? p4lm::smollm2_path() : std::optional<std::filesystem::path>(which);
+      if (!path) throw p4lm::DataNotFound("smollm2 is not in the model cache: run scripts/fetch-models.sh");
+      return std::move(p4lm::load_gguf_model(*path).model);
+    }
     p4lm::ModelConfig c{.arch = "llama",
                         .vocab_size = 32000,
                         .d_model = 288,
@@ -87,7 +97,7 @@ int main(int argc, char** argv) {
     if (which == "110M")
       c.d_model = 768, c.n_layers = 12, c.n_heads = 12, c.n_kv_heads = 12, c.d_ff = 2048, c.max_seq = 1024;
     else if (which != "15M")
-      throw p4lm::InvalidArgument("--model must be stories260K, 15M or 110M");
+      throw p4lm::InvalidArgument("--model must be stories260K, 15M, 110M, smollm2 or a .gguf file");
     p4lm::LlamaLM<float> m(c);
     p4lm::Rng rng(1);
     m.init_random(rng, 0.05);

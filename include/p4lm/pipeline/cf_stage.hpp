@@ -237,9 +237,13 @@ cf::Embeddings<Dim> fit_cf(const CfTrainConfig& c, const cf::Ratings& train, con
 struct CfTrainResult {
   std::filesystem::path embeddings;  // <out>/cf.safetensors
   int dim = 0;
-  std::string watched;  // "test", or "validation" when validation_fraction > 0
-  Metrics metrics;      // of the trained model on the watched split
-  nlohmann::json json() const { return {{watched, metrics}}; }
+  std::string watched;           // "test", or "validation" when validation_fraction > 0
+  Metrics metrics;               // of the trained model on the watched split
+  nlohmann::json json() const {  // {"test": {...}} (braces alone would make a two-element array)
+    nlohmann::json j = nlohmann::json::object();
+    j[watched] = metrics;
+    return j;
+  }
 };
 
 // `p4lm cf train`: loads MovieLens, splits, fits, writes <out>/cf.safetensors (ids, training config and

@@ -117,16 +117,17 @@ struct RunResult {
   train::WarmStartResult sft;
   std::vector<nlohmann::json> pitches;
   nlohmann::json summary() const {
-    return {{"cf", cf ? nlohmann::json{{"reused", false}, {"dim", cf->dim}, {cf->watched, cf->metrics}}
-                      : nlohmann::json{{"reused", true}}},
-            {"data", {{"splits", data_stats.value("splits", nlohmann::json())}}},
-            {"sft",
-             [&] {
-               auto j = sft.json();
-               j["reused"] = sft.reused;
-               return j;
-             }()},
-            {"pitches", pitches.size()}};
+    nlohmann::json j = nlohmann::json::object();
+    j["cf"]["reused"] = !cf.has_value();
+    if (cf) {
+      j["cf"]["dim"] = cf->dim;
+      j["cf"][cf->watched] = cf->metrics;
+    }
+    j["data"]["splits"] = data_stats.value("splits", nlohmann::json::object());
+    j["sft"] = sft.json();
+    j["sft"]["reused"] = sft.reused;
+    j["pitches"] = pitches.size();
+    return j;
   }
 };
 
@@ -150,11 +151,9 @@ inline RunResult run_main(const RunConfig& c, std::ostream& log = std::cout) {
     log << "    reusing " << cf_file.string() << '\n';
   } else {
     r.cf = train_cf(plan.cf);
-    for (const auto& [name, metrics] : r.cf->json().items()) {
-      log << "    " << name << ':';
-      for (const auto& [k, v] : metrics.items()) log << ' ' << k << '=' << format_metric(v.get<double>());
-      log << '\n';
-    }
+    log << "    " << r.cf->watched << ':';
+    for (const auto& [k, v] : r.cf->metrics) log << ' ' << k << '=' << format_metric(v);
+    log << '\n';
     log << "    wrote " << cf_file.string() << '\n';
   }
 

@@ -196,7 +196,8 @@ class SafetensorsFile {
 
   // The tensor's values as float (F32, F16, BF16 and F64 are converted; integer dtypes are refused).
   // A NaN or infinite value is a ParseError naming the tensor (io/finite.hpp): weights must be finite.
-  std::vector<float> read_f32(std::string_view name) const {
+  // Pass finite = false for data that may hold them on purpose (masks of -inf, format tests).
+  std::vector<float> read_f32(std::string_view name, bool finite = true) const {
     const auto& t = at(name);
     std::vector<float> out(t.numel());
     const auto* src = t.data.data();
@@ -223,7 +224,7 @@ class SafetensorsFile {
         throw ParseError(path_, 0, name,
                          "dtype " + std::string(dtype_name(t.dtype)) + " cannot be read as float");
     }
-    require_finite<float>(out, path_, name);
+    if (finite) require_finite<float>(out, path_, name);
     return out;
   }
 

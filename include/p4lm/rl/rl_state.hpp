@@ -8,6 +8,7 @@
 //
 // PPOTrainer and PolicyGradientTrainer own one each.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>

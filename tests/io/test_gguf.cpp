@@ -257,3 +257,38 @@ TEST_CASE("gguf: the SmolLM2 file of the model cache", "[gguf][smollm2]") {
   const auto w = f.dequantize("blk.0.attn_q.weight");
   CHECK(w.size() == 576u * 576u);
 }
+
+TEST_CASE("gguf: random corruption never crashes, only ParseError", "[gguf]") {
+  const auto good = file_bytes(fixtures / "all_types_v3.gguf");
+  std::uint64_t state = 20250207;
+  auto next = [&] {  // splitmix64: a fixed sequence of mutations
+    state += 0x9e3779b97f4a7c15ULL;
+    std::uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  std::size_t parsed = 0, refused = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    auto b = good;
+    const int edits = 1 + static_cast<int>(next() % 4);
+    for (int e = 0; e < edits; ++e) {
+      // Mostly the header and tensor infos (the first ~1100 bytes), where the structure is.
+      const std::size_t at = next() % (next() % 4 == 0 ? b.size() : std::size_t{1152});
+      b[at] = static_cast<std::byte>(next() & 0xFF);
+    }
+    if (next() % 8 == 0) b.resize(next() % b.size());
+    try {
+      const auto f = GgufFile::parse(b, "mutated.gguf");
+      for (const auto& t : f.tensors())
+        if (p4lm::io::ggml_type_traits(static_cast<std::uint32_t>(t.type))->dequantizable && t.numel() < (1u << 20))
+          (void)f.dequantize(t.name);
+      ++parsed;
+    } catch (const p4lm::ParseError& e) {
+      CHECK(std::string(e.what()).find("mutated.gguf") != std::string::npos);
+      ++refused;
+    }
+  }
+  CHECK(parsed + refused == 3000);
+  CHECK(refused > 0);
+}

@@ -223,3 +223,22 @@ TEST_CASE("a non-finite policy stops PPO with the sample and quantity named", "[
   CHECK_THROWS_WITH(ppo.step(prompts(32)),
                     Catch::Contains("rollout: the policy's log-prob of sample 0, token 0 is nan"));
 }
+
+TEST_CASE("PPO learns to end its samples when a missing EOS is penalised", "[rl][ppo]") {
+  // Reward 0 for everything; a sample without EOS (token 2) within 6 tokens scores -1. At random
+  // 1 - (7/8)^6 = 45 % of the samples end; the optimum ends all of them (variable lengths, so GAE
+  // and the masks see ragged rows).
+  using Policy = rl::LMPolicy<LlamaLM<>>;
+  auto c = toy_config();
+  c.eos_token_id = 2;
+  c.missing_eos_penalty = 1.0;
+  auto nothing = [](std::span<const rl::Sample> b) { return std::vector<double>(b.size(), 0.0); };
+  rl::PPOTrainer<Policy, decltype(nothing)> ppo(Policy(tiny_lm(12)), nothing, c);
+  const auto ps = prompts(c.batch_size);
+  double ended = ppo.step(ps).at("env/ended_fraction"), first = ended;
+  std::size_t it = 1;  // 3 iterations with these seeds (0.625 of the samples ended at first)
+  for (; it < 30 && ended < 0.97; ++it) ended = ppo.step(ps).at("env/ended_fraction");
+  INFO("iterations " << it << ", ended " << first << " -> " << ended);
+  CHECK(first < 0.8);
+  CHECK(ended >= 0.97);
+}

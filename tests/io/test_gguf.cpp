@@ -196,6 +196,8 @@ TEST_CASE("gguf: corrupt files give one clear error naming file and field", "[gg
   SECTION("dimension overflow, too many dimensions, bad row length") {
     auto b = Builder{}.header(1, 0).tensor("big", {1ull << 40, 1ull << 40}, 0, 0).pad_data(32).b;
     CHECK_THAT(parse_error(b), Catch::Contains("'big'") && Catch::Contains("overflow"));
+    b = Builder{}.header(1, 0).tensor("huge", {1ull << 62}, 0, 0).pad_data(32).b;  // 2^64 bytes of F32
+    CHECK_THAT(parse_error(b), Catch::Contains("'huge'") && Catch::Contains("overflows 64 bits"));
     b = Builder{}.header(1, 0).tensor("five", {1, 1, 1, 1, 1}, 0, 0).pad_data(32).b;
     CHECK_THAT(parse_error(b), Catch::Contains("'five'") && Catch::Contains("5 dimensions"));
     b = Builder{}.header(1, 0).tensor("q", {33}, 8 /* Q8_0 */, 0).pad_data(128).b;
@@ -281,7 +283,8 @@ TEST_CASE("gguf: random corruption never crashes, only ParseError", "[gguf]") {
     try {
       const auto f = GgufFile::parse(b, "mutated.gguf");
       for (const auto& t : f.tensors())
-        if (p4lm::io::ggml_type_traits(static_cast<std::uint32_t>(t.type))->dequantizable && t.numel() < (1u << 20))
+        if (p4lm::io::ggml_type_traits(static_cast<std::uint32_t>(t.type))->dequantizable &&
+            t.numel() < (1u << 20))
           (void)f.dequantize(t.name);
       ++parsed;
     } catch (const p4lm::ParseError& e) {

@@ -687,7 +687,9 @@ class GgufFile {
         bad(t.name, "row length " + std::to_string(t.ne[0]) + " is not a multiple of the " +
                         std::string(traits->name) + " block size " + std::to_string(traits->block));
       if (t.ne.empty() && traits->block != 1) bad(t.name, "a scalar cannot be block-quantized");
-      t.nbytes = numel / traits->block * traits->bytes;  // numel < 2^63 and bytes/block <= 9.1: no overflow
+      if (numel / traits->block > std::numeric_limits<std::uint64_t>::max() / traits->bytes)
+        bad(t.name, "byte size overflows 64 bits");
+      t.nbytes = numel / traits->block * traits->bytes;
       t.offset = c.read<std::uint64_t>();
       if (t.offset % alignment_ != 0)
         bad(t.name, "data offset " + std::to_string(t.offset) + " is not a multiple of the alignment " +

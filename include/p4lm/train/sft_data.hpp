@@ -26,7 +26,7 @@
 #include "p4lm/cf/ratings.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/tensor.hpp"
-#include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/softmax_cross_entropy.hpp"  // ops::ignore_index_default
 
 namespace p4lm::train {
 

@@ -276,7 +276,8 @@ TEST_CASE("gguf: random corruption never crashes, only ParseError", "[gguf]") {
     const int edits = 1 + static_cast<int>(next() % 4);
     for (int e = 0; e < edits; ++e) {
       // Mostly the header and tensor infos (the first ~1100 bytes), where the structure is.
-      const std::size_t at = next() % (next() % 4 == 0 ? b.size() : std::size_t{1152});
+      const bool anywhere = next() % 4 == 0;  // two statements: operands of % are unsequenced
+      const std::size_t at = next() % (anywhere ? b.size() : std::size_t{1152});
       b[at] = static_cast<std::byte>(next() & 0xFF);
     }
     if (next() % 8 == 0) b.resize(next() % b.size());

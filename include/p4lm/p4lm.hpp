@@ -77,6 +77,18 @@
 #include "p4lm/eval/heldout_ratings.hpp"
 #include "p4lm/eval/lexicon.hpp"
 
+// the learned rewards (frozen MiniLM features + trained heads) and their weighted mix; training them
+// (reward/head_objectives.hpp, reward/training.hpp) uses the shared Trainer: include those directly
+#include "p4lm/reward/appeal.hpp"
+#include "p4lm/reward/head.hpp"
+#include "p4lm/reward/model_file.hpp"
+#include "p4lm/reward/personalization.hpp"
+#include "p4lm/reward/precision.hpp"
+#include "p4lm/reward/preference_relevance.hpp"
+#include "p4lm/reward/reward_mix.hpp"
+#include "p4lm/reward/reward_model.hpp"
+#include "p4lm/reward/text_features.hpp"
+
 // reinforcement learning: PPO with a KL penalty and the KL-regularised policy gradient (RLOO)
 #include "p4lm/rl/gae.hpp"
 #include "p4lm/rl/kl_controller.hpp"

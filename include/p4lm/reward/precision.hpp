@@ -1,0 +1,94 @@
+#pragma once
+// Precision: is the pitch factually consistent with the movie? A cross-encoder NLI classifier over
+// (premise = the movie's facts and overview, hypothesis = one pitch sentence), logit of entailment =
+// head(TextFeatures::pair_features(premise, sentence)), trained on nli/ with the logistic loss.
+//
+// A pitch's score is the MINIMUM over its sentences of P(entailment): one false claim makes a pitch
+// imprecise however many true sentences surround it; a mean would let the policy dilute a
+// hallucination with filler, a product would punish length. Scores are in [0, 1].
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "p4lm/core/backend.hpp"
+#include "p4lm/reward/head.hpp"
+#include "p4lm/reward/model_file.hpp"
+#include "p4lm/reward/reward_model.hpp"
+#include "p4lm/reward/text_features.hpp"
+
+namespace p4lm::reward {
+
+// Sentences of a pitch: split after '.', '!' or '?' followed by a space (or the end); trimmed, empty
+// pieces dropped. Years and titles with inner dots ("Mr. Smith") split too, which only adds a claim.
+inline std::vector<std::string> split_sentences(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  const auto push = [&](std::size_t end) {
+    auto s = text.substr(start, end - start);
+    const auto b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
+    if (b != std::string_view::npos) out.emplace_back(s.substr(b, e - b + 1));
+  };
+  for (std::size_t i = 0; i < text.size(); ++i)
+    if ((text[i] == '.' || text[i] == '!' || text[i] == '?') &&
+        (i + 1 == text.size() || text[i + 1] == ' ')) {
+      push(i + 1);
+      start = i + 1;
+    }
+  push(text.size());
+  return out;
+}
+
+template <Backend B = backend::cpu>
+class Precision {
+  static_assert(std::is_same_v<B, backend::cpu>, "reward::Precision: only the CPU backend is implemented");
+
+ public:
+  using backend_type = B;
+  static constexpr std::string_view name() { return "precision"; }
+  static constexpr unsigned reads = reads_pitch | reads_premise;
+  static constexpr std::size_t cf_width = 0;
+
+  Precision(std::shared_ptr<TextFeatures> f, MlpHead<float> head)
+      : f_(std::move(f)), head_(std::move(head)) {}
+  static Precision load(const std::filesystem::path& path, std::shared_ptr<TextFeatures> f) {
+    return Precision(std::move(f), load_head(path, name(), cf_width));
+  }
+  void save(const std::filesystem::path& path) const { save_head(path, name(), cf_width, head_); }
+  MlpHead<float>& head() noexcept { return head_; }
+
+  // Entailment logits of (premise[i], hypothesis[i]).
+  std::vector<float> logits(const std::vector<std::string>& premise,
+                            const std::vector<std::string>& hypothesis) {
+    const auto x = f_->pair_features(premise, hypothesis);
+    return head_.forward(x.data(), premise.size());
+  }
+  std::vector<double> score(std::span<const Rollout> batch) {
+    std::vector<std::string> prem, hyp;
+    std::vector<std::size_t> owner;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      check_rollout(batch[i], reads, name(), "rollout " + std::to_string(i));
+      for (auto& s : split_sentences(batch[i].pitch)) {
+        prem.emplace_back(batch[i].premise);
+        hyp.push_back(std::move(s));
+        owner.push_back(i);
+      }
+    }
+    std::vector<double> out(batch.size(), 1.0);
+    const auto z = logits(prem, hyp);
+    for (std::size_t k = 0; k < z.size(); ++k)
+      out[owner[k]] = std::min(out[owner[k]], 1.0 / (1.0 + std::exp(-double(z[k]))));
+    return out;
+  }
+
+ private:
+  std::shared_ptr<TextFeatures> f_;
+  MlpHead<float> head_;
+};
+
+}  // namespace p4lm::reward

@@ -1,7 +1,8 @@
 // `p4lm sft`: the warm start (stage 6 of the pipeline). Trains the pitch model on the teacher's corpus:
 // stage 1 the CF adapters only (transformer frozen), stage 2 everything; or SFT-Text (--conditioning
 // text: the profile as text, no adapters). Checkpoints every --checkpoint-every steps; rerunning the
-// same command resumes a killed run and reuses a finished one (--no-resume starts over).
+// same command resumes a killed run and reuses a finished one (--resume false starts over); a resume
+// with changed result-changing options is refused (docs/reliability.md).
 //   p4lm sft --data runs/main/data --cf runs/main/cf/cf.safetensors --out runs/main/sft
 //   p4lm sft --conditioning text --data runs/main/data --out runs/main/sft_text
 
@@ -19,13 +20,8 @@ namespace {
 
 int sft_main(std::span<const std::string> args) {
   const auto c = parse_flags<SftConfig>(args);
-  const auto o = warm_start_options(c);
-  if (!*c.resume) {
-    for (const char* f : {"checkpoint.safetensors", "model.safetensors", "result.json", "train_metrics.jsonl",
-                          "train_metrics.csv", "eval_metrics.jsonl", "eval_metrics.csv"})
-      std::filesystem::remove(o.out / f);
-  }
-  io::write_file_atomically(o.out / "config.json", to_json(c).dump(2) + "\n");
+  auto o = warm_start_options(c);
+  o.run_files = {{"config.json", to_json(c).dump(2) + "\n"}};  // written once the first step succeeded
   const auto r = train::run_warm_start(o);
   std::cout << (r.reused ? "reused " : "") << "sft (" << *c.conditioning << ", " << *c.base
             << "): " << r.steps << " steps on " << r.train_sequences << " sequences in " << r.seconds

@@ -41,6 +41,7 @@
 #include "p4lm/eval/svg_plot.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/jsonl.hpp"
+#include "p4lm/io/output_lock.hpp"
 #include "p4lm/model/causal_lm.hpp"
 #include "p4lm/model/cf_adapter.hpp"
 #include "p4lm/model/checkpoint.hpp"
@@ -181,7 +182,32 @@ struct WarmStartOptions {
   PromptOptions prompt{};
   SftOptions sft{};
   bool resume = true;  // continue a killed run; reuse a finished one
+  // Files (name -> content) written into `out` once the first step succeeded (the CLI's config.json).
+  std::map<std::string, std::string> run_files{};
 };
+
+// The options of a warm start that change its result: a resume with any of them changed is refused
+// (SftTrainer lists them). Paths count as given. Free to change on resume: out, resume, max_test,
+// run_files and the SFT ones sft_fingerprint leaves out (evaluation, logging, checkpoint cadence,
+// stop_after, progress).
+inline nlohmann::json warm_start_fingerprint(const WarmStartOptions& o) {
+  return {{"data", o.data.string()},
+          {"cf", o.conditioning == Conditioning::cf ? o.cf.string() : ""},
+          {"base", o.base},
+          {"tokenizer", o.tokenizer.string()},
+          {"scratch",
+           {o.scratch.d_model, o.scratch.n_layers, o.scratch.n_heads, o.scratch.n_kv_heads, o.scratch.d_ff,
+            o.scratch.max_seq}},
+          {"conditioning", to_string(o.conditioning)},
+          {"adapter_hidden", o.adapter_hidden},
+          {"adapter_vocabulary_mixture", o.adapter_vocabulary_mixture},
+          {"clean_only", o.clean_only},
+          {"max_train", o.max_train},
+          {"max_prompt_tokens", o.prompt.max_prompt_tokens},
+          {"max_pitch_tokens", o.prompt.max_pitch_tokens},
+          {"first_sentence_only", o.prompt.first_sentence_only},
+          {"marker", o.prompt.marker}};
+}
 
 struct WarmStartResult {
   double val_loss = NAN, test_loss = NAN, test_loss_shuffled_users = NAN;
@@ -206,8 +232,7 @@ struct WarmStartResult {
             {"train_sequences", train_sequences},
             {"val_sequences", val_sequences},
             {"test_sequences", test_sequences},
-            {"steps", steps},
-            {"seconds", seconds}};
+            {"steps", steps}};  // no wall time: a resumed run writes the same bytes
   }
 };
 
@@ -270,6 +295,16 @@ inline void write_run_plots(const WarmStartOptions& o) {
                       "Link sentence, real vs shuffled user embeddings (stage 2, " + o.base + ")");
 }
 
+// The plots as a Trainer callback: redrawn from the metrics files when a run (or a piece of one)
+// ends, so a time-boxed run also leaves its curves so far.
+struct RunPlots {
+  const WarmStartOptions* options;
+  template <class Trainer>
+  void end_run(Trainer&) const {
+    write_run_plots(*options);
+  }
+};
+
 namespace detail {
 
 template <class LM, int Dim>
@@ -305,8 +340,10 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
   result.train_sequences = train.size(), result.val_sequences = val.size(),
   result.test_sequences = test.size();
 
-  SftTrainer<LM, Adapter> trainer(lm, adapter ? &*adapter : nullptr, cf ? &*cf : nullptr, std::move(train),
-                                  std::move(val), o.sft, o.out);
+  RunPlots plots{&o};
+  SftTrainer<LM, Adapter, RunPlots> trainer(lm, adapter ? &*adapter : nullptr, cf ? &*cf : nullptr,
+                                            std::move(train), std::move(val), o.sft, o.out,
+                                            warm_start_fingerprint(o), o.run_files, plots);
   if (o.resume && trainer.resume() && o.sft.progress)
     std::cerr << "sft: resuming " << o.out.string() << " at step " << trainer.position().step << '\n';
   result.val_loss = trainer.fit();
@@ -342,7 +379,6 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
       {"first_sentence_only", o.prompt.first_sentence_only},
       {"marker", o.prompt.marker}};
   trainer.save_model(o.out / "model.safetensors", {{"pitch_model", pitch_model.dump()}});
-  write_run_plots(o);
   io::write_file_atomically(o.out / "result.json", result.json().dump(2) + "\n");
   return result;
 }
@@ -352,6 +388,12 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
 // Runs (or resumes) the warm start. See the file comment. A finished run folder (result.json and
 // model.safetensors) is reused: its result is read back and its plots are redrawn from its metrics.
 inline WarmStartResult run_warm_start(const WarmStartOptions& o) {
+  const io::OutputLock lock(o.out);  // one run per folder (the trainer inside takes it again)
+  if (!o.resume)
+    for (const char* f :
+         {"checkpoint.safetensors", "model.safetensors", "result.json", "train_metrics.jsonl",
+          "train_metrics.csv", "eval_metrics.jsonl", "eval_metrics.csv", "curves.svg", "link_curves.svg"})
+      std::filesystem::remove(o.out / f);
   if (o.resume && std::filesystem::exists(o.out / "result.json") &&
       std::filesystem::exists(o.out / "model.safetensors")) {
     const auto j = nlohmann::json::parse(io::read_file(o.out / "result.json"));
@@ -367,7 +409,7 @@ inline WarmStartResult run_warm_start(const WarmStartOptions& o) {
       r.test_tokens = j.at("test_tokens"), r.test_link_tokens = j.at("test_link_tokens");
     }
     r.train_sequences = j.at("train_sequences"), r.val_sequences = j.at("val_sequences");
-    r.test_sequences = j.at("test_sequences"), r.steps = j.at("steps"), r.seconds = j.at("seconds");
+    r.test_sequences = j.at("test_sequences"), r.steps = j.at("steps"), r.seconds = j.value("seconds", 0.0);
     r.reused = true;
     write_run_plots(o);  // the metrics are the run's own; the plotting may be newer
     return r;

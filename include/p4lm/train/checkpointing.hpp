@@ -1,0 +1,138 @@
+#pragma once
+// The Trainer's checkpoint: one atomic safetensors file with everything a resumed run needs to
+// continue bit-identically: the model's parameters (under their names, bit-exact), the optimizer's
+// moments (optimizer.m/<name>, optimizer.v/<name>) and step count, and a "trainer" metadata entry
+// with the global step, the phase and its schedule position, the objective's data-order state and
+// the options that change the result (the run's fingerprint). The layout is model/checkpoint.hpp's,
+// so a model with a config() is also loadable on its own (load_any_lm, `--model`).
+//
+//   save_training_checkpoint(path, model, &optimizer, trainer_json);
+//   nlohmann::json t = load_training_checkpoint(path, model, &optimizer);   // t["step"], ...
+//   auto changed = changed_options(t["options"], fingerprint);              // {"lr: 0.001 -> 0.002"}
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "p4lm/core/error.hpp"
+#include "p4lm/io/safetensors.hpp"
+#include "p4lm/model/checkpoint.hpp"
+#include "p4lm/nn/parameter.hpp"
+
+namespace p4lm::train {
+
+inline constexpr const char* trainer_metadata_key = "trainer";
+
+template <class Model, class Opt>
+void save_training_checkpoint(const std::filesystem::path& path, Model& model, Opt* optimizer,
+                              const nlohmann::json& trainer,
+                              const std::map<std::string, std::string>& extra = {}) {
+  using T = typename Model::value_type;
+  constexpr auto dtype = std::is_same_v<T, double> ? io::Dtype::F64 : io::Dtype::F32;
+  std::vector<io::SafetensorsEntry> entries;
+  nlohmann::json frozen = nlohmann::json::array();
+  const auto params = model.parameters();
+  auto bytes = [](const auto& view) { return std::as_bytes(std::span<const T>(view.data(), view.numel())); };
+  for (const auto& p : params) {
+    entries.push_back({p.name, dtype,
+                       std::vector<std::int64_t>(p.value.shape().begin(), p.value.shape().end()),
+                       bytes(p.value)});
+    if (!p.trainable) frozen.push_back(p.name);
+  }
+  std::map<std::string, std::string> meta = extra;
+  meta["format"] = checkpoint_format;
+  meta["p4lm_checkpoint"] = std::to_string(checkpoint_version);
+  if constexpr (requires { to_json(model.config()); }) meta["config"] = to_json(model.config()).dump();
+  meta["frozen"] = frozen.dump();
+  meta[trainer_metadata_key] = trainer.dump();
+  if (optimizer) {
+    const auto& o = optimizer->options();
+    meta["optimizer"] = nlohmann::json{
+        {"type", "adamw"},
+        {"step", optimizer->steps()},
+        {"lr", o.lr},
+        {"beta1", o.beta1},
+        {"beta2", o.beta2},
+        {"eps", o.eps},
+        {"weight_decay", o.weight_decay},
+        {"max_grad_norm",
+         o.max_grad_norm}}.dump();
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      const auto& p = params[i];
+      const std::vector<std::int64_t> shape(p.value.shape().begin(), p.value.shape().end());
+      entries.push_back({"optimizer.m/" + p.name, dtype, shape, bytes(optimizer->m(i, p.value.shape()))});
+      entries.push_back({"optimizer.v/" + p.name, dtype, shape, bytes(optimizer->v(i, p.value.shape()))});
+    }
+  }
+  io::save_safetensors(path, entries, meta);
+}
+
+// Loads parameters and (if given) the optimizer's moments and step count in place: the optimizer
+// keeps its configuration (options, parameter groups), which the run sets, not the file. Returns
+// the "trainer" metadata. Errors name the file and the tensor.
+template <class Model, class Opt>
+nlohmann::json load_training_checkpoint(const std::filesystem::path& path, Model& model, Opt* optimizer) {
+  using T = typename Model::value_type;
+  const auto st = io::SafetensorsFile::open(path);
+  const auto& meta = st.metadata();
+  const auto it = meta.find(trainer_metadata_key);
+  if (it == meta.end())
+    throw ParseError(path, 0, "__metadata__",
+                     "no 'trainer' entry: not a training checkpoint of this p4lm version (start over in "
+                     "another output folder, or without resuming)");
+  nlohmann::json trainer;
+  try {
+    trainer = nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    throw ParseError(path, 0, "__metadata__", std::string("'trainer' is not valid JSON: ") + e.what());
+  }
+  // The architecture as written (compared as JSON, so defaults resolved on loading do not differ).
+  if constexpr (requires { to_json(model.config()); }) {
+    const auto c = meta.find("config");
+    if (c != meta.end() && nlohmann::json::parse(c->second) != to_json(model.config()) &&
+        !(model_config_from_json(nlohmann::json::parse(c->second)) == model.config()))
+      fail<InvalidArgument>(path.string(), ": checkpoint of the model ", c->second, ", this run's model is ",
+                            to_json(model.config()).dump());
+  }
+  auto params = model.parameters();
+  for (auto& p : params) detail::read_exact<T>(st, p.name, p.value);
+  if (optimizer) {
+    const auto o = meta.find("optimizer");
+    if (o == meta.end()) throw ParseError(path, 0, "__metadata__", "no optimizer state in this checkpoint");
+    const std::int64_t steps = nlohmann::json::parse(o->second).at("step");
+    optimizer->set_steps(steps);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      detail::read_exact<T>(st, "optimizer.m/" + params[i].name, optimizer->m(i, params[i].value.shape()));
+      detail::read_exact<T>(st, "optimizer.v/" + params[i].name, optimizer->v(i, params[i].value.shape()));
+    }
+  }
+  return trainer;
+}
+
+// The options of `now` whose values differ from `saved` (both JSON objects of option -> value), as
+// "name (checkpoint X, this run Y)"; an option missing on one side counts as changed.
+inline std::vector<std::string> changed_options(const nlohmann::json& saved, const nlohmann::json& now) {
+  std::set<std::string> keys;
+  for (const auto* j : {&saved, &now})
+    if (j->is_object())
+      for (const auto& [k, v] : j->items()) keys.insert(k);
+  std::vector<std::string> out;
+  for (const auto& k : keys) {
+    const auto a = saved.is_object() && saved.contains(k) ? saved.at(k) : nlohmann::json();
+    const auto b = now.is_object() && now.contains(k) ? now.at(k) : nlohmann::json();
+    if (a != b)
+      out.push_back(k + " (checkpoint " + (a.is_null() ? "unset" : a.dump()) + ", this run " +
+                    (b.is_null() ? "unset" : b.dump()) + ")");
+  }
+  return out;
+}
+
+}  // namespace p4lm::train

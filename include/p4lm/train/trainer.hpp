@@ -1,0 +1,367 @@
+#pragma once
+// The one training loop of p4lm. Every trainer (train-lm, the SFT warm start, and the reward models
+// and PPO as they land) is an Objective (what a batch and its loss are) plus callbacks on this
+// loop, which owns what every run needs and must get right once:
+//   - the step loop over phases (a phase: steps, learning-rate schedule and optimizer options;
+//     SFT has two, a fresh AdamW each), gradient accumulation over micro-batches, clipping (AdamW);
+//   - periodic evaluation (Objective::evaluate) and metrics files (core/metrics.hpp), progress;
+//   - checkpoint + resume: parameters, optimizer moments and step, the phase and schedule position,
+//     the objective's data-order state and the result-changing options (train/checkpointing.hpp); a
+//     resumed run drops the metrics records logged after its checkpoint and continues bit-identically;
+//     a resume with changed result-changing options is refused with the list of them;
+//   - the non-finite guard (train/finite_guard.hpp) and a lock on the output folder (io/output_lock.hpp);
+//   - nothing that looks like a result before the first step succeeded (metrics files and
+//     TrainerOptions::run_files appear with the first step).
+//
+//   p4lm::train::TrainerOptions o{.out = "runs/lm", .checkpoint_every = 100};
+//   o.phases = {{.steps = 1000, .schedule = {.peak_lr = 3e-4, .warmup_steps = 50, .total_steps = 1000},
+//                .optimizer = {.lr = 3e-4, .weight_decay = 0.1}}};
+//   p4lm::train::NextTokenObjective<p4lm::LlamaLM<>> objective(tokens, 8, 64);
+//   p4lm::train::Trainer trainer(model, objective, o);   // + callbacks..., see train/callbacks.hpp
+//   trainer.resume();                                    // if out/checkpoint.safetensors exists
+//   auto result = trainer.fit();
+//
+// Step g (0-based) of phase p: model.zero_grad(); for each micro-batch k, loss(model, batch(g, k));
+// gradients scaled by 1/micro_batches when > 1; optimizer step at phase.schedule.lr(g - start of p).
+// Docs: docs/architecture.md "Training" (concepts, checklist for a new objective).
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "p4lm/core/error.hpp"
+#include "p4lm/core/metrics.hpp"
+#include "p4lm/core/progress.hpp"
+#include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/output_lock.hpp"
+#include "p4lm/nn/adamw.hpp"
+#include "p4lm/nn/parameter.hpp"
+#include "p4lm/nn/schedule.hpp"
+#include "p4lm/train/callbacks.hpp"
+#include "p4lm/train/checkpointing.hpp"
+#include "p4lm/train/concepts.hpp"
+#include "p4lm/train/finite_guard.hpp"
+
+namespace p4lm::train {
+
+// A stretch of training with one optimizer configuration and one schedule. The optimizer is built
+// afresh (zero moments) at the start of each phase; `fields` are added to every metrics record of
+// the phase (SFT: {"stage", 1}).
+struct Phase {
+  std::size_t steps = 0;
+  WarmupCosine schedule{};  // lr(step within the phase)
+  AdamWOptions optimizer{};
+  std::map<std::string, double> fields{};
+};
+
+struct TrainerOptions {
+  std::vector<Phase> phases;
+  std::size_t micro_batches = 1;              // gradient accumulation: batches per optimizer step
+  std::filesystem::path out;                  // empty: no files (no metrics, checkpoints or lock)
+  std::string train_metrics = "metrics";      // out/<name>.jsonl and .csv, a record per log_every steps
+  std::string eval_metrics = "eval_metrics";  // out/<name>.jsonl and .csv, a record per evaluation
+  std::string checkpoint = "checkpoint.safetensors";
+  std::size_t log_every = 1;
+  std::size_t eval_every = 0;        // 0: evaluate only at the end of each phase
+  std::size_t checkpoint_every = 0;  // 0: only the final checkpoint (if final_checkpoint)
+  bool final_checkpoint = true;      // checkpoint where fit() stops
+  std::size_t stop_after = 0;        // stop at this global step (0: run to the end); resumable
+  bool progress = true;
+  std::string label = "train";
+  // Options that change the result, saved in checkpoints; resume() refuses a run whose values differ.
+  nlohmann::json fingerprint = nlohmann::json::object();
+  // Files (name -> content) written into out once the first step has succeeded (config.json, ...).
+  std::map<std::string, std::string> run_files{};
+  bool check_parameters = true;  // the guard also scans the parameters after each update
+};
+
+struct FitResult {
+  std::size_t step = 0;                       // global step reached
+  std::map<std::string, double> last_eval{};  // the last evaluation record ({} if none)
+  bool stopped = false;                       // a callback or stop_after ended it before the last phase did
+};
+
+template <class Model, class Objective, class Optimizer = AdamW<typename Model::value_type>,
+          class... Callbacks>
+class Trainer {
+  static_assert(TrainableModel<Model>,
+                "Trainer: the Model needs `value_type`, `parameters()` returning a span of "
+                "p4lm::Parameter<value_type> and `zero_grad()` (see train/concepts.hpp)");
+  static_assert(HasBatch<Objective>,
+                "Trainer: the Objective needs `batch(std::size_t step, std::size_t micro)` returning the "
+                "data of that step (see train/concepts.hpp)");
+  static_assert(HasLoss<Objective, Model>,
+                "Trainer: the Objective needs `loss(Model&, const Batch&)` doing forward and backward and "
+                "returning p4lm::train::StepLoss (see train/concepts.hpp)");
+  static_assert(TrainerOptimizer<Optimizer, typename Model::value_type>,
+                "Trainer: the Optimizer needs AdamW's interface: step(params, lr) -> grad norm, steps(), "
+                "set_steps(), m(i, shape), v(i, shape), options() (see nn/adamw.hpp)");
+
+ public:
+  using T = typename Model::value_type;
+  // What end_step callbacks see after each optimizer step.
+  struct StepInfo {
+    std::size_t step;  // global step just completed (1-based)
+    std::size_t phase;
+    double loss, grad_norm, lr;
+    std::size_t tokens;
+  };
+
+  Trainer(Model& model, Objective& objective, TrainerOptions options, Callbacks&... callbacks)
+      : model_(&model), objective_(&objective), o_(std::move(options)), callbacks_(callbacks...) {
+    static_assert((Callback<Callbacks, Trainer> && ...),
+                  "Trainer: a callback defines none of the hooks begin_run, end_run, end_step, end_eval, "
+                  "begin_phase, checkpoint_saved (see train/callbacks.hpp)");
+    if (o_.micro_batches == 0) fail<InvalidArgument>("Trainer: micro_batches must be >= 1");
+    for (const auto& ph : o_.phases) {
+      const double lrs[] = {ph.schedule.peak_lr, ph.schedule.min_lr, ph.optimizer.lr};
+      for (double lr : lrs)
+        if (!std::isfinite(lr) || lr < 0)
+          fail<InvalidArgument>("Trainer: learning rates must be finite and >= 0, got ", lr);
+    }
+    if (!o_.out.empty()) {
+      lock_ = io::OutputLock(o_.out);
+      remove_stale_temporaries();
+    }
+  }
+
+  Model& model() noexcept { return *model_; }
+  Objective& objective() noexcept { return *objective_; }
+  Optimizer& optimizer() noexcept { return opt_; }
+  const TrainerOptions& options() const noexcept { return o_; }
+  std::size_t step() const noexcept { return step_; }
+  std::size_t total_steps() const noexcept {
+    std::size_t n = 0;
+    for (const auto& p : o_.phases) n += p.steps;
+    return n;
+  }
+  bool done() const noexcept { return step_ >= total_steps(); }
+  std::filesystem::path checkpoint_path() const { return o_.out / o_.checkpoint; }
+
+  // Index of the phase that global step g (0-based) belongs to; the last phase for g past the end.
+  std::size_t phase_of(std::size_t g) const {
+    std::size_t start = 0;
+    for (std::size_t p = 0; p < o_.phases.size(); ++p) {
+      if (g < start + o_.phases[p].steps) return p;
+      start += o_.phases[p].steps;
+    }
+    return o_.phases.empty() ? 0 : o_.phases.size() - 1;
+  }
+  std::size_t phase_start(std::size_t p) const {
+    std::size_t start = 0;
+    for (std::size_t k = 0; k < p; ++k) start += o_.phases[k].steps;
+    return start;
+  }
+
+  // Loads out/<checkpoint> if it exists: parameters, optimizer state, step, objective state. Refuses
+  // (InvalidArgument listing them) a run whose fingerprint options differ from the checkpoint's.
+  bool resume() {
+    if (o_.out.empty() || !std::filesystem::exists(checkpoint_path())) return false;
+    const auto st = io::SafetensorsFile::open(checkpoint_path());
+    const auto it = st.metadata().find(trainer_metadata_key);
+    if (it == st.metadata().end())
+      throw ParseError(checkpoint_path(), 0, "__metadata__",
+                       "no 'trainer' entry: not a training checkpoint of this p4lm version (start over in "
+                       "another output folder, or without resuming)");
+    const auto saved = nlohmann::json::parse(it->second);
+    const auto changed = changed_options(saved.value("options", nlohmann::json::object()), o_.fingerprint);
+    if (!changed.empty()) {
+      std::string list;
+      for (const auto& c : changed) list += (list.empty() ? "" : "; ") + c;
+      fail<InvalidArgument>(checkpoint_path().string(),
+                            ": this run changes options that change the result: ", list,
+                            ". Resume with the checkpoint's values, or start over (another output "
+                            "folder, or without resuming)");
+    }
+    const std::size_t step = saved.at("step");
+    begin_phase(phase_of(step));
+    load_training_checkpoint(checkpoint_path(), *model_, &opt_);
+    if constexpr (ObjectiveHasState<Objective>)
+      objective_->load_state(saved.value("objective", nlohmann::json()));
+    step_ = step;
+    return true;
+  }
+
+  // Trains from the current step to the end of the last phase (or stop_after, or a callback's stop).
+  FitResult fit() {
+    FitResult result;
+    if (o_.phases.empty()) fail<InvalidArgument>("Trainer: no phases to train");
+    if (!o_.out.empty())  // records after the checkpoint's step were logged by a run that died
+      for (const auto* name : {&o_.train_metrics, &o_.eval_metrics})
+        MetricsSink::drop_after(static_cast<long>(step_), o_.out / (*name + ".jsonl"),
+                                o_.out / (*name + ".csv"));
+    std::size_t end = o_.stop_after ? std::min(o_.stop_after, total_steps()) : total_steps();
+    bool stop = call_all([&](auto& c) { return hooks::call_begin_run(c, *this); });
+    if (stop) end = step_;
+    std::optional<Progress> bar;
+    if (o_.progress && step_ < end) {
+      bar.emplace(o_.label, end, "steps");
+      bar->advance(step_);
+    }
+    double loss_sum = 0;
+    std::size_t loss_n = 0;
+    bool first = true;
+    while (step_ < end) {
+      const std::size_t p = phase_of(step_);
+      if (p != phase_ready_) begin_phase(p);
+      const StepInfo info = train_step(p);
+      if (first) write_run_files(), first = false;
+      loss_sum += info.loss, ++loss_n;
+      if (bar) bar->advance(1, phase_note(p) + "loss " + fmt(info.loss));
+      stop = call_all([&](auto& c) { return hooks::call_end_step(c, *this, info); });
+      if (stop) end = step_;
+      const bool phase_end = step_ == phase_start(p) + o_.phases[p].steps;
+      if (!o_.out.empty() && (step_ % std::max<std::size_t>(o_.log_every, 1) == 0 || phase_end)) {
+        std::map<std::string, double> r = o_.phases[p].fields;
+        r["loss"] = loss_sum / static_cast<double>(loss_n);
+        r["lr"] = info.lr;
+        r["grad_norm"] = info.grad_norm;
+        sink(train_log_, o_.train_metrics).record(static_cast<long>(step_), r);
+        loss_sum = 0, loss_n = 0;
+      }
+      if (phase_end || (o_.eval_every && step_ % o_.eval_every == 0)) {
+        if (auto r = evaluate(p); !r.empty()) {
+          result.last_eval = r;
+          if (!o_.out.empty()) sink(eval_log_, o_.eval_metrics).record(static_cast<long>(step_), r);
+          if (bar && r.contains("eval_loss"))
+            bar->set_note(phase_note(p) + "held-out " + fmt(r.at("eval_loss")));
+          if (call_all([&](auto& c) { return hooks::call_end_eval(c, *this, step_, std::as_const(r)); }))
+            end = step_;
+        }
+      }
+      if (!o_.out.empty() && ((o_.checkpoint_every && step_ % o_.checkpoint_every == 0) ||
+                              (step_ == end && o_.final_checkpoint)))
+        save_checkpoint();
+    }
+    if (bar) bar->finish();
+    call_all([&](auto& c) { return hooks::call_end_run(c, *this); });
+    result.step = step_;
+    result.stopped = step_ < total_steps();
+    return result;
+  }
+
+  // One evaluation record of the current model with the phase's fields ({} if the objective has no
+  // evaluation or nothing to evaluate).
+  std::map<std::string, double> evaluate(std::size_t phase) {
+    if constexpr (ObjectiveEvaluates<Objective, Model>) {
+      auto r = objective_->evaluate(*model_);
+      if (r.empty()) return r;
+      for (const auto& [k, v] : o_.phases.at(phase).fields) r.emplace(k, v);
+      return r;
+    } else {
+      return {};
+    }
+  }
+
+  void save_checkpoint() {
+    const std::size_t p = phase_of(step_ == 0 ? 0 : step_ - 1);
+    nlohmann::json t{
+        {"step", step_}, {"phase", p}, {"phase_step", step_ - phase_start(p)}, {"options", o_.fingerprint}};
+    const auto& s = o_.phases.at(p).schedule;
+    t["schedule"] = {{"peak_lr", s.peak_lr},
+                     {"warmup_steps", s.warmup_steps},
+                     {"total_steps", s.total_steps},
+                     {"min_lr", s.min_lr}};
+    if constexpr (ObjectiveHasState<Objective>) t["objective"] = objective_->state();
+    save_training_checkpoint(checkpoint_path(), *model_, &opt_, t);
+    call_all([&](auto& c) { return hooks::call_checkpoint_saved(c, *this, checkpoint_path()); });
+  }
+
+ private:
+  static std::string fmt(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4f", v);
+    return buf;
+  }
+  std::string phase_note(std::size_t p) const {
+    return o_.phases.size() > 1 ? "phase " + std::to_string(p + 1) + " " : "";
+  }
+
+  template <class F>
+  bool call_all(F&& f) {
+    return std::apply([&](auto&... c) { return (false | ... | f(c)); }, callbacks_);
+  }
+
+  void begin_phase(std::size_t p) {
+    if constexpr (ObjectiveBeginsPhase<Objective, Model>) objective_->begin_phase(*model_, p);
+    const auto params = model_->parameters();
+    opt_ = Optimizer(std::span<const Parameter<T>>(params.data(), params.size()), o_.phases.at(p).optimizer);
+    if constexpr (ObjectiveConfiguresOptimizer<Objective, Optimizer>)
+      objective_->configure_optimizer(opt_, p);
+    phase_ready_ = p;
+    call_all([&](auto& c) { return hooks::call_begin_phase(c, *this, p); });
+  }
+
+  StepInfo train_step(std::size_t p) {
+    model_->zero_grad();
+    double loss = 0;
+    std::size_t tokens = 0;
+    for (std::size_t k = 0; k < o_.micro_batches; ++k) {
+      const StepLoss l = objective_->loss(*model_, objective_->batch(step_, k));
+      loss += l.loss, tokens += l.tokens;
+    }
+    const std::size_t at = step_ + 1;  // the step being made, as the guard's messages count
+    auto params = model_->parameters();
+    if (o_.micro_batches > 1) {
+      loss /= static_cast<double>(o_.micro_batches);
+      const T scale = T(1) / static_cast<T>(o_.micro_batches);
+      for (auto& prm : params)
+        if (prm.trainable)
+          for (auto& g : prm.grad.span()) g *= scale;
+    }
+    FiniteGuard::loss(at, loss);
+    const double lr = o_.phases[p].schedule.lr(step_ - phase_start(p));
+    const double norm = opt_.step(params, lr);
+    const std::span<const Parameter<T>> cparams(params.data(), params.size());
+    FiniteGuard::gradients<T>(at, norm, cparams);
+    if (o_.check_parameters) FiniteGuard::parameters<T>(at, cparams);
+    ++step_;
+    return {step_, p, loss, norm, lr, tokens};
+  }
+
+  MetricsSink& sink(std::optional<MetricsSink>& s, const std::string& name) {
+    if (!s) s.emplace(o_.out / (name + ".jsonl"), o_.out / (name + ".csv"));
+    return *s;
+  }
+
+  void write_run_files() {
+    if (o_.out.empty()) return;
+    for (const auto& [name, content] : o_.run_files) io::write_file_atomically(o_.out / name, content);
+  }
+
+  // Temporary files of atomic writes killed half-way (name.tmp.<n>); safe to remove under the lock.
+  void remove_stale_temporaries() {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(o_.out, ec))
+      if (e.is_regular_file(ec) && e.path().filename().string().find(".tmp.") != std::string::npos)
+        std::filesystem::remove(e.path(), ec);
+  }
+
+  Model* model_;
+  Objective* objective_;
+  TrainerOptions o_;
+  std::tuple<Callbacks&...> callbacks_;
+  io::OutputLock lock_;
+  Optimizer opt_;
+  std::size_t step_ = 0;
+  std::size_t phase_ready_ = std::numeric_limits<std::size_t>::max();
+  std::optional<MetricsSink> train_log_, eval_log_;
+};
+
+template <class Model, class Objective, class... Callbacks>
+Trainer(Model&, Objective&, TrainerOptions, Callbacks&...)
+    -> Trainer<Model, Objective, AdamW<typename Model::value_type>, Callbacks...>;
+
+}  // namespace p4lm::train

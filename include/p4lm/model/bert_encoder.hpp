@@ -9,19 +9,19 @@
 //   p4lm::SentenceEncoder st("models/all-minilm-l6-v2");                // + its WordPiece tokenizer
 //   std::vector<float> v = st.embed({"A heist movie"})[0];              // 384 floats
 //
-// Per layer (x the layer input, (B, T, C) rows):
-//   qkv = x Wqkvᵀ + b            attention.self.{query,key,value}: one (3C, C) product; the three HF
-//                                tensors are consecutive in the parameter allocation, so they ARE that matrix
-//   a   = Attention(qkv)         bidirectional, keys past lengths[b] masked (right padding)
-//   h1  = LN1(a Woᵀ + bo + x)    attention.output.{dense, LayerNorm}
-//   h2  = LN2(GELU(h1 W1ᵀ + b1) W2ᵀ + b2 + h1)   intermediate.dense, output.{dense, LayerNorm}
-// and before the layers h0 = LN0(word[ids] + position[t] + token_type[type]) (embeddings.*).
-// Each step is one op of ops/ and maps one-to-one onto a module of nn/ (Linear, Attention with a
-// bidirectional mask, LayerNorm, MLP with the exact GELU); the block is post-norm, unlike nn::Block.
+// Assembled from the modules of nn/, no kernel of its own: h0 = LN0(word[ids] + position[t] +
+// token_type[type]) (nn::Embedding + the token types + nn::LayerNorm, embeddings.*), then one
+// nn::Block per layer, post-norm (placement::PostNorm), bound to the parameters by name:
+//   res2 = x + Attention(x)     attention.self.{query,key,value} (three Linear products: split q/k/v),
+//                               attention.output.dense; bidirectional, keys past lengths[b] masked
+//   ln1  = LN1(res2)            attention.output.LayerNorm
+//   res3 = ln1 + MLP(ln1)       intermediate.dense, exact-erf GELU, output.dense
+//   ln2  = LN2(res3)  -> out    output.LayerNorm
 //
-// Memory: parameters in ONE allocation and gradients in another, each a named Parameter view with
-// Hugging Face's names; activations in one workspace that only grows. forward() keeps every layer's
-// activations for backward(); encode() (inference) runs all layers through one layer's buffers.
+// Memory: parameters in one nn::ParameterSet (one allocation, gradients in another, each a named
+// Parameter view with Hugging Face's names and order); activations in one workspace that only grows.
+// forward() keeps every layer's activations for backward(); encode() (inference) runs all layers
+// through one layer's buffers, its output ln2 aliased to its input (ln2 is written after x's last read).
 // Padding positions are computed but never attended to and never pooled, so they get no gradient.
 // backward() reads the ids, token types and inputs_embeds that forward() was given: keep them alive.
 
@@ -43,13 +43,9 @@
 #include "p4lm/core/tensor.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/safetensors.hpp"
-#include "p4lm/nn/parameter.hpp"
-#include "p4lm/ops/attention.hpp"
-#include "p4lm/ops/embedding.hpp"
-#include "p4lm/ops/gelu.hpp"
-#include "p4lm/ops/layernorm.hpp"
-#include "p4lm/ops/matmul.hpp"
-#include "p4lm/ops/residual.hpp"
+#include "p4lm/nn/block.hpp"
+#include "p4lm/nn/embedding.hpp"
+#include "p4lm/nn/parameter_set.hpp"
 #include "p4lm/text/wordpiece_tokenizer.hpp"
 
 namespace p4lm {
@@ -174,41 +170,16 @@ class BertEncoder {
  public:
   using View = TensorView<B, T>;
   using Ids = TensorView<B, std::int32_t>;
+  using Norm = nn::LayerNorm<B, T>;
+  using Attn = nn::Attention<B, attention::Bidirectional, T>;
+  using Mlp = nn::MLP<B, nn::activation::GeluErf, T>;
+  using Layer = nn::Block<B, Norm, Attn, Mlp, T, nn::placement::PostNorm>;
 
-  explicit BertEncoder(BertConfig config) : config_(config) {
-    config_.validate();
-    const std::size_t C = config_.d_model, F = config_.d_ff;
-    add("embeddings.word_embeddings.weight", {config_.vocab_size, C}, true);
-    add("embeddings.position_embeddings.weight", {config_.max_positions, C}, true);
-    add("embeddings.token_type_embeddings.weight", {config_.type_vocab_size, C}, true);
-    add("embeddings.LayerNorm.weight", {C}, false);
-    add("embeddings.LayerNorm.bias", {C}, false);
-    for (std::size_t l = 0; l < config_.n_layers; ++l) {
-      const std::string p = "encoder.layer." + std::to_string(l) + ".";
-      // query, key, value weights then their biases, consecutively: together the fused qkv product.
-      for (const char* w : {"query", "key", "value"})
-        add(p + "attention.self." + w + ".weight", {C, C}, true);
-      for (const char* w : {"query", "key", "value"}) add(p + "attention.self." + w + ".bias", {C}, false);
-      add(p + "attention.output.dense.weight", {C, C}, true);
-      add(p + "attention.output.dense.bias", {C}, false);
-      add(p + "attention.output.LayerNorm.weight", {C}, false);
-      add(p + "attention.output.LayerNorm.bias", {C}, false);
-      add(p + "intermediate.dense.weight", {F, C}, true);
-      add(p + "intermediate.dense.bias", {F}, false);
-      add(p + "output.dense.weight", {C, F}, true);
-      add(p + "output.dense.bias", {C}, false);
-      add(p + "output.LayerNorm.weight", {C}, false);
-      add(p + "output.LayerNorm.bias", {C}, false);
-    }
-    values_.resize(Shape{total_});
-    grads_.resize(Shape{total_});
-    bind();
-  }
+  explicit BertEncoder(BertConfig config) : config_(config), set_(specs(config_), "BertEncoder") { bind(); }
 
-  BertEncoder(const BertEncoder& other) : BertEncoder(other.config_) {
-    std::copy(other.values_.data(), other.values_.data() + total_, values_.data());
-    for (std::size_t i = 0; i < params_.size(); ++i) params_[i].trainable = other.params_[i].trainable;
-  }
+  BertEncoder(const BertEncoder& other) : BertEncoder(other.config_) { set_.copy_values_from(other.set_); }
+  // Moving keeps every module's pointer valid: the parameter records and buffers move with the set.
+  BertEncoder(BertEncoder&&) noexcept = default;
   BertEncoder& operator=(const BertEncoder&) = delete;
 
   // A sentence-transformers folder (config.json, model.safetensors, pooling and normalisation configs).
@@ -223,7 +194,7 @@ class BertEncoder {
   // mismatch is a ParseError naming the file and tensor; nothing is copied unless all are present.
   void load_weights(const io::SafetensorsFile& file) {
     std::vector<std::string> names;
-    for (const auto& p : params_) {
+    for (const auto& p : set_.parameters()) {
       std::string name = p.name;
       if (!file.contains(name) && file.contains("bert." + name)) name = "bert." + name;
       if (!file.contains(name))
@@ -238,15 +209,16 @@ class BertEncoder {
                            "shape does not match the config (" + shape_str(p.value.shape()) + ")");
       names.push_back(std::move(name));
     }
-    for (std::size_t i = 0; i < params_.size(); ++i) {
+    auto params = set_.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i) {
       const auto v = file.read_f32(names[i]);
-      std::transform(v.begin(), v.end(), params_[i].value.data(), [](float x) { return static_cast<T>(x); });
+      std::transform(v.begin(), v.end(), params[i].value.data(), [](float x) { return static_cast<T>(x); });
     }
   }
 
   // BERT's initialisation: weights N(0, std), biases 0, LayerNorm gains 1.
   void init_random(Rng& rng, double std = 0.02) {
-    for (auto& p : params_) {
+    for (auto& p : set_.parameters()) {
       auto v = p.value.span();
       if (p.name.find("LayerNorm.weight") != std::string::npos)
         std::fill(v.begin(), v.end(), T(1));
@@ -258,15 +230,11 @@ class BertEncoder {
   }
 
   const BertConfig& config() const noexcept { return config_; }
-  std::span<Parameter<T>> parameters() noexcept { return params_; }
-  std::span<const Parameter<T>> parameters() const noexcept { return params_; }
-  Parameter<T>& parameter(std::string_view name) {
-    for (auto& p : params_)
-      if (p.name == name) return p;
-    fail<InvalidArgument>("BertEncoder: no parameter named '", name, "'");
-  }
-  std::size_t num_parameters() const noexcept { return total_; }
-  void zero_grad() { grads_.zero(); }
+  std::span<Parameter<T>> parameters() noexcept { return set_.parameters(); }
+  std::span<const Parameter<T>> parameters() const noexcept { return set_.parameters(); }
+  Parameter<T>& parameter(std::string_view name) { return set_[name]; }
+  std::size_t num_parameters() const noexcept { return set_.numel(); }
+  void zero_grad() { set_.zero_grad(); }
 
   // Training pass: keeps what backward() needs. Returns the sentence embeddings (B, C).
   View forward(const BertInput<T, B>& in) { return run(in, true); }
@@ -285,13 +253,53 @@ class BertEncoder {
   void backward(const View& demb, const View& dhidden) { backward_impl(demb, dhidden); }
 
  private:
-  struct LayerParams {
-    View qkv_w, qkv_b, o_w, o_b, ln1_w, ln1_b, fc_w, fc_b, proj_w, proj_b, ln2_w, ln2_b;
-  };
-  struct LayerActs {
-    View x;  // the layer's input (B, T, C): the previous layer's h2, or h0
-    View qkv, att, probs, r1, h1, mean1, rstd1, f, g, r2, h2, mean2, rstd2;
-  };
+  // Hugging Face's names, in its order (checkpoints and optimizer state key on them).
+  static std::vector<ParameterSpec> specs(const BertConfig& c) {
+    c.validate();
+    const std::size_t C = c.d_model, F = c.d_ff;
+    std::vector<ParameterSpec> s{{"embeddings.word_embeddings.weight", {c.vocab_size, C}, true},
+                                 {"embeddings.position_embeddings.weight", {c.max_positions, C}, true},
+                                 {"embeddings.token_type_embeddings.weight", {c.type_vocab_size, C}, true}};
+    auto add = [&](std::vector<ParameterSpec> more) { s.insert(s.end(), more.begin(), more.end()); };
+    add(Norm::specs("embeddings.LayerNorm", C));
+    for (std::size_t l = 0; l < c.n_layers; ++l) {
+      const std::string p = "encoder.layer." + std::to_string(l) + ".";
+      for (const char* w : {"query", "key", "value"})
+        s.push_back({p + "attention.self." + w + ".weight", {C, C}, true});
+      for (const char* w : {"query", "key", "value"})
+        s.push_back({p + "attention.self." + w + ".bias", {C}, false});
+      add(nn::Linear<B, T>::specs(p + "attention.output.dense", C, C, true));
+      add(Norm::specs(p + "attention.output.LayerNorm", C));
+      add(nn::Linear<B, T>::specs(p + "intermediate.dense", C, F, true));
+      add(nn::Linear<B, T>::specs(p + "output.dense", F, C, true));
+      add(Norm::specs(p + "output.LayerNorm", C));
+    }
+    return s;
+  }
+
+  // The modules, bound to the set's parameters by name.
+  void bind() {
+    using Lin = nn::Linear<B, T>;
+    const double eps = config_.layer_norm_eps;
+    const std::size_t H = config_.n_heads;
+    embed_ = {&set_["embeddings.word_embeddings.weight"], &set_["embeddings.position_embeddings.weight"]};
+    types_ = &set_["embeddings.token_type_embeddings.weight"];
+    embed_norm_ = Norm::bind(set_, "embeddings.LayerNorm", eps);
+    layers_.clear();
+    for (std::size_t l = 0; l < config_.n_layers; ++l) {
+      const std::string p = "encoder.layer." + std::to_string(l) + ".";
+      Layer layer;
+      layer.attn = Attn::split(
+          {H, H, config_.d_model / H, 0.0}, Lin::bind(set_, p + "attention.self.query", true),
+          Lin::bind(set_, p + "attention.self.key", true), Lin::bind(set_, p + "attention.self.value", true),
+          Lin::bind(set_, p + "attention.output.dense", true));
+      layer.norm1 = Norm::bind(set_, p + "attention.output.LayerNorm", eps);
+      layer.mlp =
+          Mlp{Lin::bind(set_, p + "intermediate.dense", true), Lin::bind(set_, p + "output.dense", true)};
+      layer.norm2 = Norm::bind(set_, p + "output.LayerNorm", eps);
+      layers_.push_back(layer);
+    }
+  }
 
   static std::string shape_str(const Shape& s) {
     std::string out;
@@ -299,72 +307,42 @@ class BertEncoder {
     return out;
   }
 
-  void add(std::string name, Shape shape, bool decay) {
-    offsets_.push_back(total_);
-    params_.push_back({std::move(name), {}, {}, true, decay});
-    shapes_.push_back(shape);
-    total_ += shape.numel();
-  }
-
-  void bind() {
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      params_[i].value = View(values_.data() + offsets_[i], shapes_[i]);
-      params_[i].grad = View(grads_.data() + offsets_[i], shapes_[i]);
-    }
-  }
-
-  // Layer l's parameters (values, or gradients when grad is true) as fused views.
-  LayerParams layer_params(std::size_t l, bool grad) {
-    const std::size_t C = config_.d_model, F = config_.d_ff;
-    const std::size_t base = 5 + l * 16;
-    T* root = grad ? grads_.data() : values_.data();
-    auto at = [&](std::size_t i, Shape s) { return View(root + offsets_[base + i], s); };
-    return {at(0, {3 * C, C}), at(3, {3 * C}), at(6, {C, C}),  at(7, {C}),  at(8, {C}),  at(9, {C}),
-            at(10, {F, C}),    at(11, {F}),    at(12, {C, F}), at(13, {C}), at(14, {C}), at(15, {C})};
-  }
-  View param(std::size_t i, bool grad = false) const { return grad ? params_[i].grad : params_[i].value; }
-
-  // Carves the workspace for (Bn, Tn); keep: one set of activations per layer, else one shared set.
-  void layout(std::size_t Bn, std::size_t Tn, bool keep) {
-    const std::size_t C = config_.d_model, F = config_.d_ff, H = config_.n_heads, N = Bn * Tn;
-    const std::size_t sets = keep ? config_.n_layers : 1;
-    const std::size_t per_layer = N * (3 * C + 5 * C + 2 * F + 4) + Bn * H * Tn * Tn;
-    const std::size_t need = N * (2 * C + 2) + 2 * Bn * C + sets * per_layer;
-    if (work_.numel() < need) work_.resize(Shape{need});
-    T* p = work_.data();
-    auto take = [&](Shape s) {
-      View v(p, s);
-      p += s.numel();
+  // Workspace allocator: counts on the first pass (base == nullptr), hands out views on the second.
+  struct Take {
+    T* base;
+    std::size_t off = 0;
+    View operator()(Shape s) {
+      View v(base ? base + off : nullptr, s);
+      off += (s.numel() + 15) / 16 * 16;  // 64-byte aligned views
       return v;
-    };
-    e_ = take({Bn, Tn, C});
-    h0_ = take({Bn, Tn, C});
-    mean0_ = take({N});
-    rstd0_ = take({N});
-    pooled_ = take({Bn, C});
-    out_ = take({Bn, C});
-    acts_.assign(config_.n_layers, {});
-    std::vector<LayerActs> sets_v(sets);
-    for (auto& a : sets_v) {
-      a.qkv = take({Bn, Tn, 3 * C});
-      a.att = take({Bn, Tn, H, C / H});
-      a.probs = take({Bn, H, Tn, Tn});
-      a.r1 = take({Bn, Tn, C});
-      a.h1 = take({Bn, Tn, C});
-      a.f = take({Bn, Tn, F});
-      a.g = take({Bn, Tn, F});
-      a.r2 = take({Bn, Tn, C});
-      a.h2 = take({Bn, Tn, C});
-      a.mean1 = take({N});
-      a.rstd1 = take({N});
-      a.mean2 = take({N});
-      a.rstd2 = take({N});
     }
-    for (std::size_t l = 0; l < config_.n_layers; ++l) {
-      acts_[l] = sets_v[keep ? l : 0];
-      acts_[l].x = l == 0 ? h0_ : acts_[l - 1].h2;
+  };
+
+  // The layer input of layer l: the embeddings' LayerNorm output, or the previous layer's output.
+  const View& layer_input(std::size_t l) const { return l == 0 ? h0_ : Layer::output(acts_[l - 1]); }
+
+  // Carves the workspace for (Bn, Tn); keep: one set of activations per layer, else one shared set
+  // whose output (ln2, written last in a post-norm block) is the layer input h0 itself.
+  void layout(std::size_t Bn, std::size_t Tn, bool keep) {
+    const std::size_t C = config_.d_model, N = Bn * Tn;
+    for (int pass = 0; pass < 2; ++pass) {
+      Take take{pass ? work_.data() : nullptr};
+      e_ = take({Bn, Tn, C});
+      h0_ = take({Bn, Tn, C});
+      mean0_ = take({N});
+      rstd0_ = take({N});
+      pooled_ = take({Bn, C});
+      out_ = take({Bn, C});
+      acts_.clear();
+      for (std::size_t l = 0; l < (keep ? config_.n_layers : 1); ++l)
+        acts_.push_back(layers_[l].layout(take, Bn, Tn, Tn));
+      if (!pass && work_.numel() < take.off) work_.resize(Shape{take.off});
     }
-    hidden_ = acts_.back().h2;
+    if (!keep) {
+      acts_.front().ln2 = h0_;
+      acts_.resize(config_.n_layers, acts_.front());
+    }
+    hidden_ = Layer::output(acts_.back());
   }
 
   void check_input(const BertInput<T, B>& in, std::size_t& Bn, std::size_t& Tn) const {
@@ -408,42 +386,23 @@ class BertEncoder {
     input_ = in;
     lengths_.assign(Bn, static_cast<std::int32_t>(Tn));
     if (in.lengths.data() != nullptr) std::copy(in.lengths.data(), in.lengths.data() + Bn, lengths_.begin());
-    lengths_view_ = Ids(lengths_.data(), Shape{Bn});
-    const T eps = static_cast<T>(config_.layer_norm_eps);
+    pass_ = {};
+    pass_.options.causal = false;
+    pass_.options.key_lengths = Ids(lengths_.data(), Shape{Bn});
 
-    // Embeddings: word (or the given vectors) + position + token type, then LayerNorm.
-    const View wpe = param(1), wtt = param(2);
-    if (in.inputs_embeds.data() != nullptr) {
-      for (std::size_t r = 0; r < N; ++r)
-        for (std::size_t c = 0; c < C; ++c)
-          e_.data()[r * C + c] = in.inputs_embeds.data()[r * C + c] + wpe.data()[(r % Tn) * C + c];
-    } else {
-      ops::embedding_forward(e_, in.ids, param(0), wpe.rows(0, Tn));
-    }
+    // Embeddings: word (or the given vectors, as a prefix of the whole sequence) + position + token
+    // type, then LayerNorm.
+    const bool given = in.inputs_embeds.data() != nullptr;
+    embed_.forward(e_, given ? in.inputs_embeds : View{}, given ? Ids{} : in.ids);
     for (std::size_t r = 0; r < N; ++r) {
       const std::size_t t = in.type_ids.data() ? static_cast<std::size_t>(in.type_ids.data()[r]) : 0;
-      const T* w = wtt.data() + t * C;
+      const T* w = types_->value.data() + t * C;
       T* y = e_.data() + r * C;
       for (std::size_t c = 0; c < C; ++c) y[c] += w[c];
     }
-    ops::layernorm_forward(h0_, mean0_, rstd0_, e_, param(3), param(4), eps);
+    embed_norm_.forward(h0_, mean0_, rstd0_, e_);
 
-    const auto opts = attention_options();
-    for (std::size_t l = 0; l < config_.n_layers; ++l) {
-      const auto p = layer_params(l, false);
-      auto& a = acts_[l];
-      ops::matmul_forward(a.qkv, a.x, p.qkv_w, p.qkv_b);
-      ops::attention_forward_qkv(a.att, a.probs, a.qkv, config_.n_heads, opts);
-      ops::matmul_forward(a.r1, a.att.reshaped({Bn, Tn, C}), p.o_w, p.o_b);
-      ops::residual_forward(a.r1, a.r1, a.x);
-      ops::layernorm_forward(a.h1, a.mean1, a.rstd1, a.r1, p.ln1_w, p.ln1_b, eps);
-      ops::matmul_forward(a.f, a.h1, p.fc_w, p.fc_b);
-      ops::gelu_erf_forward(a.g, a.f);
-      ops::matmul_forward(a.r2, a.g, p.proj_w, p.proj_b);
-      ops::residual_forward(a.r2, a.r2, a.h1);
-      // Without kept activations x is this very buffer: it was last read by the residual above.
-      ops::layernorm_forward(a.h2, a.mean2, a.rstd2, a.r2, p.ln2_w, p.ln2_b, eps);
-    }
+    for (std::size_t l = 0; l < config_.n_layers; ++l) layers_[l].forward(acts_[l], layer_input(l), pass_);
 
     // Mean over the valid tokens, then unit length (torch's F.normalize: x / max(|x|, 1e-12)).
     for (std::size_t b = 0; b < Bn; ++b) {
@@ -468,37 +427,28 @@ class BertEncoder {
     return static_cast<T>(std::sqrt(s));
   }
 
-  ops::AttentionOptions<B> attention_options() const {
-    ops::AttentionOptions<B> o;
-    o.causal = false;
-    o.key_lengths = lengths_view_;
-    return o;
-  }
-
   void backward_impl(const View& demb, const View& dhidden) {
     if (!kept_) fail<UsageError>("BertEncoder::backward: needs forward(), not encode(), before it");
-    const std::size_t Bn = Bn_, Tn = Tn_, C = config_.d_model, F = config_.d_ff, N = Bn * Tn;
+    const std::size_t Bn = Bn_, Tn = Tn_, C = config_.d_model, N = Bn * Tn;
     const bool has_demb = demb.data() != nullptr, has_dh = dhidden.data() != nullptr;
     if (has_demb) expect_shape("BertEncoder::backward: demb", demb.shape(), Shape{Bn, C});
     if (has_dh) expect_shape("BertEncoder::backward: dhidden", dhidden.shape(), Shape{Bn, Tn, C});
-    const std::size_t need = N * (5 * C + 2 * F + 3 * C) + Bn * C;
-    if (dwork_.numel() < need) dwork_.resize(Shape{need});
-    T* p = dwork_.data();
-    auto take = [&](Shape s) {
-      View v(p, s);
-      p += s.numel();
-      return v;
-    };
-    View dx = take({Bn, Tn, C}), dr = take({Bn, Tn, C}), dh1 = take({Bn, Tn, C}), datt = take({Bn, Tn, C}),
-         de = take({Bn, Tn, C}), dg = take({Bn, Tn, F}), df = take({Bn, Tn, F}), dqkv = take({Bn, Tn, 3 * C}),
-         dpool = take({Bn, C});
-    auto zero = [](View v) { std::fill(v.data(), v.data() + v.numel(), T(0)); };
+    View dx, de, dpool;
+    typename Layer::Scratch scratch;
+    for (int pass = 0; pass < 2; ++pass) {
+      Take take{pass ? dwork_.data() : nullptr};
+      dx = take({Bn, Tn, C});
+      de = take({Bn, Tn, C});
+      dpool = take({Bn, C});
+      scratch = layers_.front().layout_scratch(take, Bn, Tn);
+      if (!pass && dwork_.numel() < take.off) dwork_.resize(Shape{take.off});
+    }
 
     // Through the normalisation and the mean: d hidden rows = d pooled / n on valid rows, 0 on padding.
     if (has_dh)
       std::copy(dhidden.data(), dhidden.data() + N * C, dx.data());
     else
-      zero(dx);
+      fill(dx, T(0));
     if (has_demb) {
       for (std::size_t b = 0; b < Bn; ++b) {
         const T* g = demb.data() + b * C;
@@ -525,65 +475,43 @@ class BertEncoder {
       }
     }
 
-    const auto opts = attention_options();
-    for (std::size_t l = config_.n_layers; l-- > 0;) {
-      const auto p = layer_params(l, false);
-      const auto gp = layer_params(l, true);
-      const auto& a = acts_[l];
-      // h2 = LN2(r2), r2 = g W2ᵀ + b2 + h1
-      zero(dr);
-      ops::layernorm_backward(dr, gp.ln2_w, gp.ln2_b, dx, a.r2, p.ln2_w, a.mean2, a.rstd2);
-      std::copy(dr.data(), dr.data() + N * C, dh1.data());
-      zero(dg);
-      ops::matmul_backward(dg, gp.proj_w, gp.proj_b, dr, a.g, p.proj_w);
-      zero(df);
-      ops::gelu_erf_backward(df, dg, a.f);
-      ops::matmul_backward(dh1, gp.fc_w, gp.fc_b, df, a.h1, p.fc_w);
-      // h1 = LN1(r1), r1 = att Woᵀ + bo + x
-      zero(dr);
-      ops::layernorm_backward(dr, gp.ln1_w, gp.ln1_b, dh1, a.r1, p.ln1_w, a.mean1, a.rstd1);
-      std::copy(dr.data(), dr.data() + N * C, dx.data());
-      zero(datt);
-      ops::matmul_backward(datt, gp.o_w, gp.o_b, dr, a.att.reshaped({Bn, Tn, C}), p.o_w);
-      zero(dqkv);
-      ops::attention_backward_qkv(dqkv, datt.reshaped({Bn, Tn, config_.n_heads, C / config_.n_heads}), a.qkv,
-                                  a.probs, config_.n_heads, opts);
-      ops::matmul_backward(dx, gp.qkv_w, gp.qkv_b, dqkv, a.x, p.qkv_w);
-    }
+    // Each block turns d (its output) into d (its input) in place.
+    for (std::size_t l = config_.n_layers; l-- > 0;)
+      layers_[l].backward(dx, acts_[l], layer_input(l), pass_, scratch);
 
-    // h0 = LN0(e), e = word + position + token type
-    zero(de);
-    ops::layernorm_backward(de, param(3, true), param(4, true), dx, e_, param(3), mean0_, rstd0_);
-    View dwpe = param(1, true), dwtt = param(2, true);
+    // h0 = LN0(e), e = word (or inputs_embeds) + position + token type
+    fill(de, T(0));
+    embed_norm_.backward(de, dx, e_, mean0_, rstd0_, scratch.norm);
     if (input_.inputs_embeds.data() != nullptr) {
       dinput_storage_.resize(Shape{Bn, Tn, C});
-      std::copy(de.data(), de.data() + N * C, dinput_storage_.data());
       dinput_ = dinput_storage_.view();
-      for (std::size_t r = 0; r < N; ++r)
-        for (std::size_t c = 0; c < C; ++c) dwpe.data()[(r % Tn) * C + c] += de.data()[r * C + c];
+      embed_.backward(dinput_, de, Ids{});
     } else {
-      ops::embedding_backward(param(0, true), dwpe.rows(0, Tn), de, input_.ids);
+      embed_.backward(View{}, de, input_.ids);
       dinput_ = {};
     }
-    for (std::size_t r = 0; r < N; ++r) {
-      const std::size_t t = input_.type_ids.data() ? static_cast<std::size_t>(input_.type_ids.data()[r]) : 0;
-      T* w = dwtt.data() + t * C;
-      const T* g = de.data() + r * C;
-      for (std::size_t c = 0; c < C; ++c) w[c] += g[c];
-    }
+    if (types_->trainable)
+      for (std::size_t r = 0; r < N; ++r) {
+        const std::size_t t =
+            input_.type_ids.data() ? static_cast<std::size_t>(input_.type_ids.data()[r]) : 0;
+        T* w = types_->grad.data() + t * C;
+        const T* g = de.data() + r * C;
+        for (std::size_t c = 0; c < C; ++c) w[c] += g[c];
+      }
   }
 
   BertConfig config_;
-  std::vector<Parameter<T>> params_;
-  std::vector<Shape> shapes_;
-  std::vector<std::size_t> offsets_;
-  std::size_t total_ = 0;
-  Tensor<B, T> values_, grads_, work_, dwork_, dinput_storage_;
-  std::vector<LayerActs> acts_;
+  nn::ParameterSet<B, T> set_;
+  nn::Embedding<B, T> embed_;
+  Parameter<T, B>* types_ = nullptr;
+  Norm embed_norm_;
+  std::vector<Layer> layers_;
+  Tensor<B, T> work_, dwork_, dinput_storage_;
+  std::vector<typename Layer::Acts> acts_;
   View e_, h0_, mean0_, rstd0_, pooled_, out_, hidden_, dinput_;
+  typename Attn::Pass pass_;
   BertInput<T, B> input_;
   std::vector<std::int32_t> lengths_;
-  Ids lengths_view_;
   std::size_t Bn_ = 0, Tn_ = 0;
   bool kept_ = false;
 };

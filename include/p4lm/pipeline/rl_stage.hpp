@@ -1,0 +1,457 @@
+#pragma once
+// The RL stage: the warm-started pitch model (an SFT run) trained by PPO (or the KL-regularised policy
+// gradient) against a pitch reward, with the frozen warm start as the KL reference.
+//
+//   p4lm::pipeline::RlConfig c;
+//   *c.sft = "runs/main/sft"; *c.data = "runs/main/data"; *c.out = "runs/main/rl";
+//   auto result = p4lm::pipeline::run_rl(c, reward);   // reward: a PitchReward (below)
+//
+// Prompts: each iteration draws batch_size (PPO) or batch_size / rloo_k (pg) (train user, movie) pairs
+// from the data stage's train-split users and the catalog (both with CF embeddings), from its own
+// Philox stream, so a resumed run draws what the uninterrupted one would have.
+// Every eval_every iterations (and before the first), the policy writes one greedy pitch for each
+// of the first eval_pairs held-out test pairs (heldout/test.jsonl): the same users and movies each
+// time. They are scored by the reward (eval/rewards/...) and by the gold judge (gold/<dimension>:
+// logged, never used to decide anything), and appended to samples.jsonl / samples.md.
+//
+// Files in `out`: metrics.jsonl and metrics.csv (one row per iteration: rl/'s TRL names plus
+// rewards/<component>/mean, eval/... and gold/... on evaluation iterations), curves.svg (reward
+// components, KL, gold scores), samples.jsonl, samples.md, state.safetensors (checkpoint, every
+// save_every iterations and at the end), policy.safetensors (the trained pitch model, loadable by
+// PitchWriter), result.json. A folder holding state.safetensors resumes from it.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <span>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/hana.hpp>
+#include <nlohmann/json.hpp>
+
+#include "p4lm/core/config.hpp"
+#include "p4lm/core/error.hpp"
+#include "p4lm/core/progress.hpp"
+#include "p4lm/core/rng.hpp"
+#include "p4lm/data/datasets.hpp"
+#include "p4lm/eval/gold_judge.hpp"
+#include "p4lm/eval/svg_plot.hpp"
+#include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/jsonl.hpp"
+#include "p4lm/model/generate.hpp"
+#include "p4lm/rl/pitch_policy.hpp"
+#include "p4lm/rl/policy_gradient.hpp"
+#include "p4lm/rl/ppo_trainer.hpp"
+
+namespace p4lm::pipeline {
+
+// ---- the reward the stage trains against ----
+
+// A finished pitch as the reward sees it (decoded text, no EOS).
+struct PitchToScore {
+  std::int64_t user_id = 0, movie_id = 0;
+  std::string pitch;
+  bool ended = false;  // emitted EOS within the token budget
+};
+struct PitchRewardScores {
+  std::vector<double> total;                              // what the policy maximises, per pitch
+  std::map<std::string, std::vector<double>> components;  // logged as rewards/<name>/mean
+};
+// reward/'s RewardMix, or any scorer of a batch of pitches.
+using PitchReward = std::function<PitchRewardScores(std::span<const PitchToScore>)>;
+
+// "precision=1,appeal=0.5" -> {precision: 1, appeal: 0.5}; InvalidArgument naming the bad entry.
+inline std::map<std::string, double> parse_reward_weights(const std::string& s) {
+  std::map<std::string, double> w;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (item.empty()) continue;
+    const auto eq = item.find('=');
+    double v = 0;
+    try {
+      if (eq == std::string::npos || eq == 0) throw std::invalid_argument("no '='");
+      std::size_t used = 0;
+      v = std::stod(item.substr(eq + 1), &used);
+      if (used != item.size() - eq - 1) throw std::invalid_argument("trailing characters");
+    } catch (const std::exception&) {
+      fail<InvalidArgument>("--weights: '", item, "' is not name=number");
+    }
+    if (!(v >= 0) || !std::isfinite(v)) fail<InvalidArgument>("--weights: ", item, ": a weight must be >= 0");
+    w[item.substr(0, eq)] = v;
+  }
+  return w;
+}
+
+// ---- configuration ----
+
+struct RlConfig {
+  Param<std::string> sft{"runs/main/sft", "SFT run folder (its model.safetensors) or a pitch model file"};
+  Param<std::string> data{"runs/main/data",
+                          "folder of p4lm data build (catalog, profiles, heldout/test.jsonl)"};
+  Param<std::string> rewards{"runs/main/rewards", "folder of the trained reward models"};
+  Param<std::string> out{"runs/main/rl", "output folder (resumed when it holds state.safetensors)"};
+  Param<std::string> weights{"precision=1,appeal=1,personalization=1,relevance=1",
+                             "reward mix weights, name=value,..."};
+  Param<std::string> algo{"ppo", "ppo (clipped PPO, value head, GAE) or pg (KL-regularised RLOO)"};
+  Param<long> iterations{100, "RL iterations", between(1, 1e9)};
+  Param<long> batch_size{16, "samples per iteration", between(1, 1e6)};
+  Param<long> mini_batch_size{4, "samples per optimizer step (pg: per forward/backward)", between(1, 1e6)};
+  Param<long> ppo_epochs{4, "passes over each batch (ppo)", between(1, 1000)};
+  Param<long> rloo_k{4, "samples per prompt (pg)", between(2, 1000)};
+  Param<double> learning_rate{1.41e-5, "AdamW learning rate", between(1e-12, 1)};
+  Param<double> max_grad_norm{1.0, "global gradient-norm clip (0: none)", at_least(0)};
+  Param<double> init_kl_coef{0.2, "initial KL coefficient beta", at_least(0)};
+  Param<bool> adaptive_kl{true, "steer beta to the target KL (AdaptiveKL); false: fixed beta"};
+  Param<double> target{6, "AdaptiveKL: target per-sample KL in nats", between(1e-9, 1e9)};
+  Param<double> horizon{10000, "AdaptiveKL horizon in samples", between(1, 1e12)};
+  Param<std::string> kl_penalty{"k1", "per-token KL estimator: k1, k2 or k3"};
+  Param<double> cliprange{0.2, "PPO ratio clip", between(0, 10)};
+  Param<double> cliprange_value{0.2, "value clip", between(0, 1e6)};
+  Param<double> vf_coef{0.1, "value loss weight", at_least(0)};
+  Param<double> gamma{1.0, "discount", between(0, 1)};
+  Param<double> lam{0.95, "GAE lambda", between(0, 1)};
+  Param<long> response_length{64, "new tokens per sample", between(1, 1e6)};
+  Param<double> missing_eos_penalty{1.0, "subtracted from the score of a pitch that never ends", at_least(0)};
+  Param<long> eval_every{10, "iterations between evaluations (gold judge, samples)", between(1, 1e9)};
+  Param<long> eval_pairs{8, "held-out (user, movie) pairs evaluated and shown", between(0, 1e6)};
+  Param<bool> gold{true, "score the evaluation pitches with the gold judge (needs a full data build)"};
+  Param<long> save_every{10, "iterations between checkpoints", between(1, 1e9)};
+  Param<long> seed{1, "sampling and prompt seed"};
+  Param<bool> progress{true, "progress on stderr"};
+};
+
+}  // namespace p4lm::pipeline
+
+BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RlConfig, sft, data, rewards, out, weights, algo, iterations,
+                        batch_size, mini_batch_size, ppo_epochs, rloo_k, learning_rate, max_grad_norm,
+                        init_kl_coef, adaptive_kl, target, horizon, kl_penalty, cliprange, cliprange_value,
+                        vf_coef, gamma, lam, response_length, missing_eos_penalty, eval_every, eval_pairs,
+                        gold, save_every, seed, progress);
+
+namespace p4lm::pipeline {
+
+struct RlResult {
+  std::size_t iterations = 0;
+  double seconds = 0;
+  nlohmann::json first_eval, last_eval;  // the evaluation rows before and after training
+  nlohmann::json json() const {
+    return {{"iterations", iterations},
+            {"seconds", seconds},
+            {"first_eval", first_eval},
+            {"last_eval", last_eval}};
+  }
+};
+
+namespace detail {
+
+inline constexpr std::uint64_t rl_prompt_stream = 0x5e1ec7ULL;
+
+// The PPO-side reward: decodes each sample, asks the PitchReward, keeps the components' means.
+struct SampleReward {
+  const rl::PitchKeys* keys;
+  const train::TextCodec* codec;
+  PitchReward reward;
+  std::shared_ptr<std::map<std::string, double>> last;  // rewards/<name>/mean of the last call
+
+  std::vector<double> operator()(std::span<const rl::Sample> batch) {
+    std::vector<PitchToScore> pitches;
+    for (const auto& s : batch) {
+      const auto& p = keys->at(s.key);
+      auto ids = std::vector<std::int32_t>(s.response.begin(), s.response.end());
+      if (!ids.empty() && ids.back() == codec->eos) ids.pop_back();
+      pitches.push_back({p.user_id, p.movie_id, decode(*codec, ids), s.ended});
+    }
+    auto scores = reward(pitches);
+    last->clear();
+    for (const auto& [name, v] : scores.components) {
+      double sum = 0;
+      for (double x : v) sum += x;
+      (*last)["rewards/" + name + "/mean"] = v.empty() ? 0 : sum / double(v.size());
+    }
+    return std::move(scores.total);
+  }
+  static std::string decode(const train::TextCodec& codec, std::span<const std::int32_t> ids) {
+    std::string text = codec.decode(ids);
+    const auto first = text.find_first_not_of(' ');
+    return first == std::string::npos ? std::string() : text.substr(first);
+  }
+};
+
+inline void write_metrics_csv(const std::filesystem::path& path, const std::vector<nlohmann::json>& rows) {
+  std::set<std::string> names;
+  for (const auto& r : rows)
+    for (const auto& [k, v] : r.items()) names.insert(k);
+  std::vector<std::string> cols{"iteration"};
+  for (const auto& n : names)
+    if (n != "iteration") cols.push_back(n);
+  std::ostringstream out;
+  for (std::size_t c = 0; c < cols.size(); ++c) out << (c ? "," : "") << cols[c];
+  out << '\n';
+  for (const auto& r : rows) {
+    for (std::size_t c = 0; c < cols.size(); ++c) {
+      if (c) out << ',';
+      if (r.contains(cols[c]) && r[cols[c]].is_number()) out << r[cols[c]].get<double>();
+    }
+    out << '\n';
+  }
+  io::write_file_atomically(path, out.str());
+}
+
+inline void write_rl_curves(const std::filesystem::path& path, const std::vector<nlohmann::json>& rows) {
+  std::map<std::string, eval::Series> series;
+  for (const auto& r : rows)
+    for (const auto& [k, v] : r.items()) {
+      const bool wanted = k.starts_with("rewards/") || k.starts_with("gold/") || k.starts_with("eval/") ||
+                          k == "objective/kl" || k == "objective/scores";
+      if (!wanted || !v.is_number()) continue;
+      auto& s = series[k];
+      s.label = k;
+      s.x.push_back(r.at("iteration").get<double>());
+      s.y.push_back(v.get<double>());
+      s.dashed = k.starts_with("gold/");
+    }
+  std::vector<eval::Series> lines;
+  for (auto& [k, s] : series) lines.push_back(std::move(s));
+  if (lines.empty()) return;
+  eval::write_line_plot(path, lines,
+                        {.title = "RL: reward components, KL and gold scores", .x_label = "iteration"});
+}
+
+}  // namespace detail
+
+// Runs (or resumes) the RL stage. See the file comment.
+inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
+  const auto started = std::chrono::steady_clock::now();
+  if (!reward) fail<InvalidArgument>("run_rl: no reward given");
+  if (*c.algo != "ppo" && *c.algo != "pg")
+    fail<InvalidArgument>("--algo: '", *c.algo, "', expected ppo or pg");
+  const std::filesystem::path out = *c.out, data = *c.data;
+  std::filesystem::create_directories(out);
+  const auto loader = rl::PitchPolicyLoader::open(*c.sft);
+  const train::PitchSources sources(data);
+
+  // Train-split users and catalog movies; the evaluation pairs from the held-out test pairs.
+  std::vector<std::int64_t> train_users, movies;
+  io::for_each_jsonl(data / "profiles.jsonl", [&](const nlohmann::json& j, std::size_t) {
+    if (j.at("split").get<std::string>() == "train")
+      train_users.push_back(j.at("user_id").get<std::int64_t>());
+  });
+  io::for_each_jsonl(data / "catalog.jsonl", [&](const nlohmann::json& j, std::size_t) {
+    movies.push_back(j.at("movie_id").get<std::int64_t>());
+  });
+  const auto heldout = data::read_records<data::HeldoutPair>(data / "heldout" / "test.jsonl");
+  std::optional<eval::GoldJudge> judge;
+  if (*c.eval_pairs > 0 && *c.gold) judge.emplace(eval::GoldJudge::load(data));
+
+  return loader.with_policy([&](auto policy) -> RlResult {
+    using Policy = decltype(policy);
+    auto& keys = policy.prefix().keys();
+    rl::PitchPrompter prompter(loader, sources, keys);
+    // Keep only what has CF embeddings (the warm start's CF run may have dropped rare users/movies).
+    auto has_cf = [&](std::int64_t u, std::int64_t m) {
+      try {
+        (void)keys.key(u, m);
+        return true;
+      } catch (const InvalidArgument&) {
+        return false;
+      }
+    };
+    std::vector<std::int64_t> users, items;
+    for (auto u : train_users)
+      if (has_cf(u, movies.front())) users.push_back(u);
+    for (auto m : movies)
+      if (!users.empty() && has_cf(users.front(), m)) items.push_back(m);
+    if (users.empty() || items.empty())
+      fail<InvalidArgument>("rl: no train user and movie with CF embeddings in ", data.string());
+    std::vector<rl::Prompt> eval_prompts;
+    for (const auto& h : heldout) {
+      if (eval_prompts.size() >= std::size_t(*c.eval_pairs)) break;
+      if (has_cf(h.user_id, h.movie_id)) eval_prompts.push_back(prompter.prompt(h.user_id, h.movie_id));
+    }
+
+    auto components = std::make_shared<std::map<std::string, double>>();
+    detail::SampleReward sample_reward{&keys, &loader.codec(), reward, components};
+    const auto eos = loader.codec().eos;
+    const std::size_t prompts_per_iteration =
+        *c.algo == "ppo" ? std::size_t(*c.batch_size) : std::size_t(*c.batch_size / *c.rloo_k);
+
+    auto train = [&](auto& trainer) -> RlResult {
+      std::vector<nlohmann::json> rows, samples;
+      RlResult result;
+      const auto state = out / "state.safetensors";
+      if (std::filesystem::exists(state)) {
+        trainer.load(state);
+        // Rows up to the checkpoint (later ones were written after it and are redone).
+        if (std::filesystem::exists(out / "metrics.jsonl"))
+          io::for_each_jsonl(out / "metrics.jsonl", [&](const nlohmann::json& j, std::size_t) {
+            if (j.at("iteration").get<double>() <= double(trainer.iteration())) rows.push_back(j);
+          });
+        if (std::filesystem::exists(out / "samples.jsonl"))
+          io::for_each_jsonl(out / "samples.jsonl", [&](const nlohmann::json& j, std::size_t) {
+            if (j.at("iteration").get<std::size_t>() <= trainer.iteration()) samples.push_back(j);
+          });
+        if (*c.progress)
+          std::cerr << "rl: resuming " << out.string() << " at iteration " << trainer.iteration() << '\n';
+      }
+
+      // Greedy pitches for the evaluation pairs, scored by the reward and the gold judge.
+      auto evaluate = [&](std::size_t iteration) {
+        nlohmann::json m = nlohmann::json::object();
+        if (eval_prompts.empty()) return m;
+        auto& pol = trainer.policy();
+        const std::size_t B = eval_prompts.size(), P = pol.prefix_length();
+        CpuTensor<float> prefix(Shape{B, P, pol.lm().config().d_model});
+        std::vector<std::size_t> ks;
+        std::vector<std::vector<std::int32_t>> ids;
+        for (const auto& p : eval_prompts) ks.push_back(p.key), ids.push_back(p.ids);
+        pol.write_prefix(prefix.view(), ks);
+        SamplingOptions s;
+        s.temperature = 0;
+        s.max_new_tokens = std::size_t(*c.response_length);
+        s.eos = eos;
+        Generator<LlamaLM<float>> gen(pol.lm());
+        const auto g = gen.generate(ids, s, prefix.view());
+        std::vector<PitchToScore> pitches;
+        std::vector<eval::PitchToJudge> judged;
+        for (std::size_t b = 0; b < B; ++b) {
+          auto t = g.tokens[b];
+          const bool ended = !t.empty() && t.back() == eos;
+          if (ended) t.pop_back();
+          const auto& pair = keys.at(eval_prompts[b].key);
+          pitches.push_back(
+              {pair.user_id, pair.movie_id, detail::SampleReward::decode(loader.codec(), t), ended});
+          judged.push_back({pair.user_id, pair.movie_id, pitches.back().pitch});
+        }
+        const auto scores = reward(pitches);
+        const auto gold = judge ? judge->score(judged) : std::vector<eval::GoldScores>{};
+        std::map<std::string, double> sums;
+        for (std::size_t b = 0; b < B; ++b) {
+          nlohmann::json row{{"iteration", iteration},          {"user_id", pitches[b].user_id},
+                             {"movie_id", pitches[b].movie_id}, {"pitch", pitches[b].pitch},
+                             {"ended", pitches[b].ended},       {"reward", scores.total.at(b)}};
+          if (judge)
+            for (const auto& [name, v] : eval::gold_metrics(gold[b])) row[name] = v, sums[name] += v;
+          for (const auto& [name, v] : scores.components) row["rewards/" + name] = v.at(b);
+          samples.push_back(row);
+          sums["eval/reward"] += scores.total.at(b);
+          for (const auto& [name, v] : scores.components) sums["eval/rewards/" + name + "/mean"] += v.at(b);
+        }
+        for (const auto& [name, v] : sums) m[name] = v / double(B);
+        return m;
+      };
+      auto write_files = [&] {
+        io::write_jsonl_with(out / "metrics.jsonl", [&](auto&& emit) {
+          for (const auto& r : rows) emit(r);
+        });
+        detail::write_metrics_csv(out / "metrics.csv", rows);
+        detail::write_rl_curves(out / "curves.svg", rows);
+        io::write_jsonl_with(out / "samples.jsonl", [&](auto&& emit) {
+          for (const auto& r : samples) emit(r);
+        });
+        std::ostringstream md;
+        md << "| iteration | user | movie | reward | pitch |\n| --- | --- | --- | --- | --- |\n";
+        for (const auto& r : samples) {
+          std::string pitch = r.at("pitch").get<std::string>();
+          std::replace(pitch.begin(), pitch.end(), '\n', ' ');
+          std::replace(pitch.begin(), pitch.end(), '|', '/');
+          md << "| " << r.at("iteration").get<std::size_t>() << " | " << r.at("user_id").get<std::int64_t>()
+             << " | " << r.at("movie_id").get<std::int64_t>() << " | " << r.at("reward").get<double>()
+             << " | " << pitch << " |\n";
+        }
+        io::write_file_atomically(out / "samples.md", md.str());
+      };
+
+      if (trainer.iteration() == 0 && rows.empty()) {
+        auto m = evaluate(0);
+        m["iteration"] = 0;
+        rows.push_back(m);
+      }
+      if (!rows.empty()) result.first_eval = rows.front();
+      Progress bar("rl", std::uint64_t(*c.iterations), "it", {.enabled = *c.progress});
+      bar.advance(trainer.iteration());
+      while (trainer.iteration() < std::size_t(*c.iterations)) {
+        const std::size_t it = trainer.iteration();
+        Rng rng(std::uint64_t(*c.seed) + it, detail::rl_prompt_stream);
+        std::vector<rl::Prompt> prompts;
+        for (std::size_t k = 0; k < prompts_per_iteration; ++k)
+          prompts.push_back(
+              prompter.prompt(users[rng.next_u64() % users.size()], items[rng.next_u64() % items.size()]));
+        const auto m = trainer.step(prompts);
+        nlohmann::json row = m;
+        for (const auto& [k, v] : *components) row[k] = v;
+        const std::size_t done = trainer.iteration();
+        if (done % std::size_t(*c.eval_every) == 0 || done == std::size_t(*c.iterations))
+          row.update(evaluate(done));
+        rows.push_back(row);
+        bar.advance(1, "reward " + std::to_string(m.at("objective/scores")) + " kl " +
+                           std::to_string(m.at("objective/kl")));
+        if (done % std::size_t(*c.save_every) == 0 || done == std::size_t(*c.iterations)) {
+          trainer.save(state);
+          write_files();
+        }
+      }
+      bar.finish();
+      write_files();
+      {
+        auto& pol = trainer.policy();
+        train::PitchModel<LlamaLM<float>, typename std::decay_t<decltype(pol.prefix().adapter())>> bundle(
+            pol.lm(), &pol.prefix().adapter());
+        const auto st = io::SafetensorsFile::open(loader.file());
+        save_checkpoint(out / "policy.safetensors", bundle, static_cast<AdamW<float>*>(nullptr),
+                        {{"pitch_model", st.metadata().at("pitch_model")}});
+      }
+      for (auto r = rows.rbegin(); r != rows.rend(); ++r)
+        if (r->contains("eval/reward")) {
+          result.last_eval = *r;
+          break;
+        }
+      result.iterations = trainer.iteration();
+      result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      io::write_file_atomically(out / "result.json", result.json().dump(2) + "\n");
+      return result;
+    };
+
+    if (*c.algo == "ppo") {
+      rl::PPOConfig p;
+      p.batch_size = std::size_t(*c.batch_size), p.mini_batch_size = std::size_t(*c.mini_batch_size);
+      p.ppo_epochs = std::size_t(*c.ppo_epochs), p.learning_rate = *c.learning_rate;
+      p.max_grad_norm = *c.max_grad_norm, p.init_kl_coef = *c.init_kl_coef, p.target = *c.target;
+      p.horizon = *c.horizon, p.kl_penalty = *c.kl_penalty, p.cliprange = *c.cliprange;
+      p.cliprange_value = *c.cliprange_value, p.vf_coef = *c.vf_coef, p.gamma = *c.gamma, p.lam = *c.lam;
+      p.response_length = std::size_t(*c.response_length), p.eos_token_id = eos;
+      p.missing_eos_penalty = *c.missing_eos_penalty, p.seed = std::uint64_t(*c.seed);
+      if (*c.adaptive_kl) {
+        rl::PPOTrainer<Policy, detail::SampleReward, rl::AdaptiveKL> t(std::move(policy), sample_reward, p);
+        return train(t);
+      }
+      rl::PPOTrainer<Policy, detail::SampleReward, rl::FixedKL> t(std::move(policy), sample_reward, p);
+      return train(t);
+    }
+    rl::PGConfig p;
+    p.batch_size = std::size_t(*c.batch_size), p.rloo_k = std::size_t(*c.rloo_k);
+    p.mini_batch_size = std::size_t(*c.mini_batch_size), p.learning_rate = *c.learning_rate;
+    p.max_grad_norm = *c.max_grad_norm, p.init_kl_coef = *c.init_kl_coef, p.target = *c.target;
+    p.horizon = *c.horizon, p.kl_penalty = *c.kl_penalty, p.response_length = std::size_t(*c.response_length);
+    p.eos_token_id = eos, p.missing_eos_penalty = *c.missing_eos_penalty, p.seed = std::uint64_t(*c.seed);
+    if (*c.adaptive_kl) {
+      rl::PolicyGradientTrainer<Policy, detail::SampleReward, rl::AdaptiveKL> t(std::move(policy),
+                                                                                sample_reward, p);
+      return train(t);
+    }
+    rl::PolicyGradientTrainer<Policy, detail::SampleReward, rl::FixedKL> t(std::move(policy), sample_reward,
+                                                                           p);
+    return train(t);
+  });
+}
+
+}  // namespace p4lm::pipeline

@@ -1,0 +1,138 @@
+// The RL stage on a tiny warm-started pitch run: files, metrics names, fixed evaluation pairs, the
+// trained model loadable by PitchWriter, and a killed-and-resumed run equal to an uninterrupted one.
+
+#include <catch2/catch.hpp>
+
+#include <cctype>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../rl/tiny_pitch_run.hpp"
+#include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/jsonl.hpp"
+#include "p4lm/pipeline/rl_stage.hpp"
+
+using namespace p4lm;
+
+namespace {
+
+// Two components: the share of letters that are 'e', and whether the pitch ended.
+pipeline::PitchRewardScores toy_reward(std::span<const pipeline::PitchToScore> batch) {
+  pipeline::PitchRewardScores s;
+  for (const auto& p : batch) {
+    double e = 0, letters = 0;
+    for (char ch : p.pitch)
+      if (std::isalpha(static_cast<unsigned char>(ch))) letters += 1, e += ch == 'e';
+    const double share = letters > 0 ? e / letters : 0;
+    s.components["e_share"].push_back(share);
+    s.components["ended"].push_back(p.ended ? 1 : 0);
+    s.total.push_back(4 * share + (p.ended ? 0.5 : 0));
+  }
+  return s;
+}
+
+pipeline::RlConfig tiny_config(const std::filesystem::path& run, const std::filesystem::path& out) {
+  pipeline::RlConfig c;
+  *c.sft = run.string();
+  *c.data = run.string();
+  *c.out = out.string();
+  *c.iterations = 4;
+  *c.batch_size = 4;
+  *c.mini_batch_size = 2;
+  *c.ppo_epochs = 2;
+  *c.learning_rate = 3e-3;
+  *c.response_length = 6;
+  *c.eval_every = 2;
+  *c.eval_pairs = 2;
+  *c.save_every = 2;
+  *c.gold = false;  // the fixture is no full data build (the CLI test runs the judge)
+  *c.progress = false;
+  return c;
+}
+
+std::vector<nlohmann::json> read_rows(const std::filesystem::path& file) {
+  std::vector<nlohmann::json> rows;
+  io::for_each_jsonl(file, [&](const nlohmann::json& j, std::size_t) { rows.push_back(j); });
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("rl stage: PPO on a tiny warm start writes metrics, curves, samples and the model",
+          "[pipeline][rl]") {
+  p4lm_test::TinyRun run;
+  const auto out = run.dir.path / "rl";
+  const auto result = pipeline::run_rl(tiny_config(run.dir.path, out), toy_reward);
+  CHECK(result.iterations == 4);
+  for (const char* f : {"metrics.jsonl", "metrics.csv", "curves.svg", "samples.jsonl", "samples.md",
+                        "state.safetensors", "policy.safetensors", "result.json"})
+    CHECK(std::filesystem::exists(out / f));
+  const auto rows = read_rows(out / "metrics.jsonl");
+  REQUIRE(rows.size() == 5);  // the evaluation before training, then one row per iteration
+  for (std::size_t i = 0; i < rows.size(); ++i) CHECK(rows[i].at("iteration").get<double>() == double(i));
+  for (const char* name : {"objective/kl", "objective/entropy", "objective/scores", "objective/rlhf_reward",
+                           "policy/approxkl", "policy/clipfrac", "val/clipfrac", "loss/policy", "loss/value",
+                           "rewards/e_share/mean", "rewards/ended/mean"})
+    CHECK(rows[3].contains(name));
+  // Evaluations at 0, 2 and 4 on the same two held-out pairs (user 12 with movies 101 and 103).
+  for (std::size_t i : {0, 2, 4}) CHECK(rows[i].contains("eval/reward"));
+  CHECK_FALSE(rows[1].contains("eval/reward"));
+  const auto samples = read_rows(out / "samples.jsonl");
+  REQUIRE(samples.size() == 6);
+  for (std::size_t k = 0; k < samples.size(); ++k) {
+    CHECK(samples[k].at("user_id") == 12);
+    CHECK(samples[k].at("movie_id") == (k % 2 ? 103 : 101));
+  }
+  const std::string csv = io::read_file(out / "metrics.csv");
+  CHECK(csv.starts_with("iteration,"));
+  CHECK(csv.find("rewards/e_share/mean") != std::string::npos);
+  const std::string svg = io::read_file(out / "curves.svg");
+  CHECK(svg.find("objective/kl") != std::string::npos);
+  CHECK(svg.find("rewards/e_share/mean") != std::string::npos);
+  // The trained model is a pitch model again, and it moved away from the warm start.
+  const auto writer = train::PitchWriter::load(out / "policy.safetensors");
+  auto trained = rl::PitchPolicyLoader::open(out / "policy.safetensors").load<p4lm_test::kDim>();
+  CHECK(std::vector<float>(trained.lm().parameters()[0].value.data(),
+                           trained.lm().parameters()[0].value.data() + 16) !=
+        std::vector<float>(run.lm.parameters()[0].value.data(), run.lm.parameters()[0].value.data() + 16));
+}
+
+TEST_CASE("rl stage: a killed and resumed run equals an uninterrupted one", "[pipeline][rl]") {
+  p4lm_test::TinyRun run;
+  const auto whole = pipeline::run_rl(tiny_config(run.dir.path, run.dir.path / "whole"), toy_reward);
+  auto first = tiny_config(run.dir.path, run.dir.path / "resumed");
+  *first.iterations = 2;  // "killed" after the checkpoint at iteration 2
+  pipeline::run_rl(first, toy_reward);
+  const auto resumed = pipeline::run_rl(tiny_config(run.dir.path, run.dir.path / "resumed"), toy_reward);
+  CHECK(resumed.iterations == 4);
+  const auto a = read_rows(run.dir.path / "whole" / "metrics.jsonl");
+  const auto b = read_rows(run.dir.path / "resumed" / "metrics.jsonl");
+  REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    for (const char* name : {"objective/kl", "objective/scores", "loss/policy", "eval/reward"})
+      if (a[i].contains(name)) CHECK(a[i].at(name) == b[i].at(name));
+  CHECK(read_rows(run.dir.path / "whole" / "samples.jsonl") ==
+        read_rows(run.dir.path / "resumed" / "samples.jsonl"));
+}
+
+TEST_CASE("rl stage: the policy-gradient algorithm; bad settings are named", "[pipeline][rl]") {
+  p4lm_test::TinyRun run;
+  auto c = tiny_config(run.dir.path, run.dir.path / "pg");
+  *c.algo = "pg";
+  *c.rloo_k = 2;
+  *c.iterations = 2;
+  const auto r = pipeline::run_rl(c, toy_reward);
+  CHECK(r.iterations == 2);
+  CHECK(read_rows(run.dir.path / "pg" / "metrics.jsonl").size() == 3);
+
+  *c.algo = "a2c";
+  CHECK_THROWS_WITH(pipeline::run_rl(c, toy_reward), Catch::Contains("--algo: 'a2c', expected ppo or pg"));
+  CHECK(pipeline::parse_reward_weights("precision=1,appeal=0.5") ==
+        std::map<std::string, double>{{"appeal", 0.5}, {"precision", 1.0}});
+  CHECK_THROWS_WITH(pipeline::parse_reward_weights("precision=x"), Catch::Contains("'precision=x'"));
+  CHECK_THROWS_WITH(pipeline::parse_reward_weights("appeal=-1"), Catch::Contains(">= 0"));
+}

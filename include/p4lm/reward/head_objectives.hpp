@@ -1,0 +1,165 @@
+#pragma once
+// The three objectives the shared Trainer trains reward heads with (train/concepts.hpp: batch(step,
+// micro) and loss(model, batch)), over precomputed feature rows:
+//   BradleyTerryObjective   -log σ(r(chosen) - r(rejected))     Appeal, Personalization
+//   NliObjective            logistic loss on the entailment logit  Precision
+//   RegressionObjective     mean squared error to a vector target  PreferenceRelevance
+// The losses are ops/losses.hpp's. Example order: a seeded shuffle per epoch, a pure function of the
+// step (what resuming from a checkpoint needs).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "p4lm/core/error.hpp"
+#include "p4lm/core/rng.hpp"
+#include "p4lm/core/tensor_view.hpp"
+#include "p4lm/ops/losses.hpp"
+#include "p4lm/reward/head.hpp"
+#include "p4lm/train/concepts.hpp"
+
+namespace p4lm::reward {
+
+// Which examples step g uses: positions g·B .. g·B+B-1 of an endless sequence of seeded epoch shuffles.
+class ExampleOrder {
+ public:
+  ExampleOrder(std::size_t n, std::size_t batch, std::uint64_t seed) : n_(n), batch_(batch), seed_(seed) {
+    if (n == 0) fail<InvalidArgument>("reward training: no examples");
+    if (batch == 0) fail<InvalidArgument>("reward training: batch size must be positive");
+  }
+  std::vector<std::size_t> rows(std::size_t step) {
+    std::vector<std::size_t> out;
+    for (std::size_t j = 0; j < batch_; ++j) {
+      const std::size_t p = step * batch_ + j, epoch = p / n_;
+      if (epoch != epoch_ || perm_.empty()) shuffle(epoch);
+      out.push_back(perm_[p % n_]);
+    }
+    return out;
+  }
+
+ private:
+  void shuffle(std::size_t epoch) {
+    perm_.resize(n_);
+    for (std::size_t i = 0; i < n_; ++i) perm_[i] = i;
+    Rng rng(seed_, 0xe90c + epoch);
+    for (std::size_t k = n_; k > 1; --k)
+      std::swap(perm_[k - 1], perm_[static_cast<std::size_t>(rng.below(k))]);
+    epoch_ = epoch;
+  }
+  std::size_t n_, batch_;
+  std::uint64_t seed_;
+  std::size_t epoch_ = 0;
+  std::vector<std::size_t> perm_;
+};
+
+template <class T>
+std::vector<T> gather_rows(const std::vector<T>& x, std::size_t width, const std::vector<std::size_t>& rows) {
+  std::vector<T> out(rows.size() * width);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    std::copy_n(x.begin() + static_cast<std::ptrdiff_t>(rows[r] * width), width,
+                out.begin() + static_cast<std::ptrdiff_t>(r * width));
+  return out;
+}
+
+template <class T>
+TensorView<backend::cpu, T> view(std::vector<T>& v, std::size_t offset, std::size_t n) {
+  return TensorView<backend::cpu, T>(v.data() + offset, Shape{n});
+}
+
+// chosen/rejected: (n, width) feature rows of the winning and losing side of each pair.
+template <class T = float>
+class BradleyTerryObjective {
+ public:
+  struct Batch {
+    std::vector<std::size_t> rows;
+  };
+  BradleyTerryObjective(std::vector<T> chosen, std::vector<T> rejected, std::size_t width, std::size_t batch,
+                        std::uint64_t seed = 1)
+      : w_(std::move(chosen)),
+        l_(std::move(rejected)),
+        width_(width),
+        order_(w_.size() / width, batch, seed) {}
+  Batch batch(std::size_t step, std::size_t /*micro*/) { return {order_.rows(step)}; }
+  train::StepLoss loss(MlpHead<T>& head, const Batch& b) {
+    const std::size_t n = b.rows.size();
+    auto x = gather_rows(w_, width_, b.rows);
+    const auto xl = gather_rows(l_, width_, b.rows);
+    x.insert(x.end(), xl.begin(), xl.end());
+    auto y = head.forward(x.data(), 2 * n);
+    std::vector<T> dy(2 * n, T(0));
+    const double loss = ops::bradley_terry_forward(view(y, 0, n), view(y, n, n));
+    ops::bradley_terry_backward(view(dy, 0, n), view(dy, n, n), view(y, 0, n), view(y, n, n));
+    head.backward(dy.data());
+    return {loss, n};
+  }
+
+ private:
+  std::vector<T> w_, l_;
+  std::size_t width_;
+  ExampleOrder order_;
+};
+
+// x: (n, width) features, labels: 1 entailment, 0 contradiction.
+template <class T = float>
+class NliObjective {
+ public:
+  struct Batch {
+    std::vector<std::size_t> rows;
+  };
+  NliObjective(std::vector<T> x, std::vector<T> labels, std::size_t width, std::size_t batch,
+               std::uint64_t seed = 1)
+      : x_(std::move(x)), y_(std::move(labels)), width_(width), order_(y_.size(), batch, seed) {}
+  Batch batch(std::size_t step, std::size_t /*micro*/) { return {order_.rows(step)}; }
+  train::StepLoss loss(MlpHead<T>& head, const Batch& b) {
+    const std::size_t n = b.rows.size();
+    const auto x = gather_rows(x_, width_, b.rows);
+    auto labels = gather_rows(y_, 1, b.rows);
+    auto z = head.forward(x.data(), n);
+    std::vector<T> dz(n, T(0));
+    const double loss = ops::bce_with_logits_forward(view(z, 0, n), view(labels, 0, n));
+    ops::bce_with_logits_backward(view(dz, 0, n), view(z, 0, n), view(labels, 0, n));
+    head.backward(dz.data());
+    return {loss, n};
+  }
+
+ private:
+  std::vector<T> x_, y_;
+  std::size_t width_;
+  ExampleOrder order_;
+};
+
+// x: (n, width) features, targets: (n, out) vectors.
+template <class T = float>
+class RegressionObjective {
+ public:
+  struct Batch {
+    std::vector<std::size_t> rows;
+  };
+  RegressionObjective(std::vector<T> x, std::vector<T> targets, std::size_t width, std::size_t out,
+                      std::size_t batch, std::uint64_t seed = 1)
+      : x_(std::move(x)),
+        t_(std::move(targets)),
+        width_(width),
+        out_(out),
+        order_(t_.size() / out, batch, seed) {}
+  Batch batch(std::size_t step, std::size_t /*micro*/) { return {order_.rows(step)}; }
+  train::StepLoss loss(MlpHead<T>& head, const Batch& b) {
+    const std::size_t n = b.rows.size();
+    const auto x = gather_rows(x_, width_, b.rows);
+    auto t = gather_rows(t_, out_, b.rows);
+    auto y = head.forward(x.data(), n);
+    std::vector<T> dy(n * out_, T(0));
+    const double loss = ops::mse_forward(view(y, 0, n * out_), view(t, 0, n * out_));
+    ops::mse_backward(view(dy, 0, n * out_), view(y, 0, n * out_), view(t, 0, n * out_));
+    head.backward(dy.data());
+    return {loss, n};
+  }
+
+ private:
+  std::vector<T> x_, t_;
+  std::size_t width_, out_;
+  ExampleOrder order_;
+};
+
+}  // namespace p4lm::reward

@@ -1,0 +1,248 @@
+#pragma once
+// Training the four reward heads on a data build's files with the shared Trainer, and their held-out
+// figures on the test users' files. The MiniLM encoder stays frozen (TextFeatures caches its
+// features); only each reward's MlpHead is trained, one objective each (head_objectives.hpp).
+//
+//   auto f = std::make_shared<reward::TextFeatures>("models/all-minilm-l6-v2");
+//   reward::RewardTrainOptions o{.max_train = 3000};
+//   auto [appeal, figures] = reward::train_appeal(f, "runs/data", o);   // figures["pair_accuracy"], ...
+//   appeal.save("runs/rewards/appeal.safetensors");
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "p4lm/cf/embeddings.hpp"
+#include "p4lm/core/error.hpp"
+#include "p4lm/data/datasets.hpp"
+#include "p4lm/reward/appeal.hpp"
+#include "p4lm/reward/head_objectives.hpp"
+#include "p4lm/reward/personalization.hpp"
+#include "p4lm/reward/precision.hpp"
+#include "p4lm/reward/preference_relevance.hpp"
+#include "p4lm/train/trainer.hpp"
+
+namespace p4lm::reward {
+
+struct RewardTrainOptions {
+  std::size_t max_train = 800;  // examples (pairs) drawn from train.jsonl: encoding is the cost
+  std::size_t max_test = 400;   // held-out examples from test.jsonl
+  std::size_t steps = 600, batch = 32, hidden = 64;
+  double lr = 2e-3, weight_decay = 0.01;
+  std::uint64_t seed = 1;
+  bool progress = false;
+};
+
+using Figures = std::map<std::string, double>;
+
+template <class R>
+std::vector<R> take(std::vector<R> v, std::size_t n, std::uint64_t seed) {
+  if (v.size() > n) {
+    Rng rng(seed, 0x7a4e);
+    for (std::size_t k = v.size(); k > 1; --k) std::swap(v[k - 1], v[static_cast<std::size_t>(rng.below(k))]);
+    v.resize(n);
+  }
+  return v;
+}
+
+template <class Objective>
+void fit_head(MlpHead<float>& head, Objective& objective, const RewardTrainOptions& o,
+              const std::string& label) {
+  train::TrainerOptions t;
+  t.phases = {{.steps = o.steps,
+               .schedule = {.peak_lr = o.lr,
+                            .warmup_steps = o.steps / 20,
+                            .total_steps = o.steps,
+                            .min_lr = o.lr / 10},
+               .optimizer = {.lr = o.lr, .beta2 = 0.999, .weight_decay = o.weight_decay}}};
+  t.progress = o.progress;
+  t.label = label;
+  t.final_checkpoint = false;
+  train::Trainer trainer(head, objective, t);
+  trainer.fit();
+}
+
+// Rank correlation (Spearman: Pearson of average ranks).
+inline double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  const auto ranks = [](const std::vector<double>& v) {
+    std::vector<std::size_t> idx(v.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::sort(idx.begin(), idx.end(), [&](auto i, auto j) { return v[i] < v[j]; });
+    std::vector<double> r(v.size());
+    for (std::size_t i = 0; i < idx.size();) {
+      std::size_t j = i;
+      while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]]) ++j;
+      for (std::size_t k = i; k <= j; ++k) r[idx[k]] = 0.5 * double(i + j);
+      i = j + 1;
+    }
+    return r;
+  };
+  const auto ra = ranks(a), rb = ranks(b);
+  const double n = double(ra.size()), ma = std::accumulate(ra.begin(), ra.end(), 0.0) / n,
+               mb = std::accumulate(rb.begin(), rb.end(), 0.0) / n;
+  double sab = 0, saa = 0, sbb = 0;
+  for (std::size_t i = 0; i < ra.size(); ++i) {
+    sab += (ra[i] - ma) * (rb[i] - mb);
+    saa += (ra[i] - ma) * (ra[i] - ma);
+    sbb += (rb[i] - mb) * (rb[i] - mb);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0.0;
+}
+
+// Pair rows for a Bradley-Terry reward: (chosen, rejected) features of each pair.
+template <class Reward>
+std::pair<std::vector<float>, std::vector<float>> pair_rows(Reward& r,
+                                                            const std::vector<data::PreferencePair>& pairs) {
+  std::vector<Rollout> w, l;
+  for (const auto& p : pairs) {
+    const bool a_wins = p.winner == "a";
+    w.push_back(
+        {.pitch = a_wins ? p.a : p.b, .user_id = p.user_id, .movie_id = p.movie_id, .profile = p.profile});
+    l.push_back(
+        {.pitch = a_wins ? p.b : p.a, .user_id = p.user_id, .movie_id = p.movie_id, .profile = p.profile});
+  }
+  return {r.features(w), r.features(l)};
+}
+
+template <class Reward>
+double pair_accuracy(Reward& r, const std::vector<data::PreferencePair>& pairs) {
+  auto [w, l] = pair_rows(r, pairs);
+  const auto sw = r.head().forward(w.data(), pairs.size()), sl = r.head().forward(l.data(), pairs.size());
+  std::size_t ok = 0;
+  for (std::size_t i = 0; i < pairs.size(); ++i) ok += sw[i] > sl[i];
+  return double(ok) / double(std::max<std::size_t>(pairs.size(), 1));
+}
+
+template <class Reward>
+std::pair<Reward, Figures> train_bradley_terry(std::shared_ptr<TextFeatures> f,
+                                               const std::filesystem::path& dir, const RewardTrainOptions& o,
+                                               std::size_t width) {
+  const std::string n(Reward::name());
+  Reward r(f, MlpHead<float>(width, o.hidden, 1, o.seed));
+  const auto train_pairs =
+      take(data::read_records<data::PreferencePair>(dir / n / "train.jsonl"), o.max_train, o.seed);
+  auto [w, l] = pair_rows(r, train_pairs);
+  BradleyTerryObjective<float> obj(std::move(w), std::move(l), width, o.batch, o.seed);
+  fit_head(r.head(), obj, o, n);
+  const auto test =
+      take(data::read_records<data::PreferencePair>(dir / n / "test.jsonl"), o.max_test, o.seed);
+  Figures fig{{"train_pairs", double(train_pairs.size())},
+              {"test_pairs", double(test.size())},
+              {"train_pair_accuracy", pair_accuracy(r, train_pairs)},
+              {"pair_accuracy", pair_accuracy(r, test)}};
+  return {std::move(r), fig};
+}
+
+inline std::pair<Appeal<>, Figures> train_appeal(std::shared_ptr<TextFeatures> f,
+                                                 const std::filesystem::path& dir,
+                                                 const RewardTrainOptions& o) {
+  return train_bradley_terry<Appeal<>>(f, dir, o, f->dim());
+}
+inline std::pair<Personalization<>, Figures> train_personalization(std::shared_ptr<TextFeatures> f,
+                                                                   const std::filesystem::path& dir,
+                                                                   const RewardTrainOptions& o) {
+  return train_bradley_terry<Personalization<>>(f, dir, o, 3 * f->dim());
+}
+
+inline double nli_accuracy(Precision<>& r, const std::vector<data::NliPair>& v) {
+  std::vector<std::string> p, h;
+  for (const auto& x : v) p.push_back(x.premise), h.push_back(x.hypothesis);
+  const auto z = r.logits(p, h);
+  std::size_t ok = 0;
+  for (std::size_t i = 0; i < v.size(); ++i) ok += (z[i] > 0) == (v[i].label == "entailment");
+  return double(ok) / double(std::max<std::size_t>(v.size(), 1));
+}
+
+inline std::pair<Precision<>, Figures> train_precision(std::shared_ptr<TextFeatures> f,
+                                                       const std::filesystem::path& dir,
+                                                       const RewardTrainOptions& o) {
+  const std::size_t width = 3 * f->dim();
+  Precision<> r(f, MlpHead<float>(width, o.hidden, 1, o.seed));
+  const auto tr = take(data::read_records<data::NliPair>(dir / "nli" / "train.jsonl"), o.max_train, o.seed);
+  std::vector<std::string> p, h;
+  std::vector<float> y;
+  for (const auto& x : tr) {
+    if (x.label != "entailment" && x.label != "contradiction")
+      fail<InvalidArgument>((dir / "nli" / "train.jsonl").string(), ": label '", x.label,
+                            "' is not entailment/contradiction");
+    p.push_back(x.premise), h.push_back(x.hypothesis), y.push_back(x.label == "entailment" ? 1.f : 0.f);
+  }
+  NliObjective<float> obj(f->pair_features(p, h), std::move(y), width, o.batch, o.seed);
+  fit_head(r.head(), obj, o, "precision");
+  const auto test = take(data::read_records<data::NliPair>(dir / "nli" / "test.jsonl"), o.max_test, o.seed);
+  Figures fig{{"train_pairs", double(tr.size())},
+              {"test_pairs", double(test.size())},
+              {"train_nli_accuracy", nli_accuracy(r, tr)},
+              {"nli_accuracy", nli_accuracy(r, test)}};
+  return {std::move(r), fig};
+}
+
+// R² over all target numbers and the rank correlation of user·q with the CF score user·item over the
+// test examples. users: the CF model the data build's targets came from (its user_ids).
+template <int Dim>
+Figures relevance_figures(PreferenceRelevance<backend::cpu, Dim>& r,
+                          const std::vector<data::RelevanceExample>& v, const cf::Embeddings<Dim>& cf) {
+  std::vector<std::string> t;
+  for (const auto& x : v) t.push_back(x.pitch);
+  const auto q = r.item_vectors(t);
+  std::vector<double> mean(Dim, 0.0);
+  for (const auto& x : v)
+    for (int k = 0; k < Dim; ++k) mean[k] += x.target[k] / double(v.size());
+  double sse = 0, sst = 0;
+  for (std::size_t i = 0; i < v.size(); ++i)
+    for (int k = 0; k < Dim; ++k) {
+      sse += std::pow(q[i * Dim + k] - v[i].target[k], 2);
+      sst += std::pow(v[i].target[k] - mean[k], 2);
+    }
+  std::map<std::int64_t, std::size_t> user_index;
+  for (std::size_t u = 0; u < cf.user_ids.size(); ++u) user_index[cf.user_ids[u]] = u;
+  std::vector<double> ours, theirs;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const auto it = user_index.find(v[i].user_id);
+    if (it == user_index.end()) continue;
+    const auto u = cf.user(cf::Index(it->second));
+    double a = 0, b = 0;
+    for (int k = 0; k < Dim; ++k) a += u[k] * q[i * Dim + k], b += u[k] * v[i].target[k];
+    ours.push_back(a), theirs.push_back(b);
+  }
+  return {{"r2", sst > 0 ? 1 - sse / sst : 0.0},
+          {"cf_rank_correlation", spearman(ours, theirs)},
+          {"test_examples", double(v.size())}};
+}
+
+template <int Dim>
+std::pair<PreferenceRelevance<backend::cpu, Dim>, Figures> train_relevance(
+    std::shared_ptr<TextFeatures> f, const std::filesystem::path& dir, const std::filesystem::path& cf_file,
+    const RewardTrainOptions& o) {
+  const auto file = dir / "relevance" / "train.jsonl";
+  auto tr = take(data::read_records<data::RelevanceExample>(file), o.max_train, o.seed);
+  std::vector<std::string> t;
+  std::vector<float> y;
+  for (const auto& x : tr) {
+    if (x.target.size() != std::size_t(Dim))
+      throw ParseError(file, 0, "target",
+                       "has " + std::to_string(x.target.size()) + " numbers, the CF width is " +
+                           std::to_string(Dim) + (x.target.empty() ? " (build the data with --cf)" : ""));
+    t.push_back(x.pitch), y.insert(y.end(), x.target.begin(), x.target.end());
+  }
+  PreferenceRelevance<backend::cpu, Dim> r(f, MlpHead<float>(f->dim(), o.hidden, Dim, o.seed));
+  RegressionObjective<float> obj(text_rows(*f, t), std::move(y), f->dim(), Dim, o.batch, o.seed);
+  fit_head(r.head(), obj, o, "preference_relevance");
+  const auto cf = cf::load_embeddings<Dim>(cf_file);
+  auto fig = relevance_figures(
+      r,
+      take(data::read_records<data::RelevanceExample>(dir / "relevance" / "test.jsonl"), o.max_test, o.seed),
+      cf);
+  fig["train_examples"] = double(tr.size());
+  fig["train_r2"] = relevance_figures(r, tr, cf)["r2"];
+  return {std::move(r), fig};
+}
+
+}  // namespace p4lm::reward

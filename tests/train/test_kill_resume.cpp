@@ -1,7 +1,7 @@
 // Kill -9 at a random moment, then the same command: the run folder ends byte for byte as the
 // uninterrupted run's (checkpoint, metrics, config), for train-lm and for SFT. Each run is this
 // test program re-executed as a child process (the hidden test case below) so it can be killed like
-// a real run; the kill moments are drawn from the run's measured duration and printed on failure.
+// a real run; the kill moments are random points of the run's progress, printed on failure.
 
 #include <catch2/catch.hpp>
 
@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -45,7 +46,8 @@ void train_lm_child(const fs::path& out) {
   p4lm::Rng rng(5);
   lm.init_random(rng);
   std::vector<std::int32_t> stream(2000);
-  for (std::size_t i = 0; i < stream.size(); ++i) stream[i] = static_cast<std::int32_t>((i * 7 + i / 11) % 32);
+  for (std::size_t i = 0; i < stream.size(); ++i)
+    stream[i] = static_cast<std::int32_t>((i * 7 + i / 11) % 32);
   p4lm::train::train_next_token(lm, stream,
                                 {.batch = 4,
                                  .seq = 16,
@@ -124,34 +126,61 @@ int wait_child(pid_t pid) {
 
 std::map<std::string, std::string> folder_bytes(const fs::path& dir) {
   std::map<std::string, std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) out[e.path().filename().string()] = p4lm::io::read_file(e.path());
+  for (const auto& e : fs::directory_iterator(dir))
+    out[e.path().filename().string()] = p4lm::io::read_file(e.path());
   return out;
 }
 
+std::size_t lines_of(const fs::path& file) {
+  std::error_code ec;
+  if (!fs::exists(file, ec)) return 0;
+  const std::string text = p4lm::io::read_file(file);
+  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// The kill moments are random points of the run's progress, not of wall time (which a loaded machine
+// stretches): a round draws a metrics line k of the uninterrupted run, waits until the child has
+// written k lines, waits a further random 0-3 ms (inside the next step, a checkpoint write, ...) and
+// kills it.
 void kill_and_resume(const std::string& kind) {
-  const fs::path root = fs::temp_directory_path() / ("p4lm_test_kill_" + kind + "_" + std::to_string(::getpid()));
+  const fs::path root =
+      fs::temp_directory_path() / ("p4lm_test_kill_" + kind + "_" + std::to_string(::getpid()));
+  const std::string metrics = kind == "sft" ? "train_metrics.jsonl" : "metrics.jsonl";
   fs::remove_all(root);
   const auto t0 = std::chrono::steady_clock::now();
   const int clean = wait_child(spawn_child(kind, root / "straight"));
   REQUIRE(WIFEXITED(clean));
   REQUIRE(WEXITSTATUS(clean) == 0);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::size_t total_lines = lines_of(root / "straight" / metrics);
+  REQUIRE(total_lines > 2);
   std::random_device entropy;
   const unsigned seed = entropy();
   std::mt19937 gen(seed);
-  std::uniform_real_distribution<double> moment(0.05 * seconds, 0.95 * seconds);
+  std::uniform_int_distribution<std::size_t> line(1, total_lines - 1);
+  std::uniform_int_distribution<int> extra_us(0, 3000);
   std::string kills;
   int killed = 0;
-  for (int round = 0; round < 3; ++round) {
-    const double at = moment(gen);
+  std::vector<std::size_t> targets{line(gen), line(gen), line(gen)};
+  std::sort(targets.begin(), targets.end());  // later rounds resume past the earlier kills
+  for (const std::size_t at : targets) {
+    const int us = extra_us(gen);
     const pid_t pid = spawn_child(kind, root / "killed");
-    std::this_thread::sleep_for(std::chrono::duration<double>(at));
-    ::kill(pid, SIGKILL);
-    const int status = wait_child(pid);
+    int status = 0;
+    bool exited = false;
+    while (!(exited = ::waitpid(pid, &status, WNOHANG) == pid) && lines_of(root / "killed" / metrics) < at)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (!exited) {
+      std::this_thread::sleep_for(std::chrono::microseconds(us));
+      ::kill(pid, SIGKILL);
+      status = wait_child(pid);
+    }
     killed += WIFSIGNALED(status) ? 1 : 0;
-    kills += std::to_string(at) + " s" + (WIFSIGNALED(status) ? " (killed) " : " (had finished) ");
+    kills += "line " + std::to_string(at) + " + " + std::to_string(us) + " us" +
+             (WIFSIGNALED(status) ? " (killed), " : " (had finished), ");
   }
-  INFO(kind << ": uninterrupted run " << seconds << " s; kills at " << kills << "(seed " << seed << ")");
+  INFO(kind << ": uninterrupted run " << seconds << " s, " << total_lines << " metrics lines; kills at "
+            << kills << "(seed " << seed << ")");
   const int last = wait_child(spawn_child(kind, root / "killed"));
   REQUIRE(WIFEXITED(last));
   REQUIRE(WEXITSTATUS(last) == 0);

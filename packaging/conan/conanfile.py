@@ -70,6 +70,7 @@ class P4lmConan(ConanFile):
         cmake = CMake(self)
         cmake.configure(variables={"P4LM_BUILD_TESTS": "OFF", "P4LM_BUILD_EXAMPLES": "OFF",
                                    "P4LM_BUILD_TOOLS": "OFF", "P4LM_BUILD_BENCHMARKS": "OFF",
+                                   "P4LM_BUILD_FUZZERS": "OFF",
                                    "P4LM_INSTALL": "ON", "P4LM_ARCH": "none",
                                    "P4LM_ENABLE_CUDA": "ON" if self.options.with_cuda else "OFF"})
 

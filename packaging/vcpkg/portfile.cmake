@@ -16,6 +16,7 @@ vcpkg_cmake_configure(
     -DP4LM_BUILD_EXAMPLES=OFF
     -DP4LM_BUILD_TOOLS=OFF
     -DP4LM_BUILD_BENCHMARKS=OFF
+    -DP4LM_BUILD_FUZZERS=OFF
     -DP4LM_INSTALL=ON
     -DP4LM_ARCH=none
     ${feature_options})

@@ -19,7 +19,8 @@ Every header includes only headers of its own folder and of the folders below it
     pipeline
 
 The umbrella headers (p4lm.hpp, cuda.hpp, version.hpp) may include anything. A `detail/` header is
-included only from its own folder (ops/detail/ from ops/). Prints every violation as
+included only from its own folder (ops/detail/ from ops/). p4lm.hpp includes every public CPU header
+(all but detail/ and the nvcc-only backend/cuda/). Prints every violation as
 `file:line: <folder> includes <header>` and exits 1 if there is one.
 
     python3 scripts/check_layering.py [include-root]
@@ -65,6 +66,15 @@ def main() -> int:
                 mine = pathlib.PurePosixPath(*rel.parts[:len(owner.parts)])
                 if mine != owner:
                     problems.append(f"{header}:{number}: {target} is internal to {owner}/")
+    umbrella = base / "p4lm.hpp"
+    included = {m.group(1) for line in umbrella.read_text(encoding="utf-8").splitlines()
+                if (m := INCLUDE.match(line))}
+    for header in sorted(base.rglob("*.hpp")):
+        rel = header.relative_to(base).as_posix()
+        if header.parent == base or "/detail/" in f"/{rel}" or rel.startswith("backend/cuda/"):
+            continue
+        if rel not in included:
+            problems.append(f"{umbrella}:1: p4lm.hpp does not include the public header {rel}")
     for p in problems:
         print(p)
     if problems:

@@ -42,7 +42,7 @@
 #include <nlohmann/json.hpp>
 
 #include "p4lm/core/error.hpp"
-#include "p4lm/core/metrics.hpp"
+#include "p4lm/io/metrics.hpp"
 #include "p4lm/core/progress.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/output_lock.hpp"

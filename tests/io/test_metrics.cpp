@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <limits>
 
-#include <p4lm/core/metrics.hpp>
+#include <p4lm/io/metrics.hpp>
 #include <p4lm/io/atomic_file.hpp>
 
 namespace fs = std::filesystem;

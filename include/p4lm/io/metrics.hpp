@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "p4lm/core/error.hpp"
-#include "p4lm/io/atomic_file.hpp"  // a leaf utility (needs only core/error.hpp)
+#include "p4lm/io/atomic_file.hpp"
 
 namespace p4lm {
 

@@ -4,7 +4,7 @@
 // loop, which owns what every run needs and must get right once:
 //   - the step loop over phases (a phase: steps, learning-rate schedule and optimizer options;
 //     SFT has two, a fresh AdamW each), gradient accumulation over micro-batches, clipping (AdamW);
-//   - periodic evaluation (Objective::evaluate) and metrics files (core/metrics.hpp), progress;
+//   - periodic evaluation (Objective::evaluate) and metrics files (io/metrics.hpp), progress;
 //   - checkpoint + resume: parameters, optimizer moments and step, the phase and schedule position,
 //     the objective's data-order state and the result-changing options (train/checkpointing.hpp); a
 //     resumed run drops the metrics records logged after its checkpoint and continues bit-identically;

@@ -15,89 +15,15 @@
 #include "p4lm/model/generate.hpp"
 #include "p4lm/rl/pitch_policy.hpp"
 #include "p4lm/rl/ppo_trainer.hpp"
+#include "tiny_pitch_run.hpp"
 
 using namespace p4lm;
 
 namespace {
 
-struct Folder {
-  std::filesystem::path path;
-  explicit Folder(const std::string& name)
-      : path(std::filesystem::temp_directory_path() /
-             ("p4lm_test_" + name + "_" + std::to_string(::getpid()))) {
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~Folder() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
-constexpr int kDim = 16;
-using Adapter = CFAdapter<kDim, 1, float>;
-
-// A tiny Llama with tok512's vocabulary, a random adapter, 3 users x 4 movies of CF embeddings, the
-// catalog and profiles: the files `p4lm sft` and `p4lm data build` leave behind.
-struct TinyRun {
-  Folder dir{"pitch_policy"};
-  LlamaLM<float> lm;
-  Adapter adapter{16};
-  cf::Embeddings<kDim> cf{3, 4};
-
-  static ModelConfig config() {
-    ModelConfig c;
-    c.arch = "llama";
-    c.vocab_size = 512;
-    c.d_model = 16;
-    c.n_layers = 1;
-    c.n_heads = 2;
-    c.d_ff = 32;
-    c.max_seq = 128;
-    c.tied_head = true;
-    return c;
-  }
-
-  TinyRun() : lm(config()) {
-    Rng rng(7);
-    lm.init_random(rng, 0.1);
-    adapter.init_random(rng, 0.1);
-    for (std::size_t k = 0; k < cf.users.size(); ++k) cf.users.data()[k] = float(rng.normal());
-    for (std::size_t k = 0; k < cf.items.size(); ++k) cf.items.data()[k] = float(rng.normal());
-    cf.user_ids = {10, 11, 12};
-    cf.item_ids = {100, 101, 102, 103};
-    cf::save_embeddings(cf, dir.path / "cf.safetensors");
-    const nlohmann::json info{{"conditioning", "cf"},
-                              {"cf_dim", kDim},
-                              {"adapter_tokens", 1},
-                              {"prefix", "bos_then_soft_tokens"},
-                              {"adapter_hidden", 0},
-                              {"adapter_output", "vectors"},
-                              {"tokenizer", ""},
-                              {"base", "scratch"},
-                              {"cf", (dir.path / "cf.safetensors").string()},
-                              {"max_prompt_tokens", 48},
-                              {"max_pitch_tokens", 64},
-                              {"first_sentence_only", true},
-                              {"marker", "Pitch:"}};
-    train::PitchModel<LlamaLM<float>, Adapter> bundle(lm, &adapter);
-    save_checkpoint(dir.path / "model.safetensors", bundle, static_cast<AdamW<float>*>(nullptr),
-                    {{"pitch_model", info.dump()}});
-    std::ofstream catalog(dir.path / "catalog.jsonl"), profiles(dir.path / "profiles.jsonl");
-    const char* titles[] = {"Heat", "Alien", "Up", "Fargo"};
-    for (int m = 0; m < 4; ++m)
-      catalog << nlohmann::json{{"movie_id", 100 + m},
-                                {"title", titles[m]},
-                                {"year", 1990 + m},
-                                {"genres", {"Drama", "Crime"}},
-                                {"overview", "A story about a thing. And another one."}}
-                     .dump()
-              << '\n';
-    for (int u = 0; u < 3; ++u)
-      profiles << nlohmann::json{{"user_id", 10 + u}, {"text", "likes films"}, {"split", "train"}}.dump()
-               << '\n';
-  }
-};
+using p4lm_test::Folder;
+using p4lm_test::kDim;
+using p4lm_test::TinyRun;
 
 template <class T>
 std::vector<T> values(const TensorView<backend::cpu, T>& v) {

@@ -43,11 +43,18 @@
 #include "p4lm/core/progress.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/data/datasets.hpp"
+#include "p4lm/eval/catalog_file.hpp"
 #include "p4lm/eval/gold_judge.hpp"
 #include "p4lm/eval/svg_plot.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/jsonl.hpp"
 #include "p4lm/model/generate.hpp"
+#include "p4lm/reward/appeal.hpp"
+#include "p4lm/reward/personalization.hpp"
+#include "p4lm/reward/precision.hpp"
+#include "p4lm/reward/preference_relevance.hpp"
+#include "p4lm/reward/reward_mix.hpp"
+#include "p4lm/reward/text_features.hpp"
 #include "p4lm/rl/pitch_policy.hpp"
 #include "p4lm/rl/policy_gradient.hpp"
 #include "p4lm/rl/ppo_trainer.hpp"
@@ -92,13 +99,79 @@ inline std::map<std::string, double> parse_reward_weights(const std::string& s) 
   return w;
 }
 
+// The P4LM reward mix (precision, appeal, personalization, preference relevance) from the folder
+// `p4lm rewards train` wrote, weighted by `weights` ("precision=1,appeal=0.5,..."; "relevance" names
+// preference_relevance; a reward left out weighs 1), as a PitchReward. Components are used raw
+// (Normalization::none): the weights set their balance.
+inline PitchReward load_reward_mix(const std::filesystem::path& rewards, const std::string& weights,
+                                   const std::filesystem::path& encoder, const std::filesystem::path& data,
+                                   const rl::PitchPolicyLoader& loader) {
+  auto w = parse_reward_weights(weights);
+  if (const auto r = w.find("relevance"); r != w.end()) {
+    w["preference_relevance"] = r->second;
+    w.erase(r);
+  }
+  return train::with_adapter_dim(loader.cf_dim(), [&](auto d) -> PitchReward {
+    constexpr int Dim = decltype(d)::value;
+    using Mix = reward::RewardMix<reward::Precision<>, reward::Appeal<>, reward::Personalization<>,
+                                  reward::PreferenceRelevance<backend::cpu, Dim>>;
+    std::vector<double> eta;
+    for (const auto name : Mix::names()) {
+      const auto it = w.find(std::string(name));
+      eta.push_back(it == w.end() ? 1.0 : it->second);
+      if (it != w.end()) w.erase(it);
+    }
+    if (!w.empty())
+      fail<InvalidArgument>("--weights: unknown reward '", w.begin()->first,
+                            "' (precision, appeal, personalization, relevance)");
+    for (const char* f : {"precision", "appeal", "personalization", "preference_relevance"})
+      if (!std::filesystem::exists(rewards / (std::string(f) + ".safetensors")))
+        fail<InvalidArgument>("--rewards: ", (rewards / (std::string(f) + ".safetensors")).string(),
+                              " does not exist (run p4lm rewards train)");
+    auto f = std::make_shared<reward::TextFeatures>(encoder);
+    auto mix =
+        std::make_shared<Mix>(reward::Precision<>::load(rewards / "precision.safetensors", f),
+                              reward::Appeal<>::load(rewards / "appeal.safetensors", f),
+                              reward::Personalization<>::load(rewards / "personalization.safetensors", f),
+                              reward::PreferenceRelevance<backend::cpu, Dim>::load(
+                                  rewards / "preference_relevance.safetensors", f));
+    mix->set_weights(eta);
+    auto catalog = std::make_shared<const data::Catalog>(eval::read_catalog(data / "catalog.jsonl"));
+    auto sources = std::make_shared<const train::PitchSources>(data);
+    auto cf = std::make_shared<const cf::Embeddings<Dim>>(cf::load_embeddings<Dim>(loader.cf_path()));
+    auto rows = std::make_shared<const train::CfRows>(*cf);
+    return [=](std::span<const PitchToScore> batch) {
+      std::vector<reward::RolloutData> owned;
+      owned.reserve(batch.size());
+      for (const auto& p : batch) {
+        reward::RolloutData r;
+        r.pitch = p.pitch, r.user_id = p.user_id, r.movie_id = p.movie_id;
+        r.premise = data::premise_text(catalog->by_movie_id(p.movie_id));
+        r.profile = sources->request(p.user_id, p.movie_id).profile;
+        const auto e = cf->user(rows->user_row(p.user_id));
+        r.user_embedding.assign(e.begin(), e.end());
+        owned.push_back(std::move(r));
+      }
+      std::vector<reward::Rollout> views;
+      for (const auto& r : owned) views.push_back(r.view());
+      auto s = mix->evaluate(views);
+      PitchRewardScores out;
+      out.total = std::move(s.total);
+      for (std::size_t c = 0; c < Mix::size; ++c) out.components[std::string(Mix::names()[c])] = s.raw[c];
+      return out;
+    };
+  });
+}
+
 // ---- configuration ----
 
 struct RlConfig {
   Param<std::string> sft{"runs/main/sft", "SFT run folder (its model.safetensors) or a pitch model file"};
   Param<std::string> data{"runs/main/data",
                           "folder of p4lm data build (catalog, profiles, heldout/test.jsonl)"};
-  Param<std::string> rewards{"runs/main/rewards", "folder of the trained reward models"};
+  Param<std::string> rewards{"runs/main/rewards", "folder of p4lm rewards train (<reward>.safetensors)"};
+  Param<std::string> encoder{"models/all-minilm-l6-v2",
+                             "sentence-transformers folder the rewards were trained on"};
   Param<std::string> out{"runs/main/rl", "output folder (resumed when it holds state.safetensors)"};
   Param<std::string> weights{"precision=1,appeal=1,personalization=1,relevance=1",
                              "reward mix weights, name=value,..."};
@@ -132,7 +205,7 @@ struct RlConfig {
 
 }  // namespace p4lm::pipeline
 
-BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RlConfig, sft, data, rewards, out, weights, algo, iterations,
+BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RlConfig, sft, data, rewards, encoder, out, weights, algo, iterations,
                         batch_size, mini_batch_size, ppo_epochs, rloo_k, learning_rate, max_grad_norm,
                         init_kl_coef, adaptive_kl, target, horizon, kl_penalty, cliprange, cliprange_value,
                         vf_coef, gamma, lam, response_length, missing_eos_penalty, eval_every, eval_pairs,
@@ -452,6 +525,16 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
                                                                            p);
     return train(t);
   });
+}
+
+}  // namespace p4lm::pipeline
+
+namespace p4lm::pipeline {
+
+// The stage with the P4LM reward mix from c.rewards (what `p4lm rl` runs).
+inline RlResult run_rl(const RlConfig& c) {
+  const auto loader = rl::PitchPolicyLoader::open(*c.sft);
+  return run_rl(c, load_reward_mix(*c.rewards, *c.weights, *c.encoder, *c.data, loader));
 }
 
 }  // namespace p4lm::pipeline

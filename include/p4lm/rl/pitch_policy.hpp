@@ -170,6 +170,7 @@ class PitchPolicyLoader {
   const train::TextCodec& codec() const noexcept { return codec_; }
   const train::PromptOptions& prompt_options() const noexcept { return prompt_; }
   int cf_dim() const noexcept { return dim_; }
+  const std::filesystem::path& cf_path() const noexcept { return cf_; }
 
   // Loads the policy with the adapter width the file records and calls f(PitchPolicy<Dim>).
   template <class F>

@@ -533,6 +533,9 @@ namespace p4lm::pipeline {
 
 // The stage with the P4LM reward mix from c.rewards (what `p4lm rl` runs).
 inline RlResult run_rl(const RlConfig& c) {
+  // Settings first: a typo should not wait for the models to load.
+  if (*c.algo != "ppo" && *c.algo != "pg") fail<UsageError>("--algo: '", *c.algo, "', expected ppo or pg");
+  (void)parse_reward_weights(*c.weights);
   const auto loader = rl::PitchPolicyLoader::open(*c.sft);
   return run_rl(c, load_reward_mix(*c.rewards, *c.weights, *c.encoder, *c.data, loader));
 }

@@ -42,9 +42,9 @@
 #include <nlohmann/json.hpp>
 
 #include "p4lm/core/error.hpp"
-#include "p4lm/io/metrics.hpp"
 #include "p4lm/core/progress.hpp"
 #include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/metrics.hpp"
 #include "p4lm/io/output_lock.hpp"
 #include "p4lm/nn/adamw.hpp"
 #include "p4lm/nn/parameter.hpp"
@@ -190,6 +190,9 @@ class Trainer {
     load_training_checkpoint(checkpoint_path(), *model_, &opt_);
     if constexpr (ObjectiveHasState<Objective>)
       objective_->load_state(saved.value("objective", nlohmann::json()));
+    // The loss logged next averages over the whole log interval, steps before the checkpoint included.
+    log_loss_sum_ = saved.value("log_loss_sum", 0.0);
+    log_loss_n_ = saved.value("log_loss_count", std::size_t{0});
     step_ = step;
     return true;
   }
@@ -210,26 +213,24 @@ class Trainer {
       bar.emplace(o_.label, end, "steps");
       bar->advance(step_);
     }
-    double loss_sum = 0;
-    std::size_t loss_n = 0;
     bool first = true;
     while (step_ < end) {
       const std::size_t p = phase_of(step_);
       if (p != phase_ready_) begin_phase(p);
       const StepInfo info = train_step(p);
       if (first) write_run_files(), first = false;
-      loss_sum += info.loss, ++loss_n;
+      log_loss_sum_ += info.loss, ++log_loss_n_;
       if (bar) bar->advance(1, phase_note(p) + "loss " + fmt(info.loss));
       stop = call_all([&](auto& c) { return hooks::call_end_step(c, *this, info); });
       if (stop) end = step_;
       const bool phase_end = step_ == phase_start(p) + o_.phases[p].steps;
       if (!o_.out.empty() && (step_ % std::max<std::size_t>(o_.log_every, 1) == 0 || phase_end)) {
         std::map<std::string, double> r = o_.phases[p].fields;
-        r["loss"] = loss_sum / static_cast<double>(loss_n);
+        r["loss"] = log_loss_sum_ / static_cast<double>(log_loss_n_);
         r["lr"] = info.lr;
         r["grad_norm"] = info.grad_norm;
         sink(train_log_, o_.train_metrics).record(static_cast<long>(step_), r);
-        loss_sum = 0, loss_n = 0;
+        log_loss_sum_ = 0, log_loss_n_ = 0;
       }
       if (phase_end || (o_.eval_every && step_ % o_.eval_every == 0)) {
         if (auto r = evaluate(p); !r.empty()) {
@@ -267,8 +268,12 @@ class Trainer {
 
   void save_checkpoint() {
     const std::size_t p = phase_of(step_ == 0 ? 0 : step_ - 1);
-    nlohmann::json t{
-        {"step", step_}, {"phase", p}, {"phase_step", step_ - phase_start(p)}, {"options", o_.fingerprint}};
+    nlohmann::json t{{"step", step_},
+                     {"phase", p},
+                     {"phase_step", step_ - phase_start(p)},
+                     {"options", o_.fingerprint},
+                     {"log_loss_sum", log_loss_sum_},
+                     {"log_loss_count", log_loss_n_}};
     const auto& s = o_.phases.at(p).schedule;
     t["schedule"] = {{"peak_lr", s.peak_lr},
                      {"warmup_steps", s.warmup_steps},
@@ -356,6 +361,8 @@ class Trainer {
   io::OutputLock lock_;
   Optimizer opt_;
   std::size_t step_ = 0;
+  double log_loss_sum_ = 0;  // losses of the steps since the last train-metrics record
+  std::size_t log_loss_n_ = 0;
   std::size_t phase_ready_ = std::numeric_limits<std::size_t>::max();
   std::optional<MetricsSink> train_log_, eval_log_;
 };

@@ -63,7 +63,19 @@ double dot(const TensorView<backend::cpu, double>& a, const TensorView<backend::
 TEST_CASE("BertEncoder: backward matches finite differences for every parameter and the input",
           "[bert][grad]") {
   using Enc = BertEncoder<backend::cpu, double>;
-  Enc enc(tiny_config());
+  // Width 8 runs split q/k/v products; width 16 the fused (3C, C) one (the three tensors adjacent in
+  // the parameter allocation, as at MiniLM's 384).
+  const std::size_t C = GENERATE(std::size_t(8), std::size_t(16));
+  auto config = tiny_config();
+  config.d_model = C;
+  Enc enc(config);
+  const auto bias = [&](const char* w) {
+    return enc.parameter(std::string("encoder.layer.0.attention.self.") + w + ".bias").value.data();
+  };
+  CHECK((bias("key") == bias("query") + C) == (C == 16));  // the fused product's precondition
+  // Central differences: at width 16 the loss's rounding (~1e-14) over a 1e-6 step is ~1e-8, the
+  // size of the smallest gradients checked; a 1e-5 step keeps that noise below the tolerance.
+  const double step = C == 8 ? 1e-6 : 1e-5;
   Rng rng(7);
   enc.init_random(rng, 0.3);
   // Gains and biases away from 1 and 0, so their gradients are exercised in general position.
@@ -71,7 +83,7 @@ TEST_CASE("BertEncoder: backward matches finite differences for every parameter 
     if (p.value.rank() == 1)
       for (auto& x : p.value.span()) x += 0.2 * rng.normal();
 
-  const std::size_t B = 2, T = 5, C = 8;
+  const std::size_t B = 2, T = 5;
   std::vector<std::int32_t> ids{1, 5, 9, 12, 2, 3, 3, 7, 0, 0}, types{0, 0, 1, 1, 1, 0, 1, 1, 0, 0},
       lens{5, 3};
   const TensorView<backend::cpu, std::int32_t> idv(ids.data(), {B, T}), tv(types.data(), {B, T}),
@@ -91,7 +103,7 @@ TEST_CASE("BertEncoder: backward matches finite differences for every parameter 
     std::size_t checked = 0;
     for (auto& p : enc.parameters()) {
       const Tensor<backend::cpu, double> analytic(p.grad);
-      const auto report = check_gradient(loss, p.value, analytic, 1e-6, 1e-9);
+      const auto report = check_gradient(loss, p.value, analytic, step, 1e-9);
       INFO(p.name << ": " << report.str());
       if (p.name.find("key.bias") != std::string::npos)
         CHECK(report.max_absolute_error < 1e-7);  // exactly 0: softmax ignores a shift shared by all keys
@@ -113,7 +125,7 @@ TEST_CASE("BertEncoder: backward matches finite differences for every parameter 
     enc.zero_grad();
     enc.backward(g_emb);
     const Tensor<backend::cpu, double> analytic(enc.input_grad());
-    const auto report = check_gradient(loss, x, analytic, 1e-6, 1e-9);
+    const auto report = check_gradient(loss, x, analytic, step, 1e-9);
     INFO("inputs_embeds: " << report.str());
     CHECK(report.max_relative_error < 1e-5);
     // Padding positions (b = 1, t >= 3) are never attended to or pooled: no gradient.
@@ -124,7 +136,7 @@ TEST_CASE("BertEncoder: backward matches finite differences for every parameter 
           p.name != "encoder.layer.1.output.dense.weight")
         continue;
       const Tensor<backend::cpu, double> pa(p.grad);
-      const auto r = check_gradient(loss, p.value, pa, 1e-6, 1e-9);
+      const auto r = check_gradient(loss, p.value, pa, step, 1e-9);
       INFO(p.name << ": " << r.str());
       CHECK(r.max_relative_error < 1e-5);
     }

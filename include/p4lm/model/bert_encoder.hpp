@@ -12,8 +12,9 @@
 // Assembled from the modules of nn/, no kernel of its own: h0 = LN0(word[ids] + position[t] +
 // token_type[type]) (nn::Embedding + the token types + nn::LayerNorm, embeddings.*), then one
 // nn::Block per layer, post-norm (placement::PostNorm), bound to the parameters by name:
-//   res2 = x + Attention(x)     attention.self.{query,key,value} (three Linear products: split q/k/v),
-//                               attention.output.dense; bidirectional, keys past lengths[b] masked
+//   res2 = x + Attention(x)     attention.self.{query,key,value}, attention.output.dense;
+//                               bidirectional, keys past lengths[b] masked; one (3C, C) product
+//                               where the three tensors are adjacent in the allocation, else three
 //   ln1  = LN1(res2)            attention.output.LayerNorm
 //   res3 = ln1 + MLP(ln1)       intermediate.dense, exact-erf GELU, output.dense
 //   ln2  = LN2(res3)  -> out    output.LayerNorm
@@ -26,6 +27,7 @@
 // backward() reads the ids, token types and inputs_embeds that forward() was given: keep them alive.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -285,21 +287,65 @@ class BertEncoder {
     embed_ = {&set_["embeddings.word_embeddings.weight"], &set_["embeddings.position_embeddings.weight"]};
     types_ = &set_["embeddings.token_type_embeddings.weight"];
     embed_norm_ = Norm::bind(set_, "embeddings.LayerNorm", eps);
+    const std::size_t C = config_.d_model;
     layers_.clear();
+    fused_layers_.clear();
+    qkv_.clear();
+    qkv_parts_.clear();
+    qkv_.reserve(2 * config_.n_layers);  // the fused Linears point at these records: no reallocation
+    bool fusable = true;
     for (std::size_t l = 0; l < config_.n_layers; ++l) {
       const std::string p = "encoder.layer." + std::to_string(l) + ".";
       Layer layer;
-      layer.attn = Attn::split(
-          {H, H, config_.d_model / H, 0.0}, Lin::bind(set_, p + "attention.self.query", true),
-          Lin::bind(set_, p + "attention.self.key", true), Lin::bind(set_, p + "attention.self.value", true),
-          Lin::bind(set_, p + "attention.output.dense", true));
+      layer.attn = Attn::split({H, H, C / H, 0.0}, Lin::bind(set_, p + "attention.self.query", true),
+                               Lin::bind(set_, p + "attention.self.key", true),
+                               Lin::bind(set_, p + "attention.self.value", true),
+                               Lin::bind(set_, p + "attention.output.dense", true));
       layer.norm1 = Norm::bind(set_, p + "attention.output.LayerNorm", eps);
       layer.mlp =
           Mlp{Lin::bind(set_, p + "intermediate.dense", true), Lin::bind(set_, p + "output.dense", true)};
       layer.norm2 = Norm::bind(set_, p + "output.LayerNorm", eps);
       layers_.push_back(layer);
+      // The same layer with one (3C, C) q/k/v product, where query, key and value (weights, and
+      // biases) are adjacent in the allocation: no alignment padding between them, as at MiniLM's
+      // width (C x C and C both multiples of 16). Other widths keep the split products.
+      std::array<Parameter<T, B>*, 6> parts{};
+      for (std::size_t i = 0; i < 6; ++i)
+        parts[i] = &set_[p + "attention.self." + std::array{"query", "key", "value"}[i % 3] +
+                         (i < 3 ? ".weight" : ".bias")];
+      auto adjacent = [&](std::size_t i) {
+        return parts[i + 1]->value.data() == parts[i]->value.data() + parts[i]->value.numel() &&
+               parts[i + 2]->value.data() == parts[i + 1]->value.data() + parts[i + 1]->value.numel();
+      };
+      fusable = fusable && adjacent(0) && adjacent(3);
+      if (!fusable) continue;
+      const auto w = parts[0], b = parts[3];
+      qkv_.push_back({p + "attention.self.qkv.weight", View(w->value.data(), Shape{3 * C, C}),
+                      View(w->grad.data(), Shape{3 * C, C}), true, true});
+      qkv_.push_back({p + "attention.self.qkv.bias", View(b->value.data(), Shape{3 * C}),
+                      View(b->grad.data(), Shape{3 * C}), true, false});
+      qkv_parts_.push_back(parts);
+      layer.attn = Attn::fused({H, H, C / H, 0.0}, Lin{&qkv_[qkv_.size() - 2], &qkv_.back()},
+                               Lin::bind(set_, p + "attention.output.dense", true));
+      fused_layers_.push_back(layer);
     }
+    if (!fusable) fused_layers_.clear();
   }
+
+  // Whether this pass runs the fused q/k/v product: possible (adjacent tensors) and query, key and
+  // value frozen or trainable together (the fused records then take their flag).
+  bool sync_fused() {
+    if (fused_layers_.empty()) return false;
+    for (std::size_t l = 0; l < config_.n_layers; ++l)
+      for (std::size_t i = 0; i < 2; ++i) {
+        const auto& parts = qkv_parts_[l];
+        const bool t = parts[3 * i]->trainable;
+        if (parts[3 * i + 1]->trainable != t || parts[3 * i + 2]->trainable != t) return false;
+        qkv_[2 * l + i].trainable = t;
+      }
+    return true;
+  }
+  const std::vector<Layer>& layers() const { return fused_ ? fused_layers_ : layers_; }
 
   static std::string shape_str(const Shape& s) {
     std::string out;
@@ -335,7 +381,7 @@ class BertEncoder {
       out_ = take({Bn, C});
       acts_.clear();
       for (std::size_t l = 0; l < (keep ? config_.n_layers : 1); ++l)
-        acts_.push_back(layers_[l].layout(take, Bn, Tn, Tn));
+        acts_.push_back(layers()[l].layout(take, Bn, Tn, Tn));
       if (!pass && work_.numel() < take.off) work_.resize(Shape{take.off});
     }
     if (!keep) {
@@ -380,6 +426,7 @@ class BertEncoder {
     std::size_t Bn = 0, Tn = 0;
     check_input(in, Bn, Tn);
     const std::size_t C = config_.d_model, N = Bn * Tn;
+    fused_ = sync_fused();
     layout(Bn, Tn, keep);
     kept_ = keep;
     Bn_ = Bn, Tn_ = Tn;
@@ -402,7 +449,7 @@ class BertEncoder {
     }
     embed_norm_.forward(h0_, mean0_, rstd0_, e_);
 
-    for (std::size_t l = 0; l < config_.n_layers; ++l) layers_[l].forward(acts_[l], layer_input(l), pass_);
+    for (std::size_t l = 0; l < config_.n_layers; ++l) layers()[l].forward(acts_[l], layer_input(l), pass_);
 
     // Mean over the valid tokens, then unit length (torch's F.normalize: x / max(|x|, 1e-12)).
     for (std::size_t b = 0; b < Bn; ++b) {
@@ -429,6 +476,8 @@ class BertEncoder {
 
   void backward_impl(const View& demb, const View& dhidden) {
     if (!kept_) fail<UsageError>("BertEncoder::backward: needs forward(), not encode(), before it");
+    if (sync_fused() != fused_)
+      fail<UsageError>("BertEncoder::backward: query/key/value frozen or unfrozen since forward()");
     const std::size_t Bn = Bn_, Tn = Tn_, C = config_.d_model, N = Bn * Tn;
     const bool has_demb = demb.data() != nullptr, has_dh = dhidden.data() != nullptr;
     if (has_demb) expect_shape("BertEncoder::backward: demb", demb.shape(), Shape{Bn, C});
@@ -440,7 +489,7 @@ class BertEncoder {
       dx = take({Bn, Tn, C});
       de = take({Bn, Tn, C});
       dpool = take({Bn, C});
-      scratch = layers_.front().layout_scratch(take, Bn, Tn);
+      scratch = layers().front().layout_scratch(take, Bn, Tn);
       if (!pass && dwork_.numel() < take.off) dwork_.resize(Shape{take.off});
     }
 
@@ -477,7 +526,7 @@ class BertEncoder {
 
     // Each block turns d (its output) into d (its input) in place.
     for (std::size_t l = config_.n_layers; l-- > 0;)
-      layers_[l].backward(dx, acts_[l], layer_input(l), pass_, scratch);
+      layers()[l].backward(dx, acts_[l], layer_input(l), pass_, scratch);
 
     // h0 = LN0(e), e = word (or inputs_embeds) + position + token type
     fill(de, T(0));
@@ -505,7 +554,10 @@ class BertEncoder {
   nn::Embedding<B, T> embed_;
   Parameter<T, B>* types_ = nullptr;
   Norm embed_norm_;
-  std::vector<Layer> layers_;
+  std::vector<Layer> layers_, fused_layers_;  // split q/k/v; fused (empty when not adjacent)
+  std::vector<Parameter<T, B>> qkv_;          // per layer: the fused (3C, C) weight and (3C) bias views
+  std::vector<std::array<Parameter<T, B>*, 6>> qkv_parts_;  // their query/key/value weights, biases
+  bool fused_ = false;
   Tensor<B, T> work_, dwork_, dinput_storage_;
   std::vector<typename Layer::Acts> acts_;
   View e_, h0_, mean0_, rstd0_, pooled_, out_, hidden_, dinput_;

@@ -71,6 +71,7 @@
 #include "p4lm/nn/parameter.hpp"
 #include "p4lm/nn/parameter_set.hpp"
 #include "p4lm/nn/schedule.hpp"
+#include "p4lm/nn/workspace.hpp"
 
 // tokenizers and the chat template
 #include "p4lm/text/byte_level.hpp"

@@ -13,6 +13,7 @@
 #include "p4lm/core/gradcheck.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/nn/block.hpp"
+#include "p4lm/nn/workspace.hpp"
 
 namespace {
 
@@ -20,15 +21,7 @@ using namespace p4lm;
 using View = TensorView<backend::cpu, double>;
 constexpr std::size_t Bn = 2, S = 5, C = 8, H = 2, D = 4, F = 12;
 
-struct Take {
-  double* base;
-  std::size_t off = 0;
-  View operator()(Shape s) {
-    View v(base ? base + off : nullptr, s);
-    off += s.numel();
-    return v;
-  }
-};
+using Take = nn::Take<backend::cpu, double>;
 
 template <class BlockT>
 void check_block(BlockT& block, nn::ParameterSet<backend::cpu, double>& set, bool causal) {

@@ -48,6 +48,7 @@
 #include "p4lm/nn/block.hpp"
 #include "p4lm/nn/embedding.hpp"
 #include "p4lm/nn/parameter_set.hpp"
+#include "p4lm/nn/workspace.hpp"
 #include "p4lm/text/wordpiece_tokenizer.hpp"
 
 namespace p4lm {
@@ -354,15 +355,7 @@ class BertEncoder {
   }
 
   // Workspace allocator: counts on the first pass (base == nullptr), hands out views on the second.
-  struct Take {
-    T* base;
-    std::size_t off = 0;
-    View operator()(Shape s) {
-      View v(base ? base + off : nullptr, s);
-      off += (s.numel() + 15) / 16 * 16;  // 64-byte aligned views
-      return v;
-    }
-  };
+  using Take = nn::Take<B, T>;  // the two-pass workspace allocator (nn/workspace.hpp)
 
   // The layer input of layer l: the embeddings' LayerNorm output, or the previous layer's output.
   const View& layer_input(std::size_t l) const { return l == 0 ? h0_ : Layer::output(acts_[l - 1]); }

@@ -50,6 +50,7 @@
 #include "p4lm/nn/block.hpp"
 #include "p4lm/nn/embedding.hpp"
 #include "p4lm/nn/parameter_set.hpp"
+#include "p4lm/nn/workspace.hpp"
 
 namespace p4lm {
 
@@ -342,16 +343,7 @@ class CausalLM {
     }
   }
 
-  // Workspace allocator: counts on the first pass (base == nullptr), hands out views on the second.
-  struct Take {
-    T* base;
-    std::size_t off = 0;
-    View operator()(Shape s) {
-      View v(base ? base + off : nullptr, s);
-      off += (s.numel() + 15) / 16 * 16;  // 64-byte aligned views
-      return v;
-    }
-  };
+  using Take = nn::Take<B, T>;  // the two-pass workspace allocator (nn/workspace.hpp)
 
   // Sizes the workspace for (B, S) and lays out every activation view. Allocates only when growing.
   void layout(std::size_t Bn, std::size_t P, std::size_t Tn) {

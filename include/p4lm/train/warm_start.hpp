@@ -34,6 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include "p4lm/cf/embeddings.hpp"
+#include "p4lm/cf/widths.hpp"
 #include "p4lm/core/data_dir.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/rng.hpp"
@@ -103,11 +104,11 @@ inline TextCodec codec_for(const ModelConfig& config, const std::filesystem::pat
   return c;
 }
 
-// CF embedding widths the pitch model is compiled for (each is its own CFAdapter<Dim> type).
-using AdapterDims = cf::DimList<16, 32, 64>;
+// The pitch model's CF widths are the compiled list of cf/widths.hpp (each its own CFAdapter<Dim>
+// type), with the same error for any other width.
 template <class F>
 decltype(auto) with_adapter_dim(int dim, F&& f) {
-  return AdapterDims::visit(dim, std::forward<F>(f), "pitch model: CF embedding width");
+  return cf::with_cf_dim(dim, std::forward<F>(f));
 }
 
 // ---- corpus ----

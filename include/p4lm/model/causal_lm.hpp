@@ -464,14 +464,24 @@ class CausalLM {
     norm_f_.forward(lnf_, lnf_mean_, lnf_rstd_, x);
   }
 
-  // Targets with padded positions set to the ignore index.
+  // Targets with padded positions set to the ignore index (in place on the CPU; through the host
+  // on a device).
   void prepare_targets(const Ids& targets) {
     expect_shape("CausalLM::forward: targets", targets.shape(), Shape{B_, S_});
-    download(host_ints_, targets);
-    if (!lengths_.empty())
-      for (std::size_t b = 0; b < B_; ++b)
-        for (std::size_t s = P_ + lengths_[b]; s < S_; ++s) host_ints_[b * S_ + s] = ignore_index;
-    upload(targets_, host_ints_, Shape{B_, S_});
+    auto mask_padding = [&](std::int32_t* t) {
+      if (!lengths_.empty())
+        for (std::size_t b = 0; b < B_; ++b)
+          for (std::size_t s = P_ + lengths_[b]; s < S_; ++s) t[b * S_ + s] = ignore_index;
+    };
+    if constexpr (!B::is_device) {
+      targets_.resize(Shape{B_, S_});
+      copy(targets_.view(), targets);
+      mask_padding(targets_.data());
+    } else {
+      download(host_ints_, targets);
+      mask_padding(host_ints_.data());
+      upload(targets_, host_ints_, Shape{B_, S_});
+    }
   }
 
   void backward_from_dlogits(const View& dlogits, const View& dhidden) {

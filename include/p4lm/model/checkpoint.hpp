@@ -171,29 +171,34 @@ constexpr io::Dtype dtype_of() {
 }
 }  // namespace detail
 
-// Writes parameters (+ optimizer state) atomically. `extra` entries go into the metadata.
-template <class Model, class T = typename Model::value_type>
-void save_checkpoint(const std::filesystem::path& path, const Model& model, AdamW<T>* optimizer = nullptr,
-                     const std::map<std::string, std::string>& extra = {}) {
+// Writes parameters (+ optimizer state) atomically: every parameter, the frozen names, the config
+// when the model has one, the optimizer's options, step and moments. `extra` entries go into the
+// metadata (the Trainer adds its own there). Any optimizer with options(), steps(), m() and v().
+template <class Model, class Opt>
+void write_checkpoint(const std::filesystem::path& path, Model& model, Opt* optimizer,
+                      const std::map<std::string, std::string>& extra) {
+  using T = typename std::remove_cvref_t<Model>::value_type;
   std::vector<io::SafetensorsEntry> entries;
   nlohmann::json frozen = nlohmann::json::array();
   const auto params = model.parameters();
+  auto bytes = [](const auto& view) { return std::as_bytes(std::span<const T>(view.data(), view.numel())); };
   for (const auto& p : params) {
     entries.push_back({p.name, detail::dtype_of<T>(),
                        std::vector<std::int64_t>(p.value.shape().begin(), p.value.shape().end()),
-                       std::as_bytes(std::span<const T>(p.value.data(), p.value.numel()))});
+                       bytes(p.value)});
     if (!p.trainable) frozen.push_back(p.name);
   }
   std::map<std::string, std::string> meta = extra;
   meta["format"] = checkpoint_format;
   meta["p4lm_checkpoint"] = std::to_string(checkpoint_version);
-  meta["config"] = to_json(model.config()).dump();
+  if constexpr (requires { to_json(model.config()); }) meta["config"] = to_json(model.config()).dump();
   meta["frozen"] = frozen.dump();
   if (optimizer) {
-    const auto& o = optimizer->options();
+    auto& opt = *optimizer;
+    const auto& o = opt.options();
     meta["optimizer"] = nlohmann::json{
         {"type", "adamw"},
-        {"step", optimizer->steps()},
+        {"step", opt.steps()},
         {"lr", o.lr},
         {"beta1", o.beta1},
         {"beta2", o.beta2},
@@ -203,15 +208,20 @@ void save_checkpoint(const std::filesystem::path& path, const Model& model, Adam
          o.max_grad_norm}}.dump();
     for (std::size_t i = 0; i < params.size(); ++i) {
       const auto& p = params[i];
-      std::vector<std::int64_t> shape(p.value.shape().begin(), p.value.shape().end());
-      const auto m = optimizer->m(i, p.value.shape()), v = optimizer->v(i, p.value.shape());
-      entries.push_back({"optimizer.m/" + p.name, detail::dtype_of<T>(), shape,
-                         std::as_bytes(std::span<const T>(m.data(), m.numel()))});
-      entries.push_back({"optimizer.v/" + p.name, detail::dtype_of<T>(), shape,
-                         std::as_bytes(std::span<const T>(v.data(), v.numel()))});
+      const std::vector<std::int64_t> shape(p.value.shape().begin(), p.value.shape().end());
+      entries.push_back(
+          {"optimizer.m/" + p.name, detail::dtype_of<T>(), shape, bytes(opt.m(i, p.value.shape()))});
+      entries.push_back(
+          {"optimizer.v/" + p.name, detail::dtype_of<T>(), shape, bytes(opt.v(i, p.value.shape()))});
     }
   }
   io::save_safetensors(path, entries, meta);
+}
+
+template <class Model, class T = typename Model::value_type>
+void save_checkpoint(const std::filesystem::path& path, const Model& model, AdamW<T>* optimizer = nullptr,
+                     const std::map<std::string, std::string>& extra = {}) {
+  write_checkpoint(path, model, optimizer, extra);
 }
 
 // The ModelConfig stored in a p4lm checkpoint.

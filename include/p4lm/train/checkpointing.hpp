@@ -35,44 +35,9 @@ template <class Model, class Opt>
 void save_training_checkpoint(const std::filesystem::path& path, Model& model, Opt* optimizer,
                               const nlohmann::json& trainer,
                               const std::map<std::string, std::string>& extra = {}) {
-  using T = typename Model::value_type;
-  constexpr auto dtype = std::is_same_v<T, double> ? io::Dtype::F64 : io::Dtype::F32;
-  std::vector<io::SafetensorsEntry> entries;
-  nlohmann::json frozen = nlohmann::json::array();
-  const auto params = model.parameters();
-  auto bytes = [](const auto& view) { return std::as_bytes(std::span<const T>(view.data(), view.numel())); };
-  for (const auto& p : params) {
-    entries.push_back({p.name, dtype,
-                       std::vector<std::int64_t>(p.value.shape().begin(), p.value.shape().end()),
-                       bytes(p.value)});
-    if (!p.trainable) frozen.push_back(p.name);
-  }
   std::map<std::string, std::string> meta = extra;
-  meta["format"] = checkpoint_format;
-  meta["p4lm_checkpoint"] = std::to_string(checkpoint_version);
-  if constexpr (requires { to_json(model.config()); }) meta["config"] = to_json(model.config()).dump();
-  meta["frozen"] = frozen.dump();
   meta[trainer_metadata_key] = trainer.dump();
-  if (optimizer) {
-    const auto& o = optimizer->options();
-    meta["optimizer"] = nlohmann::json{
-        {"type", "adamw"},
-        {"step", optimizer->steps()},
-        {"lr", o.lr},
-        {"beta1", o.beta1},
-        {"beta2", o.beta2},
-        {"eps", o.eps},
-        {"weight_decay", o.weight_decay},
-        {"max_grad_norm",
-         o.max_grad_norm}}.dump();
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      const auto& p = params[i];
-      const std::vector<std::int64_t> shape(p.value.shape().begin(), p.value.shape().end());
-      entries.push_back({"optimizer.m/" + p.name, dtype, shape, bytes(optimizer->m(i, p.value.shape()))});
-      entries.push_back({"optimizer.v/" + p.name, dtype, shape, bytes(optimizer->v(i, p.value.shape()))});
-    }
-  }
-  io::save_safetensors(path, entries, meta);
+  write_checkpoint(path, model, optimizer, meta);
 }
 
 // Loads parameters and (if given) the optimizer's moments and step count in place: the optimizer

@@ -1,5 +1,6 @@
-// The warm start's link-curve plot of a run folder: the link-sentence loss with real against
-// shuffled user embeddings, written only when the run recorded the shuffled control.
+// The warm start: the link-curve plot of a run folder (the link-sentence loss with real against
+// shuffled user embeddings, written only when the run recorded the shuffled control), and the SFT
+// corpus loader's refusal of records whose user or movie has no CF row.
 
 #include <catch2/catch.hpp>
 
@@ -7,7 +8,11 @@
 #include <filesystem>
 #include <regex>
 #include <string>
+#include <vector>
 
+#include <unistd.h>
+
+#include "p4lm/data/datasets.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/train/warm_start.hpp"
 
@@ -51,4 +56,76 @@ TEST_CASE("warm start: link curves plot real against shuffled users, only for CF
   p4lm::train::write_link_curves(root / "none", root / "none.svg", "none");
   CHECK_FALSE(std::filesystem::exists(root / "none.svg"));
   std::filesystem::remove_all(root);
+}
+
+namespace {
+
+// Bytes as token ids (2..257; 0 and 1 are BOS and EOS): enough to encode a corpus without model files.
+p4lm::train::TextCodec warm_start_byte_codec() {
+  p4lm::train::TextCodec c;
+  c.encode = [](std::string_view s) {
+    std::vector<std::int32_t> ids;
+    for (unsigned char ch : s) ids.push_back(std::int32_t(ch) + 2);
+    return ids;
+  };
+  c.decode = [](std::span<const std::int32_t> ids) {
+    std::string s;
+    for (auto id : ids)
+      if (id >= 2) s.push_back(char(id - 2));
+    return s;
+  };
+  c.bos = 0, c.eos = 1, c.vocab_size = 258, c.name = "bytes";
+  return c;
+}
+
+p4lm::data::SftExample warm_start_example(std::int64_t user, std::int64_t movie, bool defective = false) {
+  p4lm::data::SftExample e;
+  e.user_id = user, e.movie_id = movie, e.title = "Heat", e.year = 1995, e.genres = {"Crime"};
+  e.overview = "A heist.", e.profile = "likes crime", e.pitch = "A heist you will like.";
+  if (defective) e.defects = {"generic"};
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("warm start: an SFT record whose user or movie has no CF row is an error naming both files",
+          "[train][sft][sft_data]") {
+  namespace fs = std::filesystem;
+  const auto root = fs::temp_directory_path() / ("p4lm_test_cf_rows_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  p4lm::cf::Embeddings<4> e(2, 2);
+  e.user_ids = {1, 2}, e.item_ids = {10, 11};
+  const fs::path cf_file = root / "cf" / "cf.safetensors";
+  const p4lm::train::CfRows rows(e, cf_file);
+  const auto codec = warm_start_byte_codec();
+  const p4lm::train::PromptOptions prompt{};
+  const auto load = [&](const std::string& split) {
+    return p4lm::train::load_sft_split(root / "data", split, codec, p4lm::train::Conditioning::cf, prompt,
+                                       &rows, true);
+  };
+  // Every user and movie known: each record is kept with its CF rows.
+  p4lm::data::write_records(root / "data" / "sft" / "train.jsonl",
+                            std::vector{warm_start_example(1, 10), warm_start_example(2, 11),
+                                        warm_start_example(7, 10, true)});  // defective: not used at all
+  const auto ok = load("train");
+  REQUIRE(ok.size() == 2);
+  CHECK((ok[0].user == 0 && ok[0].item == 0 && ok[1].user == 1 && ok[1].item == 1));
+  // User 3 (line 3) has no CF row: the records of that user used to vanish without a word.
+  p4lm::data::write_records(root / "data" / "sft" / "val.jsonl",
+                            std::vector{warm_start_example(1, 10), warm_start_example(2, 10),
+                                        warm_start_example(3, 11), warm_start_example(1, 11)});
+  const std::string val = (root / "data" / "sft" / "val.jsonl").string();
+  CHECK_THROWS_AS(load("val"), p4lm::ParseError);
+  CHECK_THROWS_WITH(load("val"), Catch::Contains(val + ":3: field 'user_id': user 3 has no row in " +
+                                                 cf_file.string() + " (2 users)"));
+  CHECK_THROWS_WITH(load("val"), Catch::Contains("build the data with --cf " + cf_file.string()));
+  // The same for a movie.
+  p4lm::data::write_records(root / "data" / "sft" / "test.jsonl", std::vector{warm_start_example(2, 12)});
+  CHECK_THROWS_WITH(load("test"), Catch::Contains("test.jsonl:1: field 'movie_id': movie 12 has no row in " +
+                                                  cf_file.string() + " (2 movies)"));
+  // Text conditioning needs no CF rows.
+  CHECK(p4lm::train::load_sft_split(root / "data", "val", codec, p4lm::train::Conditioning::text, prompt,
+                                    nullptr, true)
+            .size() == 4);
+  fs::remove_all(root);
 }

@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -114,10 +115,12 @@ decltype(auto) with_adapter_dim(int dim, F&& f) {
 // ---- corpus ----
 
 // user_id -> row and movie_id -> row of the CF embeddings (index = id when the file has no id lists).
+// `source` names the CF model file in errors.
 struct CfRows {
   std::unordered_map<std::int64_t, cf::Index> user, item;
+  std::filesystem::path source;
   template <int Dim>
-  explicit CfRows(const cf::Embeddings<Dim>& e) {
+  explicit CfRows(const cf::Embeddings<Dim>& e, std::filesystem::path file = {}) : source(std::move(file)) {
     for (std::size_t k = 0; k < e.n_users(); ++k)
       user.emplace(e.user_ids.empty() ? static_cast<std::int64_t>(k) : e.user_ids[k],
                    static_cast<cf::Index>(k));
@@ -143,23 +146,43 @@ inline std::string prompt_of(const data::SftExample& e, Conditioning c, const Pr
 }
 
 // Reads sft/<split>.jsonl and tokenizes it. clean_only drops the teacher's deliberately defective
-// pitches (SFT imitates the good ones); examples without CF rows are dropped under CF conditioning.
+// pitches (SFT imitates the good ones). Under CF conditioning every kept example's user and movie need
+// a row in the CF model: one without is a ParseError naming the record's line, the id and the CF
+// file (the data build and the CF model came from different ratings), never a silently smaller corpus.
 inline std::vector<SftSequence> load_sft_split(const std::filesystem::path& data, const std::string& split,
                                                const TextCodec& codec, Conditioning c, const PromptOptions& o,
                                                const CfRows* rows, bool clean_only, std::size_t limit = 0) {
-  const auto records = data::read_records<data::SftExample>(data / "sft" / (split + ".jsonl"));
+  const auto file = data / "sft" / (split + ".jsonl");
   std::vector<SftSequence> out;
-  for (const auto& e : records) {
-    if (clean_only && !e.defects.empty()) continue;
-    auto s = encode_example(codec, prompt_of(e, c, o), e.pitch, o, e.link_span);
-    s.user_id = e.user_id, s.movie_id = e.movie_id;
-    if (rows) {
-      s.user = rows->user_row(e.user_id), s.item = rows->item_row(e.movie_id);
-      if (s.user < 0 || s.item < 0) continue;
+  io::for_each_jsonl(file, [&](const nlohmann::json& j, std::size_t line) {
+    if (limit && out.size() >= limit) return;
+    data::SftExample e;
+    try {
+      e = j.get<data::SftExample>();
+    } catch (const data::detail::BadField& bad) {
+      throw ParseError(file, line, bad.field, bad.what());
     }
+    if (clean_only && !e.defects.empty()) return;
+    cf::Index user = -1, item = -1;
+    if (rows) {
+      user = rows->user_row(e.user_id), item = rows->item_row(e.movie_id);
+      if (user < 0 || item < 0) {
+        const bool by_user = user < 0;
+        const std::string cf_file = rows->source.empty() ? "the CF model" : rows->source.string();
+        std::ostringstream problem;
+        problem << (by_user ? "user " : "movie ") << (by_user ? e.user_id : e.movie_id) << " has no row in "
+                << cf_file << " (" << (by_user ? rows->user.size() : rows->item.size())
+                << (by_user ? " users" : " movies")
+                << "): the data build and the CF model come from different ratings; build the data with --cf "
+                << cf_file << ", or give --cf the CF model the data was built with";
+        throw ParseError(file, line, by_user ? "user_id" : "movie_id", problem.str());
+      }
+    }
+    auto s = encode_example(codec, prompt_of(e, c, o), e.pitch, o, e.link_span);
+    s.user = user, s.item = item;
+    s.user_id = e.user_id, s.movie_id = e.movie_id;
     out.push_back(std::move(s));
-    if (limit && out.size() >= limit) break;
-  }
+  });
   return out;
 }
 
@@ -318,7 +341,7 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
   CfRows rows;
   if (with_cf) {
     cf = cf::load_embeddings<Dim>(o.cf);
-    rows = CfRows(*cf);
+    rows = CfRows(*cf, o.cf);
     adapter.emplace(lm.config().d_model, o.adapter_hidden,
                     o.adapter_vocabulary_mixture ? lm.config().vocab_size : 0);
     // Every architecture registers its token embedding (V, C) first (model/arch.hpp).

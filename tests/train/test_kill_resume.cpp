@@ -1,33 +1,23 @@
 // Kill -9 at a random moment, then the same command: the run folder ends byte for byte as the
 // uninterrupted run's (checkpoint, metrics, config), for train-lm and for SFT. Each run is this
 // test program re-executed as a child process (the hidden test case below) so it can be killed like
-// a real run; the kill moments are random points of the run's progress, printed on failure.
+// a real run; the kill moments are random points of the run's progress, printed on failure
+// (tests/support/kill_resume.hpp).
 
 #include <catch2/catch.hpp>
 
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
-#include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "kill_resume.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/model/causal_lm.hpp"
 #include "p4lm/model/cf_adapter.hpp"
 #include "p4lm/train/next_token.hpp"
 #include "p4lm/train/sft.hpp"
-
-extern char** environ;
 
 namespace {
 
@@ -102,106 +92,11 @@ void sft_child(const fs::path& out) {
   trainer.save_model(out / "model.safetensors");
 }
 
-// Starts this program as a child running `kind` into `out`.
-pid_t spawn_child(const std::string& kind, const fs::path& out) {
-  const std::string self = fs::read_symlink("/proc/self/exe").string();
-  const std::string env_kind = "P4LM_KILL_CHILD=" + kind, env_out = "P4LM_KILL_OUT=" + out.string();
-  std::vector<std::string> env_strings{env_kind, env_out};
-  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::string a0 = self, a1 = "kill-resume child";
-  char* argv[] = {a0.data(), a1.data(), nullptr};
-  pid_t pid = 0;
-  REQUIRE(::posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv, envp.data()) == 0);
-  return pid;
-}
-
-int wait_child(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return status;
-}
-
-std::map<std::string, std::string> folder_bytes(const fs::path& dir) {
-  std::map<std::string, std::string> out;
-  for (const auto& e : fs::directory_iterator(dir))
-    out[e.path().filename().string()] = p4lm::io::read_file(e.path());
-  return out;
-}
-
-std::size_t lines_of(const fs::path& file) {
-  std::error_code ec;
-  if (!fs::exists(file, ec)) return 0;
-  const std::string text = p4lm::io::read_file(file);
-  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
-}
-
-// The kill moments are random points of the run's progress, not of wall time (which a loaded machine
-// stretches): a round draws a metrics line k of the uninterrupted run, waits until the child has
-// written k lines, waits a further random 0-3 ms (inside the next step, a checkpoint write, ...) and
-// kills it.
-void kill_and_resume(const std::string& kind) {
-  const fs::path root =
-      fs::temp_directory_path() / ("p4lm_test_kill_" + kind + "_" + std::to_string(::getpid()));
-  const std::string metrics = kind == "sft" ? "train_metrics.jsonl" : "metrics.jsonl";
-  fs::remove_all(root);
-  const auto t0 = std::chrono::steady_clock::now();
-  const int clean = wait_child(spawn_child(kind, root / "straight"));
-  REQUIRE(WIFEXITED(clean));
-  REQUIRE(WEXITSTATUS(clean) == 0);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const std::size_t total_lines = lines_of(root / "straight" / metrics);
-  REQUIRE(total_lines > 2);
-  std::random_device entropy;
-  const unsigned seed = entropy();
-  std::mt19937 gen(seed);
-  std::uniform_int_distribution<std::size_t> line(1, total_lines - 1);
-  std::uniform_int_distribution<int> extra_us(0, 3000);
-  std::string kills;
-  int killed = 0;
-  std::vector<std::size_t> targets{line(gen), line(gen), line(gen)};
-  std::sort(targets.begin(), targets.end());  // later rounds resume past the earlier kills
-  for (const std::size_t at : targets) {
-    const int us = extra_us(gen);
-    const pid_t pid = spawn_child(kind, root / "killed");
-    int status = 0;
-    bool exited = false;
-    while (!(exited = ::waitpid(pid, &status, WNOHANG) == pid) && lines_of(root / "killed" / metrics) < at)
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    if (!exited) {
-      std::this_thread::sleep_for(std::chrono::microseconds(us));
-      ::kill(pid, SIGKILL);
-      status = wait_child(pid);
-    }
-    killed += WIFSIGNALED(status) ? 1 : 0;
-    kills += "line " + std::to_string(at) + " + " + std::to_string(us) + " us" +
-             (WIFSIGNALED(status) ? " (killed), " : " (had finished), ");
-  }
-  INFO(kind << ": uninterrupted run " << seconds << " s, " << total_lines << " metrics lines; kills at "
-            << kills << "(seed " << seed << ")");
-  const int last = wait_child(spawn_child(kind, root / "killed"));
-  REQUIRE(WIFEXITED(last));
-  REQUIRE(WEXITSTATUS(last) == 0);
-  CHECK(killed >= 1);
-  const auto a = folder_bytes(root / "straight"), b = folder_bytes(root / "killed");
-  std::vector<std::string> names_a, names_b;
-  for (const auto& [k, v] : a) names_a.push_back(k);
-  for (const auto& [k, v] : b) names_b.push_back(k);
-  REQUIRE(names_a == names_b);
-  for (const auto& [name, bytes] : a) {
-    INFO(name);
-    CHECK(b.at(name) == bytes);
-  }
-  fs::remove_all(root);
-}
-
 }  // namespace
 
 TEST_CASE("kill-resume child", "[.]") {  // hidden: run only by kill_and_resume as a child process
-  const char* kind = std::getenv("P4LM_KILL_CHILD");
-  const char* out = std::getenv("P4LM_KILL_OUT");
+  const char* kind = p4lm_test::kill_resume::child_kind();
+  const char* out = p4lm_test::kill_resume::child_out();
   if (!kind || !out) return;
   if (std::string(kind) == "train-lm") train_lm_child(out);
   if (std::string(kind) == "sft") sft_child(out);
@@ -209,10 +104,10 @@ TEST_CASE("kill-resume child", "[.]") {  // hidden: run only by kill_and_resume 
 
 TEST_CASE("train-lm: kill -9 at random moments, then the same run: the files of the uninterrupted run",
           "[train][trainer][kill]") {
-  kill_and_resume("train-lm");
+  p4lm_test::kill_resume::kill_and_resume({.kind = "train-lm", .progress_files = {"metrics.jsonl"}});
 }
 
 TEST_CASE("sft: kill -9 at random moments, then the same run: the files of the uninterrupted run",
           "[train][sft][kill]") {
-  kill_and_resume("sft");
+  p4lm_test::kill_resume::kill_and_resume({.kind = "sft", .progress_files = {"train_metrics.jsonl"}});
 }

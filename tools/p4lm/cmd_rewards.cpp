@@ -21,7 +21,8 @@ namespace {
 struct RewardsConfig {
   Param<std::string> data{"runs/data",
                           "p4lm data build folder (nli/, appeal/, personalization/, relevance/)"};
-  Param<std::string> out{"runs/rewards", "train: folder for <reward>.safetensors and heldout.json"};
+  Param<std::string> out{"runs/rewards",
+                         "train: folder for <reward>.safetensors, heldout.json, checkpoints and metrics"};
   Param<std::string> models{"", "eval: folder of trained rewards (default: --out)"};
   Param<std::string> only{
       "", "comma list of precision,appeal,personalization,preference_relevance (default all)"};
@@ -31,12 +32,13 @@ struct RewardsConfig {
   Param<int> max_test{400, "held-out examples per reward", between(1, 1000000)};
   Param<int> steps{600, "optimizer steps per head", between(1, 1000000)};
   Param<bool> progress{false, "show training progress"};
+  Param<bool> resume{true, "train: continue a killed run from its checkpoints in --out; false: start over"};
 };
 }  // namespace
 }  // namespace p4lm::cli
 
 BOOST_HANA_ADAPT_STRUCT(p4lm::cli::RewardsConfig, data, out, models, only, encoder, cf, max_train, max_test,
-                        steps, progress);
+                        steps, progress, resume);
 
 namespace p4lm::cli {
 namespace {
@@ -44,27 +46,23 @@ namespace fs = std::filesystem;
 using reward::Figures;
 
 bool wanted(const std::string& only, const std::string& name) {
-  return only.empty() || ("," + only + ",").find("," + name + ",") != std::string::npos;
+  return reward::reward_wanted(only, name);
 }
 
 fs::path cf_path(const RewardsConfig& c) {
-  if (!c.cf->empty()) return *c.cf;
-  const auto j = nlohmann::json::parse(std::ifstream(fs::path(*c.data) / "config.json"));
-  const std::string p = j.value("cf", "");
-  if (p.empty()) fail<UsageError>("preference_relevance needs a data build made with --cf (or give --cf)");
-  return p;
+  return reward::relevance_cf_path(*c.data, *c.cf);
+}
+
+void print_figures(const std::string& name, const Figures& fig) {
+  std::cout << std::left << std::setw(22) << name << std::fixed << std::setprecision(4);
+  for (const auto& [k, v] : fig) std::cout << ' ' << k << '=' << v;
+  std::cout << std::endl;
 }
 
 template <int Dim>
 Figures relevance(const RewardsConfig& c, std::shared_ptr<reward::TextFeatures> f,
-                  const reward::RewardTrainOptions& o, bool train) {
-  const fs::path file = fs::path(train ? *c.out : (c.models->empty() ? *c.out : *c.models)) /
-                        "preference_relevance.safetensors";
-  if (train) {
-    auto [r, fig] = reward::train_relevance<Dim>(f, *c.data, cf_path(c), o);
-    r.save(file);
-    return fig;
-  }
+                  const reward::RewardTrainOptions& o) {
+  const fs::path file = fs::path(c.models->empty() ? *c.out : *c.models) / "preference_relevance.safetensors";
   auto r = reward::PreferenceRelevance<backend::cpu, Dim>::load(file, f);
   return reward::relevance_figures(
       r,
@@ -84,26 +82,29 @@ int rewards_main(std::span<const std::string> args) {
   reward::RewardTrainOptions o{.max_train = std::size_t(*c.max_train),
                                .max_test = std::size_t(*c.max_test),
                                .steps = std::size_t(*c.steps),
-                               .progress = *c.progress};
+                               .progress = *c.progress,
+                               .resume = *c.resume};
+  for (const char* name : reward::reward_names) (void)wanted(*c.only, name);  // a typo before the encoder
   auto f = std::make_shared<reward::TextFeatures>(*c.encoder);
-  if (train) fs::create_directories(*c.out);
-  nlohmann::json table;
+  auto t0 = std::chrono::steady_clock::now();
+  if (train) {  // resumable; heldout.json holds no wall time, the seconds are printed
+    reward::train_rewards(f, {.data = data, .out = *c.out, .cf = *c.cf, .only = *c.only, .options = o},
+                          [&](const std::string& name, Figures fig) {
+                            const auto t1 = std::chrono::steady_clock::now();
+                            fig["seconds"] = std::chrono::duration<double>(t1 - t0).count();
+                            t0 = t1;
+                            print_figures(name, fig);
+                          });
+    return 0;
+  }
   const auto timed = [&](const std::string& name, auto&& run) {
     if (!wanted(*c.only, name)) return;
-    const auto t0 = std::chrono::steady_clock::now();
+    t0 = std::chrono::steady_clock::now();
     Figures fig = run();
     fig["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    table[name] = fig;
-    std::cout << std::left << std::setw(22) << name << std::fixed << std::setprecision(4);
-    for (const auto& [k, v] : fig) std::cout << ' ' << k << '=' << v;
-    std::cout << std::endl;
+    print_figures(name, fig);
   };
   timed("precision", [&] {
-    if (train) {
-      auto [r, fig] = reward::train_precision(f, data, o);
-      r.save(models / "precision.safetensors");
-      return fig;
-    }
     auto r = reward::Precision<>::load(models / "precision.safetensors", f);
     return Figures{
         {"nli_accuracy",
@@ -111,12 +112,6 @@ int rewards_main(std::span<const std::string> args) {
                                               o.max_test, o.seed))}};
   });
   const auto bt = [&]<class R>(R*) {
-    if (train) {
-      auto [r, fig] =
-          reward::train_bradley_terry<R>(f, data, o, (R::reads & reward::reads_profile ? 3 : 1) * f->dim());
-      r.save(models / (std::string(R::name()) + ".safetensors"));
-      return fig;
-    }
     auto r = R::load(models / (std::string(R::name()) + ".safetensors"), f);
     const auto test = reward::take(data::read_records<data::PreferencePair>(data / R::name() / "test.jsonl"),
                                    o.max_test, o.seed);
@@ -125,13 +120,9 @@ int rewards_main(std::span<const std::string> args) {
   timed("appeal", [&] { return bt(static_cast<reward::Appeal<>*>(nullptr)); });
   timed("personalization", [&] { return bt(static_cast<reward::Personalization<>*>(nullptr)); });
   timed("preference_relevance", [&] {
-    const int dim = cf::embeddings_dim(cf_path(c));
-    if (dim == 32) return relevance<32>(c, f, o, train);
-    if (dim == 64) return relevance<64>(c, f, o, train);
-    fail<UsageError>("preference_relevance: CF width ", dim, " (built for 32 and 64)");
-    return Figures{};
+    return cf::with_cf_dim(cf::embeddings_dim(cf_path(c)),
+                           [&](auto d) { return relevance<decltype(d)::value>(c, f, o); });
   });
-  if (train) io::write_file_atomically(models / "heldout.json", table.dump(2) + "\n");
   return 0;
 }
 

@@ -7,21 +7,32 @@
 //   reward::RewardTrainOptions o{.max_train = 3000};
 //   auto [appeal, figures] = reward::train_appeal(f, "runs/data", o);   // figures["pair_accuracy"], ...
 //   appeal.save("runs/rewards/appeal.safetensors");
+//
+// What `p4lm rewards train` runs, resumable: train_rewards(f, {.data = ..., .out = ...}) trains each
+// wanted head with checkpoints in `out` (<name>.checkpoint.safetensors, <name>_metrics.jsonl/.csv)
+// and writes <name>.safetensors and heldout.json. A killed run, rerun, continues each head from its
+// last checkpoint (a finished head from its final one) and ends with the files of an uninterrupted run.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <numeric>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "p4lm/cf/embeddings.hpp"
+#include "p4lm/cf/widths.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/data/datasets.hpp"
+#include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/output_lock.hpp"
 #include "p4lm/reward/appeal.hpp"
 #include "p4lm/reward/head_objectives.hpp"
 #include "p4lm/reward/personalization.hpp"
@@ -38,7 +49,28 @@ struct RewardTrainOptions {
   double lr = 2e-3, weight_decay = 0.01;
   std::uint64_t seed = 1;
   bool progress = false;
+  // Checkpoints and learning curves of each head in this folder (empty: none): <name>.checkpoint.
+  // safetensors every checkpoint_every steps and at the end, <name>_metrics.jsonl/.csv. With resume,
+  // a head continues from its checkpoint (refused if an option that changes the result differs).
+  std::filesystem::path out{};
+  std::size_t checkpoint_every = 50;
+  bool resume = true;
 };
+
+// The options that change a head: a resume with any of them changed is refused, listing them.
+// max_test, out, checkpoint_every, resume and progress are free to change.
+inline nlohmann::json reward_fingerprint(const RewardTrainOptions& o, const std::filesystem::path& data,
+                                         const std::filesystem::path& encoder) {
+  return {{"data", data.string()},
+          {"encoder", encoder.string()},
+          {"max_train", o.max_train},
+          {"steps", o.steps},
+          {"batch", o.batch},
+          {"hidden", o.hidden},
+          {"lr", o.lr},
+          {"weight_decay", o.weight_decay},
+          {"seed", o.seed}};
+}
 
 using Figures = std::map<std::string, double>;
 
@@ -54,7 +86,7 @@ std::vector<R> take(std::vector<R> v, std::size_t n, std::uint64_t seed) {
 
 template <class Objective>
 void fit_head(MlpHead<float>& head, Objective& objective, const RewardTrainOptions& o,
-              const std::string& label) {
+              const std::string& label, nlohmann::json fingerprint = nlohmann::json::object()) {
   train::TrainerOptions t;
   t.phases = {{.steps = o.steps,
                .schedule = {.peak_lr = o.lr,
@@ -64,8 +96,23 @@ void fit_head(MlpHead<float>& head, Objective& objective, const RewardTrainOptio
                .optimizer = {.lr = o.lr, .beta2 = 0.999, .weight_decay = o.weight_decay}}};
   t.progress = o.progress;
   t.label = label;
-  t.final_checkpoint = false;
+  if (o.out.empty()) {
+    t.final_checkpoint = false;
+  } else {
+    t.out = o.out;
+    t.checkpoint = label + ".checkpoint.safetensors";
+    t.train_metrics = label + "_metrics";
+    t.eval_metrics = label + "_eval_metrics";
+    t.log_every = std::max<std::size_t>(1, o.steps / 100);
+    t.checkpoint_every = o.checkpoint_every;
+    t.fingerprint = std::move(fingerprint);
+    if (!o.resume)
+      for (const auto& f : {t.checkpoint, t.train_metrics + ".jsonl", t.train_metrics + ".csv",
+                            t.eval_metrics + ".jsonl", t.eval_metrics + ".csv"})
+        std::filesystem::remove(o.out / f);
+  }
   train::Trainer trainer(head, objective, t);
+  if (!o.out.empty() && o.resume) trainer.resume();
   trainer.fit();
 }
 
@@ -130,7 +177,9 @@ std::pair<Reward, Figures> train_bradley_terry(std::shared_ptr<TextFeatures> f,
       take(data::read_records<data::PreferencePair>(dir / n / "train.jsonl"), o.max_train, o.seed);
   auto [w, l] = pair_rows(r, train_pairs);
   BradleyTerryObjective<float> obj(std::move(w), std::move(l), width, o.batch, o.seed);
-  fit_head(r.head(), obj, o, n);
+  auto fp = reward_fingerprint(o, dir, f->model_dir());
+  fp["width"] = width;
+  fit_head(r.head(), obj, o, n, fp);
   const auto test =
       take(data::read_records<data::PreferencePair>(dir / n / "test.jsonl"), o.max_test, o.seed);
   Figures fig{{"train_pairs", double(train_pairs.size())},
@@ -175,7 +224,7 @@ inline std::pair<Precision<>, Figures> train_precision(std::shared_ptr<TextFeatu
     p.push_back(x.premise), h.push_back(x.hypothesis), y.push_back(x.label == "entailment" ? 1.f : 0.f);
   }
   NliObjective<float> obj(f->pair_features(p, h), std::move(y), width, o.batch, o.seed);
-  fit_head(r.head(), obj, o, "precision");
+  fit_head(r.head(), obj, o, "precision", reward_fingerprint(o, dir, f->model_dir()));
   const auto test = take(data::read_records<data::NliPair>(dir / "nli" / "test.jsonl"), o.max_test, o.seed);
   Figures fig{{"train_pairs", double(tr.size())},
               {"test_pairs", double(test.size())},
@@ -234,7 +283,9 @@ std::pair<PreferenceRelevance<backend::cpu, Dim>, Figures> train_relevance(
   }
   PreferenceRelevance<backend::cpu, Dim> r(f, MlpHead<float>(f->dim(), o.hidden, Dim, o.seed));
   RegressionObjective<float> obj(text_rows(*f, t), std::move(y), f->dim(), Dim, o.batch, o.seed);
-  fit_head(r.head(), obj, o, "preference_relevance");
+  auto fp = reward_fingerprint(o, dir, f->model_dir());
+  fp["cf"] = cf_file.string();
+  fit_head(r.head(), obj, o, "preference_relevance", fp);
   const auto cf = cf::load_embeddings<Dim>(cf_file);
   auto fig = relevance_figures(
       r,
@@ -243,6 +294,92 @@ std::pair<PreferenceRelevance<backend::cpu, Dim>, Figures> train_relevance(
   fig["train_examples"] = double(tr.size());
   fig["train_r2"] = relevance_figures(r, tr, cf)["r2"];
   return {std::move(r), fig};
+}
+
+// ---- `p4lm rewards train` ----
+
+inline constexpr std::array<const char*, 4> reward_names{"precision", "appeal", "personalization",
+                                                         "preference_relevance"};
+
+// `only`: a comma list of reward names, empty for all; an unknown name is an error.
+inline bool reward_wanted(const std::string& only, const std::string& name) {
+  if (only.empty()) return true;
+  std::stringstream in(only);
+  std::string item;
+  bool found = false;
+  while (std::getline(in, item, ',')) {
+    if (std::find(reward_names.begin(), reward_names.end(), item) == reward_names.end())
+      fail<UsageError>("--only: unknown reward '", item,
+                       "' (precision, appeal, personalization, preference_relevance)");
+    found = found || item == name;
+  }
+  return found;
+}
+
+// The CF model of the relevance targets: `cf`, or the one the data build recorded in config.json.
+inline std::filesystem::path relevance_cf_path(const std::filesystem::path& data,
+                                               const std::filesystem::path& cf) {
+  if (!cf.empty()) return cf;
+  const auto config = data / "config.json";
+  if (!std::filesystem::exists(config))
+    fail<UsageError>("preference_relevance: ", config.string(), " does not exist (give --cf)");
+  const auto j = nlohmann::json::parse(io::read_file(config));
+  const std::string p = j.value("cf", "");
+  if (p.empty()) fail<UsageError>("preference_relevance needs a data build made with --cf (or give --cf)");
+  return p;
+}
+
+struct RewardsTraining {
+  std::filesystem::path data{};  // p4lm data build folder
+  std::filesystem::path out{};   // <name>.safetensors, heldout.json, checkpoints and metrics
+  std::filesystem::path cf{};    // CF model of the relevance targets (empty: the data build's)
+  std::string only{};            // comma list of reward names (empty: all)
+  RewardTrainOptions options{};  // options.out is set to out
+};
+
+// Trains the wanted rewards in the order of reward_names, saving each as out/<name>.safetensors, then
+// writes out/heldout.json ({name: figures}, no wall time: a resumed run writes the same bytes).
+// on_trained(name, figures) is called after each head (the CLI prints and times them).
+inline std::map<std::string, Figures> train_rewards(
+    std::shared_ptr<TextFeatures> f, const RewardsTraining& r,
+    const std::function<void(const std::string&, const Figures&)>& on_trained = {}) {
+  for (const char* name : reward_names) (void)reward_wanted(r.only, name);  // unknown names first
+  std::filesystem::create_directories(r.out);
+  const io::OutputLock lock(r.out);  // one run per folder (each head's Trainer takes it again)
+  RewardTrainOptions o = r.options;
+  o.out = r.out;
+  std::map<std::string, Figures> table;
+  const auto done = [&](const std::string& name, Figures fig) {
+    table[name] = fig;
+    if (on_trained) on_trained(name, fig);
+  };
+  if (reward_wanted(r.only, "precision")) {
+    auto [model, fig] = train_precision(f, r.data, o);
+    model.save(r.out / "precision.safetensors");
+    done("precision", fig);
+  }
+  if (reward_wanted(r.only, "appeal")) {
+    auto [model, fig] = train_appeal(f, r.data, o);
+    model.save(r.out / "appeal.safetensors");
+    done("appeal", fig);
+  }
+  if (reward_wanted(r.only, "personalization")) {
+    auto [model, fig] = train_personalization(f, r.data, o);
+    model.save(r.out / "personalization.safetensors");
+    done("personalization", fig);
+  }
+  if (reward_wanted(r.only, "preference_relevance")) {
+    const auto cf_file = relevance_cf_path(r.data, r.cf);
+    cf::with_cf_dim(cf::embeddings_dim(cf_file), [&](auto d) {
+      auto [model, fig] = train_relevance<decltype(d)::value>(f, r.data, cf_file, o);
+      model.save(r.out / "preference_relevance.safetensors");
+      done("preference_relevance", fig);
+    });
+  }
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, fig] : table) j[name] = fig;
+  io::write_file_atomically(r.out / "heldout.json", j.dump(2) + "\n");
+  return table;
 }
 
 }  // namespace p4lm::reward

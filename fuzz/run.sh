@@ -4,6 +4,7 @@
 # report, timeout or out-of-memory fails the run; the input that caused it is kept under
 # <build>/artifacts/<target>/ for a regression test.
 #   fuzz/run.sh [seconds per target (60)] [build folder (build/fuzz)]
+# P4LM_FUZZ_JOBS targets run at once (default: the number of cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -17,19 +18,34 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="$
 cmake --build "$build" --target p4lm_fuzzers
 export P4LM_DATA="$PWD/data"
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-failed=()
-for seeds in fuzz/corpus/*/; do
-  target=$(basename "$seeds")
-  work="$build/corpus/$target" artifacts="$build/artifacts/$target"
+jobs=${P4LM_FUZZ_JOBS:-$(nproc)}  # targets fuzzed at once (each is single-threaded)
+
+fuzz_target() {  # target seeds -> exit status of the fuzzer; its log in $build/<target>.log
+  local target=$1 seeds=$2
+  local work="$build/corpus/$target" artifacts="$build/artifacts/$target"
   rm -rf "$work" && mkdir -p "$work" "$artifacts"
   cp "$seeds"* "$work/"
+  "$build/fuzz/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" >"$build/$target.log" 2>&1
+}
+
+targets=()
+declare -A pid_of
+for seeds in fuzz/corpus/*/; do
+  target=$(basename "$seeds")
+  targets+=("$target")
+  while (($(jobs -rp | wc -l) >= jobs)); do wait -n || true; done
   echo "--- $target: ${seconds} s"
-  if ! "$build/fuzz/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-      -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" >"$build/$target.log" 2>&1; then
+  fuzz_target "$target" "$seeds" &
+  pid_of[$target]=$!
+done
+failed=()
+for target in "${targets[@]}"; do
+  if ! wait "${pid_of[$target]}"; then
     failed+=("$target")
     tail -40 "$build/$target.log"
   fi
-  grep -E "^stat::(number_of_executed_units|new_units_added)" "$build/$target.log" | tr '\n' ' '; echo
+  echo "$target: $(grep -E "^stat::(number_of_executed_units|new_units_added)" "$build/$target.log" | tr '\n' ' ')"
 done
 if ((${#failed[@]})); then
   echo "fuzz: failures in ${failed[*]} (inputs under $build/artifacts/)" >&2

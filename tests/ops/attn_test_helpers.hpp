@@ -12,6 +12,8 @@
 #include <p4lm/core/rng.hpp>
 #include <p4lm/core/tensor.hpp>
 
+#include "ops_test_helpers.hpp"
+
 namespace p4lm::test {
 
 template <class T = double>
@@ -38,19 +40,8 @@ double dot(const TensorView<backend::cpu, A>& a, const TensorView<backend::cpu, 
   return static_cast<double>(s);
 }
 
-// max |a - b| / (atol + rtol |b|) over elements: <= 1 means "close".
-template <class A, class B>
-double closeness(const TensorView<backend::cpu, A>& a, const TensorView<backend::cpu, B>& b, double atol,
-                 double rtol) {
-  REQUIRE(a.numel() == b.numel());
-  double worst = 0;
-  for (std::size_t i = 0; i < a.numel(); ++i) {
-    const double x = static_cast<double>(a.data()[i]), y = static_cast<double>(b.data()[i]);
-    if (std::isnan(x) || std::isnan(y)) return INFINITY;
-    worst = std::max(worst, std::abs(x - y) / (atol + rtol * std::abs(y)));
-  }
-  return worst;
-}
+// The closeness measure of the op tests (<= 1 means close), one definition for the whole folder.
+using ops_test::closeness;
 
 // Runs check_gradient on x and requires a max relative error below 1e-6, naming the input.
 template <class Loss>

@@ -7,36 +7,10 @@
 #include "p4lm/model/causal_lm.hpp"
 #include "p4lm/rl/policy_gradient.hpp"
 
+#include "toy_bandit.hpp"
+
 using namespace p4lm;
-
-namespace {
-
-LlamaLM<> tiny_lm(std::uint64_t seed) {
-  ModelConfig c;
-  c.arch = "llama";
-  c.vocab_size = 8;
-  c.d_model = 16;
-  c.n_layers = 1;
-  c.n_heads = 2;
-  c.d_ff = 32;
-  c.max_seq = 16;
-  c.tied_head = false;
-  LlamaLM<> lm(c);
-  Rng rng(seed);
-  lm.init_random(rng, 0.1);
-  return lm;
-}
-
-struct CountToken {
-  std::vector<double> operator()(std::span<const rl::Sample> batch) const {
-    std::vector<double> s;
-    for (const auto& x : batch)
-      s.push_back(static_cast<double>(std::count(x.response.begin(), x.response.end(), 5)));
-    return s;
-  }
-};
-
-}  // namespace
+using namespace p4lm::rl_test;
 
 TEST_CASE("leave-one-out advantages by hand", "[rl][pg]") {
   const std::vector<double> r{1, 2, 3, 6};
@@ -60,7 +34,7 @@ TEST_CASE("the KL-regularised policy gradient (RLOO) reaches the toy's optimum",
   c.init_kl_coef = 0.0;
   c.response_length = 6;
   c.seed = 5;
-  rl::PolicyGradientTrainer<Policy, CountToken> pg(Policy(tiny_lm(4)), CountToken{}, c);
+  rl::PolicyGradientTrainer<Policy, CountToken> pg(Policy(toy_lm(4)), CountToken{}, c);
   const std::vector<rl::Prompt> prompts(8, rl::Prompt{0, {1}});
   double score = 0;
   std::size_t it = 0;
@@ -74,6 +48,6 @@ TEST_CASE("PGConfig is validated at construction, naming the field", "[rl][pg]")
   using Policy = rl::LMPolicy<LlamaLM<>>;
   rl::PGConfig c;
   c.rloo_k = 1;
-  CHECK_THROWS_WITH((rl::PolicyGradientTrainer<Policy, CountToken>(Policy(tiny_lm(1)), CountToken{}, c)),
+  CHECK_THROWS_WITH((rl::PolicyGradientTrainer<Policy, CountToken>(Policy(toy_lm(1)), CountToken{}, c)),
                     Catch::Contains("rloo_k = 1"));
 }

@@ -10,38 +10,12 @@
 #include "p4lm/model/generate.hpp"
 #include "p4lm/rl/ppo_trainer.hpp"
 
+#include "toy_bandit.hpp"
+
 using namespace p4lm;
+using namespace p4lm::rl_test;
 
 namespace {
-
-// A bandit-sized LM: 8 tokens, one layer; at initialisation every token is about equally likely.
-LlamaLM<> tiny_lm(std::uint64_t seed) {
-  ModelConfig c;
-  c.arch = "llama";
-  c.vocab_size = 8;
-  c.d_model = 16;
-  c.n_layers = 1;
-  c.n_heads = 2;
-  c.d_ff = 32;
-  c.max_seq = 16;
-  c.tied_head = false;
-  LlamaLM<> lm(c);
-  Rng rng(seed);
-  lm.init_random(rng, 0.1);
-  return lm;
-}
-
-constexpr std::int32_t kGood = 5, kBos = 1;
-
-// Reward: how many times the good token occurs in the response (optimum: every token).
-struct CountToken {
-  std::vector<double> operator()(std::span<const rl::Sample> batch) const {
-    std::vector<double> s;
-    for (const auto& x : batch)
-      s.push_back(static_cast<double>(std::count(x.response.begin(), x.response.end(), kGood)));
-    return s;
-  }
-};
 
 std::vector<rl::Prompt> prompts(std::size_t n) {
   return std::vector<rl::Prompt>(n, rl::Prompt{0, {kBos}});
@@ -68,7 +42,7 @@ TEST_CASE("PPO's first rollout: KL exactly 0, a minibatch's ratio starts at 1", 
   using Policy = rl::LMPolicy<LlamaLM<>>;
   auto c = toy_config();
   c.init_kl_coef = 0.1;
-  rl::PPOTrainer<Policy, CountToken> ppo(Policy(tiny_lm(1)), CountToken{}, c);
+  rl::PPOTrainer<Policy, CountToken> ppo(Policy(toy_lm(1)), CountToken{}, c);
   const auto ps = prompts(c.batch_size);
   const auto m = ppo.step(ps);
   CHECK(m.at("objective/kl") == 0.0);  // identical models, identical forward: exactly zero
@@ -103,7 +77,7 @@ TEST_CASE("PPO's first rollout: KL exactly 0, a minibatch's ratio starts at 1", 
 TEST_CASE("PPO reaches the toy's optimum (every token the rewarded one)", "[rl][ppo]") {
   using Policy = rl::LMPolicy<LlamaLM<>>;
   auto c = toy_config();
-  rl::PPOTrainer<Policy, CountToken, rl::FixedKL> ppo(Policy(tiny_lm(2)), CountToken{}, c);
+  rl::PPOTrainer<Policy, CountToken, rl::FixedKL> ppo(Policy(toy_lm(2)), CountToken{}, c);
   const auto ps = prompts(c.batch_size);
   double score = 0;
   std::size_t it = 0;
@@ -124,7 +98,7 @@ TEST_CASE("PPO with AdaptiveKL: the measured KL settles near the target", "[rl][
   c.init_kl_coef = 0.3;
   c.target = 2.0;
   c.horizon = 160;  // 5 batches: β moves by up to 4 % per iteration
-  rl::PPOTrainer<Policy, CountToken> ppo(Policy(tiny_lm(3)), CountToken{}, c);
+  rl::PPOTrainer<Policy, CountToken> ppo(Policy(toy_lm(3)), CountToken{}, c);
   const auto ps = prompts(c.batch_size);
   double kl_sum = 0, max_kl = 0;
   std::size_t counted = 0;
@@ -150,17 +124,17 @@ TEST_CASE("a killed and resumed PPO run gives the same result as an uninterrupte
   const auto ps = prompts(c.batch_size);
   const auto path = std::filesystem::temp_directory_path() / "p4lm_test_rl_state.safetensors";
 
-  rl::PPOTrainer<Policy, CountToken> whole(Policy(tiny_lm(9)), CountToken{}, c);
+  rl::PPOTrainer<Policy, CountToken> whole(Policy(toy_lm(9)), CountToken{}, c);
   rl::Metrics last;
   for (int i = 0; i < 3; ++i) last = whole.step(ps);
 
   {
-    rl::PPOTrainer<Policy, CountToken> killed(Policy(tiny_lm(9)), CountToken{}, c);
+    rl::PPOTrainer<Policy, CountToken> killed(Policy(toy_lm(9)), CountToken{}, c);
     killed.step(ps);
     killed.step(ps);
     killed.save(path);
   }
-  rl::PPOTrainer<Policy, CountToken> resumed(Policy(tiny_lm(9)), CountToken{}, c);  // same warm start
+  rl::PPOTrainer<Policy, CountToken> resumed(Policy(toy_lm(9)), CountToken{}, c);  // same warm start
   resumed.load(path);
   CHECK(resumed.iteration() == 2);
   const auto m = resumed.step(ps);
@@ -178,7 +152,7 @@ TEST_CASE("a killed and resumed PPO run gives the same result as an uninterrupte
   // A checkpoint of another configuration is refused, naming the field.
   auto other = c;
   other.cliprange = 0.3;
-  rl::PPOTrainer<Policy, CountToken> mismatched(Policy(tiny_lm(9)), CountToken{}, other);
+  rl::PPOTrainer<Policy, CountToken> mismatched(Policy(toy_lm(9)), CountToken{}, other);
   CHECK_THROWS_WITH(mismatched.load(path), Catch::Contains("config.cliprange"));
   std::filesystem::remove(path);
 }
@@ -186,7 +160,7 @@ TEST_CASE("a killed and resumed PPO run gives the same result as an uninterrupte
 TEST_CASE("PPOConfig is validated at construction, naming the field", "[rl][ppo]") {
   using Policy = rl::LMPolicy<LlamaLM<>>;
   auto make = [](rl::PPOConfig c) {
-    rl::PPOTrainer<Policy, CountToken> t(Policy(tiny_lm(1)), CountToken{}, c);
+    rl::PPOTrainer<Policy, CountToken> t(Policy(toy_lm(1)), CountToken{}, c);
   };
   auto c = toy_config();
   c.mini_batch_size = 5;
@@ -210,7 +184,7 @@ TEST_CASE("PPO's approx-KL early stop ends the epochs", "[rl][ppo]") {
   c.learning_rate = 3e-2;  // large steps: the policy leaves the rollout's quickly
   c.early_stopping = true;
   c.target_kl = 0.01;
-  rl::PPOTrainer<Policy, CountToken> ppo(Policy(tiny_lm(6)), CountToken{}, c);
+  rl::PPOTrainer<Policy, CountToken> ppo(Policy(toy_lm(6)), CountToken{}, c);
   const auto m = ppo.step(prompts(c.batch_size));
   CHECK(m.at("ppo/early_stopped") == 1.0);
   CHECK(m.at("ppo/optimizer_steps") < 16.0);
@@ -218,7 +192,7 @@ TEST_CASE("PPO's approx-KL early stop ends the epochs", "[rl][ppo]") {
 
 TEST_CASE("a non-finite policy stops PPO with the sample and quantity named", "[rl][ppo]") {
   using Policy = rl::LMPolicy<LlamaLM<>>;
-  rl::PPOTrainer<Policy, CountToken> ppo(Policy(tiny_lm(1)), CountToken{}, toy_config());
+  rl::PPOTrainer<Policy, CountToken> ppo(Policy(toy_lm(1)), CountToken{}, toy_config());
   ppo.policy().lm().parameter("output.weight").value.data()[3] = std::nanf("");
   CHECK_THROWS_WITH(ppo.step(prompts(32)),
                     Catch::Contains("rollout: the policy's log-prob of sample 0, token 0 is nan"));
@@ -233,7 +207,7 @@ TEST_CASE("PPO learns to end its samples when a missing EOS is penalised", "[rl]
   c.eos_token_id = 2;
   c.missing_eos_penalty = 1.0;
   auto nothing = [](std::span<const rl::Sample> b) { return std::vector<double>(b.size(), 0.0); };
-  rl::PPOTrainer<Policy, decltype(nothing)> ppo(Policy(tiny_lm(12)), nothing, c);
+  rl::PPOTrainer<Policy, decltype(nothing)> ppo(Policy(toy_lm(12)), nothing, c);
   const auto ps = prompts(c.batch_size);
   double ended = ppo.step(ps).at("env/ended_fraction"), first = ended;
   std::size_t it = 1;  // 3 iterations with these seeds (0.625 of the samples ended at first)

@@ -2,7 +2,6 @@
 // what a short one does, and the kept tokens (and the link sentence's tokens) are those the whole
 // pitch's encoding would give.
 
-#include <chrono>
 #include <memory>
 #include <string>
 #include <utility>
@@ -35,6 +34,23 @@ TextCodec gpt2_codec() {
   return c;
 }
 
+// Counts the bytes and tokens the codec is asked to process: the cost of preparing an example, measured
+// without a clock. Once a pitch is longer than its kept tokens need, the cost must not grow with it.
+struct Counted {
+  std::shared_ptr<std::size_t> work = std::make_shared<std::size_t>(0);
+  TextCodec codec;
+  explicit Counted(TextCodec inner) : codec(inner) {
+    codec.encode = [w = work, f = inner.encode](std::string_view s) {
+      *w += s.size();
+      return f(s);
+    };
+    codec.decode = [w = work, f = inner.decode](std::span<const std::int32_t> ids) {
+      *w += ids.size();
+      return f(ids);
+    };
+  }
+};
+
 std::string long_pitch(std::size_t bytes) {
   const std::string sentences[] = {
       "Heat is a crime epic where a driven detective hunts a master thief. ",
@@ -61,15 +77,11 @@ TEST_CASE("sft data: a 200 KB pitch is cut before it is encoded", "[train][sft][
   const PromptOptions o{};  // 200 pitch tokens
   const std::string pitch = long_pitch(200'000);
   const std::vector<std::size_t> span{68, 126};  // the second sentence
-  const auto start = std::chrono::steady_clock::now();
-  const auto seq = encode_example(codec, "Heat (1995). Crime.", pitch, o, span);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  INFO("encode_example took " << seconds << " s");
-#ifdef NDEBUG
-  CHECK(seconds < 0.25);  // was 44 s: every prefix of the whole pitch was decoded
-#else
-  CHECK(seconds < 5.0);  // sanitizer / debug builds
-#endif
+  const Counted counted(codec), short_counted(codec);
+  const auto seq = encode_example(counted.codec, "Heat (1995). Crime.", pitch, o, span);
+  encode_example(short_counted.codec, "Heat (1995). Crime.", long_pitch(20'000), o, span);
+  INFO("bytes and tokens processed: " << *counted.work << " (200 KB), " << *short_counted.work << " (20 KB)");
+  CHECK(*counted.work == *short_counted.work);      // decoding every prefix of the whole pitch grew with it
   CHECK(seq.pitch_tokens() == o.max_pitch_tokens);  // 199 pitch tokens + EOS
   CHECK(seq.ids.back() == codec.eos);
 
@@ -96,12 +108,11 @@ TEST_CASE("sft data: a long pitch without spaces is cut too", "[train][sft][sft_
   o.max_pitch_tokens = 50;
   std::string pitch;
   while (pitch.size() < 200'000) pitch += "abcdéfgh";  // multi-byte characters: cut between them
-  const auto start = std::chrono::steady_clock::now();
-  const auto seq = encode_example(codec, "x", pitch, o);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-#ifdef NDEBUG
-  CHECK(seconds < 0.25);
-#endif
+  const Counted counted(codec), short_counted(codec);
+  const auto seq = encode_example(counted.codec, "x", pitch, o);
+  encode_example(short_counted.codec, "x", pitch.substr(0, 20'000), o);
+  INFO("bytes and tokens processed: " << *counted.work << " (200 KB), " << *short_counted.work << " (20 KB)");
+  CHECK(*counted.work == *short_counted.work);
   CHECK(seq.pitch_tokens() == 50);
   const auto [ids, link] = reference(codec, pitch.substr(0, 4000), 50, 0, 0);
   CHECK(std::vector<std::int32_t>(seq.ids.begin() + seq.prompt_len, seq.ids.end() - 1) == ids);

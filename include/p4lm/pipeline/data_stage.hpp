@@ -18,6 +18,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include <boost/hana.hpp>
@@ -87,6 +88,26 @@ inline DataBuildConfig checked(DataBuildConfig c) {
   return c;
 }
 
+// Every user and movie of the ratings needs a row in the CF model the data is built with: without
+// one, a profile would silently keep its rating-average taste, a relevance example lose its target
+// and the SFT stage refuse the corpus later. InvalidArgument naming the id, the CF file and the ratings.
+template <int Dim>
+void check_cf_covers(const cf::Embeddings<Dim>& e, const cf::IdMap& users, const cf::IdMap& items,
+                     const std::filesystem::path& cf_file, const std::filesystem::path& ratings) {
+  const auto check = [&](const cf::IdMap& ids, const std::vector<std::int64_t>& rows, std::size_t n_rows,
+                         const char* what) {
+    const std::unordered_set<std::int64_t> known(rows.begin(), rows.end());
+    for (const auto id : ids.ids())
+      if (rows.empty() ? id < 0 || static_cast<std::size_t>(id) >= n_rows : !known.contains(id))
+        fail<InvalidArgument>(cf_file.string(), ": ", what, ' ', id, " of the ratings in ", ratings.string(),
+                              " has no row (the CF model has ", n_rows, ' ', what,
+                              "s): it was trained on other ratings; build the data from the ratings it was "
+                              "trained on (leave --data out) or train a CF model on these");
+  };
+  check(users, e.user_ids, e.n_users(), "user");
+  check(items, e.item_ids, e.n_items(), "movie");
+}
+
 // `p4lm data build`: writes config.json, catalog.jsonl, profiles.jsonl, the SFT corpus and the
 // reward datasets under c.out, then stats.json (the stage's completion marker: `run_main` reuses a
 // folder that has it). Returns the stats (counts per split, defects, the resolved config, seconds).
@@ -128,6 +149,7 @@ inline nlohmann::json build_data(DataBuildConfig c) {
   if (cf_dim)
     cf::with_cf_dim(*cf_dim, [&](auto d) {
       const auto e = cf::load_embeddings<decltype(d)::value>(*c.cf);
+      check_cf_covers(e, ml.users, ml.items, *c.cf, folder);
       if (*c.genre_taste == "cf") data::set_cf_genre_taste(profiles, e, split.train, catalog, ml.items);
       targets = data::item_targets(e, ml.items);
     });

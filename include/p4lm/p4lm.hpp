@@ -56,6 +56,7 @@
 #include "p4lm/ops/residual.hpp"
 #include "p4lm/ops/rmsnorm.hpp"
 #include "p4lm/ops/rope.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 #include "p4lm/ops/softmax.hpp"
 #include "p4lm/ops/softmax_cross_entropy.hpp"
 #include "p4lm/ops/swiglu.hpp"

@@ -37,7 +37,8 @@ inline void expect_rank_at_least(const char* what, const Shape& s, std::size_t r
   if (s.rank() < rank) fail<ShapeError>(what, ": expected rank >= ", rank, ", got shape ", s);
 }
 
-// Per-row statistics (layernorm mean/rstd): one element per row of x.
+// Per-row statistics (layernorm mean/rstd): one element per row of x, in any shape with that many
+// elements ((N), (B, T), (L, B, T) slices of an activation block ...).
 template <class V>
 void expect_rows(const char* op, const char* what, const V& stats, const Shape& x_shape) {
   if (stats.numel() != x_shape.rows())

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
@@ -26,11 +27,7 @@ struct AdamWConfig {
 template <Scalar T>
 void adamw_update(CpuView<T> params, const CpuView<T>& grads, CpuView<T> m, CpuView<T> v, std::int64_t step,
                   const AdamWConfig& config) {
-  expect_shape("adamw_update: grads", grads.shape(), params.shape());
-  expect_shape("adamw_update: m", m.shape(), params.shape());
-  expect_shape("adamw_update: v", v.shape(), params.shape());
-  if (step < 1)
-    fail<InvalidArgument>("adamw_update: step ", step, " must be >= 1 (the first update is step 1)");
+  check::adamw_update(params, grads, m, v, step);
   // 1 - β in double, then rounded: in float, 1 - 0.999f is off by 1e-5 relative.
   const T lr = T(config.lr), b1 = T(config.beta1), b2 = T(config.beta2), one_b1 = T(1.0 - config.beta1),
           one_b2 = T(1.0 - config.beta2), eps = T(config.eps), wd = T(config.weight_decay);

@@ -40,6 +40,7 @@
 #include "p4lm/backend/cpu/skinny_gemm.hpp"
 #include "p4lm/ops/detail/common.hpp"
 #include "p4lm/ops/detail/row_softmax.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
@@ -70,9 +71,7 @@ struct HeadsView {
   std::size_t batch_stride;
 };
 
-struct AttentionDims {
-  std::size_t b, tq, tk, h, hkv, d;
-};
+using check::AttentionDims;
 
 using backend::cpu_blas::BlasSingleThreaded;
 
@@ -282,8 +281,7 @@ void attention_backward_impl(HeadsView<T> dq, HeadsView<T> dk, HeadsView<T> dv, 
 }
 
 template <class T>
-AttentionPlan<T> make_plan(const char* op, const AttentionOptions<backend::cpu>& opt, std::size_t b,
-                           std::size_t tq, std::size_t tk) {
+AttentionPlan<T> make_plan(const AttentionOptions<backend::cpu>& opt, std::size_t tq, std::size_t tk) {
   // Causal: blocks of causal_row_block queries, so a block's products stop at its last visible key
   // (about half the work of the full square at large T). Otherwise all queries see the same keys.
   const std::size_t row_block =
@@ -291,33 +289,15 @@ AttentionPlan<T> make_plan(const char* op, const AttentionOptions<backend::cpu>&
   AttentionPlan<T> m{opt.causal,        opt.query_offset,      nullptr,  nullptr,
                      opt.blas_min_work, opt.parallel_min_work, row_block};
   if (opt.query_offset < 0) m.offset = static_cast<std::ptrdiff_t>(tk) - static_cast<std::ptrdiff_t>(tq);
-  if (given(opt.key_lengths)) {
-    expect_shape((std::string(op) + ": key_lengths").c_str(), opt.key_lengths.shape(), Shape{b});
-    m.lengths = opt.key_lengths.data();
-  }
-  if (given(opt.key_mask)) {
-    expect_shape((std::string(op) + ": key_mask").c_str(), opt.key_mask.shape(), Shape{b, tk});
-    m.mask = opt.key_mask.data();
-  }
+  // Shapes checked by check::attention_keys.
+  if (is_given(opt.key_lengths)) m.lengths = opt.key_lengths.data();
+  if (is_given(opt.key_mask)) m.mask = opt.key_mask.data();
   return m;
 }
 
 // Every GEMM dimension and leading dimension is at most Tq, Tk or (H + 2 Hkv) D.
 inline void check_blas_range(const char* op, const AttentionDims& n) {
   backend::cpu_blas::blas_int(std::max({n.tq, n.tk, (n.h + 2 * n.hkv) * n.d}), op);
-}
-
-template <class T>
-AttentionDims check_qkv(const char* op, const CpuView<T>& q, const CpuView<T>& k, const CpuView<T>& v) {
-  if (q.rank() != 4) fail<ShapeError>(op, ": q: expected rank 4 (B, Tq, H, D), got shape ", q.shape());
-  if (k.rank() != 4) fail<ShapeError>(op, ": k: expected rank 4 (B, Tk, Hkv, D), got shape ", k.shape());
-  const AttentionDims n{q.dim(0), q.dim(1), k.dim(1), q.dim(2), k.dim(2), q.dim(3)};
-  if (k.dim(0) != n.b || k.dim(3) != n.d || n.hkv == 0 || n.h % n.hkv != 0)
-    fail<ShapeError>(op, ": k: shape ", k.shape(), " does not fit q ", q.shape(),
-                     " (same B and D, kv heads dividing ", n.h, " query heads)");
-  expect_shape((std::string(op) + ": v").c_str(), v.shape(), k.shape());
-  check_blas_range(op, n);
-  return n;
 }
 
 template <class T>
@@ -334,20 +314,6 @@ T default_scale(double scale, std::size_t d) {
   return static_cast<T>(scale != 0 ? scale : 1.0 / std::sqrt(static_cast<double>(d)));
 }
 
-// Fused layout: H and D come from out (B, T, H, D); qkv must be (B, T, (H + 2 Hkv) D).
-template <class T>
-AttentionDims check_fused(const char* op, const CpuView<T>& out, const CpuView<T>& qkv,
-                          std::size_t n_kv_heads) {
-  if (out.rank() != 4) fail<ShapeError>(op, ": out: expected rank 4 (B, T, H, D), got shape ", out.shape());
-  const AttentionDims n{out.dim(0), out.dim(1), out.dim(1), out.dim(2), n_kv_heads, out.dim(3)};
-  if (n.hkv == 0 || n.h % n.hkv != 0)
-    fail<ShapeError>(op, ": n_kv_heads ", n.hkv, " does not divide the ", n.h, " query heads of out ",
-                     out.shape());
-  expect_shape((std::string(op) + ": qkv").c_str(), qkv.shape(), Shape{n.b, n.tq, (n.h + 2 * n.hkv) * n.d});
-  check_blas_range(op, n);
-  return n;
-}
-
 }  // namespace detail
 
 // q (B, Tq, H, D), k (B, Tk, Hkv, D), v (B, Tk, Hkv, D) -> out (B, Tq, H, D);
@@ -355,10 +321,9 @@ AttentionDims check_fused(const char* op, const CpuView<T>& out, const CpuView<T
 template <Scalar T>
 void attention_forward(CpuView<T> out, CpuView<T> probs, const CpuView<T>& q, const CpuView<T>& k,
                        const CpuView<T>& v, const AttentionOptions<backend::cpu>& options = {}) {
-  const auto n = detail::check_qkv("attention_forward", q, k, v);
-  expect_shape("attention_forward: out", out.shape(), q.shape());
-  expect_shape("attention_forward: probs", probs.shape(), Shape{n.b, n.h, n.tq, n.tk});
-  const auto plan = detail::make_plan<T>("attention_forward", options, n.b, n.tq, n.tk);
+  const auto n = check::attention_forward(out, probs, q, k, v, options);
+  detail::check_blas_range("attention_forward", n);
+  const auto plan = detail::make_plan<T>(options, n.tq, n.tk);
   detail::attention_forward_impl<T>(detail::heads_out(out), probs.data(), detail::heads_in(q),
                                     detail::heads_in(k), detail::heads_in(v), n, plan,
                                     detail::default_scale<T>(options.scale, n.d));
@@ -370,13 +335,9 @@ template <Scalar T>
 void attention_backward(CpuView<T> dq, CpuView<T> dk, CpuView<T> dv, const CpuView<T>& dout,
                         const CpuView<T>& q, const CpuView<T>& k, const CpuView<T>& v,
                         const CpuView<T>& probs, const AttentionOptions<backend::cpu>& options = {}) {
-  const auto n = detail::check_qkv("attention_backward", q, k, v);
-  expect_shape("attention_backward: dout", dout.shape(), q.shape());
-  expect_shape("attention_backward: dq", dq.shape(), q.shape());
-  expect_shape("attention_backward: dk", dk.shape(), k.shape());
-  expect_shape("attention_backward: dv", dv.shape(), v.shape());
-  expect_shape("attention_backward: probs", probs.shape(), Shape{n.b, n.h, n.tq, n.tk});
-  const auto plan = detail::make_plan<T>("attention_backward", options, n.b, n.tq, n.tk);
+  const auto n = check::attention_backward(dq, dk, dv, dout, q, k, v, probs, options);
+  detail::check_blas_range("attention_backward", n);
+  const auto plan = detail::make_plan<T>(options, n.tq, n.tk);
   detail::attention_backward_impl<T>(detail::heads_out(dq), detail::heads_out(dk), detail::heads_out(dv),
                                      detail::heads_in(dout), probs.data(), detail::heads_in(q),
                                      detail::heads_in(k), detail::heads_in(v), n, plan,
@@ -388,9 +349,9 @@ void attention_backward(CpuView<T> dq, CpuView<T> dk, CpuView<T> dv, const CpuVi
 template <Scalar T>
 void attention_forward_qkv(CpuView<T> out, CpuView<T> probs, const CpuView<T>& qkv, std::size_t n_kv_heads,
                            const AttentionOptions<backend::cpu>& options = {}) {
-  const auto n = detail::check_fused("attention_forward_qkv", out, qkv, n_kv_heads);
-  expect_shape("attention_forward_qkv: probs", probs.shape(), Shape{n.b, n.h, n.tq, n.tk});
-  const auto plan = detail::make_plan<T>("attention_forward_qkv", options, n.b, n.tq, n.tk);
+  const auto n = check::attention_forward_qkv(out, probs, qkv, n_kv_heads, options);
+  detail::check_blas_range("attention_forward_qkv", n);
+  const auto plan = detail::make_plan<T>(options, n.tq, n.tk);
   const std::size_t ld = (n.h + 2 * n.hkv) * n.d, bs = n.tq * ld;
   const T* p = qkv.data();
   detail::attention_forward_impl<T>(detail::heads_out(out), probs.data(), {p, ld, bs},
@@ -403,10 +364,9 @@ template <Scalar T>
 void attention_backward_qkv(CpuView<T> dqkv, const CpuView<T>& dout, const CpuView<T>& qkv,
                             const CpuView<T>& probs, std::size_t n_kv_heads,
                             const AttentionOptions<backend::cpu>& options = {}) {
-  const auto n = detail::check_fused("attention_backward_qkv", dout, qkv, n_kv_heads);
-  expect_shape("attention_backward_qkv: dqkv", dqkv.shape(), qkv.shape());
-  expect_shape("attention_backward_qkv: probs", probs.shape(), Shape{n.b, n.h, n.tq, n.tk});
-  const auto plan = detail::make_plan<T>("attention_backward_qkv", options, n.b, n.tq, n.tk);
+  const auto n = check::attention_backward_qkv(dqkv, dout, qkv, probs, n_kv_heads, options);
+  detail::check_blas_range("attention_backward_qkv", n);
+  const auto plan = detail::make_plan<T>(options, n.tq, n.tk);
   const std::size_t ld = (n.h + 2 * n.hkv) * n.d, bs = n.tq * ld;
   const T* p = qkv.data();
   T* dp = dqkv.data();

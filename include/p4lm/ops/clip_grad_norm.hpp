@@ -18,6 +18,7 @@
 
 #include "p4lm/backend/cpu/simd.hpp"
 #include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
@@ -116,7 +117,7 @@ double global_grad_norm(std::span<const CpuView<T>> grads) {
 // the caller sees it in the return value and should skip the step.
 template <Scalar T>
 double clip_grad_norm(std::span<const CpuView<T>> grads, double max_norm) {
-  if (!(max_norm > 0)) fail<InvalidArgument>("clip_grad_norm: max_norm ", max_norm, " must be > 0");
+  check::clip_max_norm(max_norm);
   const double norm = global_grad_norm<T>(grads);
   if (!std::isfinite(norm) || norm <= max_norm) return norm;
   const T scale = T(max_norm / (norm + 1e-6));

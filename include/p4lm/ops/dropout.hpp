@@ -12,13 +12,11 @@
 #include "p4lm/ops/detail/common.hpp"
 #include "p4lm/ops/detail/philox_blocks.hpp"
 #include "p4lm/ops/dropout_mask.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
 namespace detail {
-inline void check_dropout_p(const char* op, double p) {
-  if (!(p >= 0.0 && p < 1.0)) fail<InvalidArgument>(op, ": dropout probability ", p, " is outside [0, 1)");
-}
 // y[i] = acc[i] + x[i] · scale · keep(i) over [0, n) (acc may be null: plain write).
 template <class T>
 void dropout_apply(std::size_t n, T* y, const T* acc, const T* x, double p, std::uint64_t seed,
@@ -86,8 +84,7 @@ void dropout_apply(std::size_t n, T* y, const T* acc, const T* x, double p, std:
 template <Scalar T>
 void dropout_forward(CpuView<T> out, const CpuView<T>& inp, double p, std::uint64_t seed,
                      std::uint64_t stream) {
-  expect_shape("dropout_forward: out", out.shape(), inp.shape());
-  detail::check_dropout_p("dropout_forward", p);
+  check::dropout("dropout_forward", "out", out, inp, p);
   detail::dropout_apply<T>(inp.numel(), out.data(), nullptr, inp.data(), p, seed, stream);
 }
 
@@ -95,8 +92,7 @@ void dropout_forward(CpuView<T> out, const CpuView<T>& inp, double p, std::uint6
 template <Scalar T>
 void dropout_backward(CpuView<T> dinp, const CpuView<T>& dout, double p, std::uint64_t seed,
                       std::uint64_t stream) {
-  expect_shape("dropout_backward: dinp", dinp.shape(), dout.shape());
-  detail::check_dropout_p("dropout_backward", p);
+  check::dropout("dropout_backward", "dinp", dinp, dout, p);
   detail::dropout_apply<T>(dout.numel(), dinp.data(), dinp.data(), dout.data(), p, seed, stream);
 }
 

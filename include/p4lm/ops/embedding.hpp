@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
@@ -13,16 +14,9 @@ namespace p4lm::ops {
 //   -> out (..., T, C) = wte[ids] (+ wpe[t], t the position along the last dimension of ids)
 template <Scalar T>
 void embedding_forward(CpuView<T> out, const CpuIds& ids, const CpuView<T>& wte, const CpuView<T>& wpe = {}) {
-  detail::expect_rank_at_least("embedding_forward: ids", ids.shape(), 1);
-  detail::expect_rank_at_least("embedding_forward: wte", wte.shape(), 2);
-  const std::size_t V = wte.dim(0), C = wte.shape().last(), Tn = ids.shape().last(), N = ids.numel();
-  expect_shape("embedding_forward: wte", wte.shape(), Shape{V, C});
-  expect_shape("embedding_forward: out", out.shape(), detail::append(ids.shape(), C));
-  const bool pos = detail::given(wpe);
-  if (pos) {
-    if (wpe.rank() != 2 || wpe.shape().last() != C || wpe.dim(0) < Tn)
-      fail<ShapeError>("embedding_forward: wpe: expected shape (>= ", Tn, ", ", C, "), got ", wpe.shape());
-  }
+  const std::size_t C = check::embedding_forward(out, ids, wte, wpe);
+  const std::size_t V = wte.dim(0), Tn = ids.shape().last(), N = ids.numel();
+  const bool pos = is_given(wpe);
   detail::check_ids("embedding_forward: ids", ids, V);
   const std::int32_t* id = ids.data();
   const T *te = wte.data(), *pe = pos ? wpe.data() : nullptr;
@@ -50,15 +44,9 @@ void embedding_forward(CpuView<T> out, const CpuIds& ids, const CpuView<T>& wte,
 // repeated ids never race and the sums do not depend on the thread count.
 template <Scalar T>
 void embedding_backward(CpuView<T> dwte, CpuView<T> dwpe, const CpuView<T>& dout, const CpuIds& ids) {
-  detail::expect_rank_at_least("embedding_backward: ids", ids.shape(), 1);
-  detail::expect_rank_at_least("embedding_backward: dout", dout.shape(), 2);
-  const std::size_t C = dout.shape().last(), Tn = ids.shape().last(), N = ids.numel();
-  expect_shape("embedding_backward: dout", dout.shape(), detail::append(ids.shape(), C));
-  const bool dte = detail::given(dwte), dpe = detail::given(dwpe);
-  if (dte && (dwte.rank() != 2 || dwte.shape().last() != C))
-    fail<ShapeError>("embedding_backward: dwte: expected shape (V, ", C, "), got ", dwte.shape());
-  if (dpe && (dwpe.rank() != 2 || dwpe.shape().last() != C || dwpe.dim(0) < Tn))
-    fail<ShapeError>("embedding_backward: dwpe: expected shape (>= ", Tn, ", ", C, "), got ", dwpe.shape());
+  const std::size_t C = check::embedding_backward(dwte, dwpe, dout, ids);
+  const std::size_t Tn = ids.shape().last(), N = ids.numel();
+  const bool dte = is_given(dwte), dpe = is_given(dwpe);
   if (dte) detail::check_ids("embedding_backward: ids", ids, dwte.dim(0));
   const std::int32_t* id = ids.data();
   const T* d = dout.data();

@@ -9,6 +9,7 @@
 #include "p4lm/backend/cpu/simd.hpp"
 #include "p4lm/ops/detail/common.hpp"
 #include "p4lm/ops/detail/fast_math.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
@@ -29,7 +30,7 @@ B gelu_exp_minus_2u(const B& x, const B& x2) {
 // inp (any shape) -> out (same shape)
 template <Scalar T>
 void gelu_forward(CpuView<T> out, const CpuView<T>& inp) {
-  expect_shape("gelu_forward: out", out.shape(), inp.shape());
+  check::unary_forward("gelu_forward", out, inp);
   detail::simd_map(
       inp.numel(), [](auto x) { return x / (T(1) + detail::gelu_exp_minus_2u(x, x * x)); }, out.data(),
       inp.data());
@@ -38,8 +39,7 @@ void gelu_forward(CpuView<T> out, const CpuView<T>& inp) {
 // dout, inp (same shape) -> dinp (same shape) += dout · gelu'(inp)
 template <Scalar T>
 void gelu_backward(CpuView<T> dinp, const CpuView<T>& dout, const CpuView<T>& inp) {
-  expect_shape("gelu_backward: dout", dout.shape(), inp.shape());
-  expect_shape("gelu_backward: dinp", dinp.shape(), inp.shape());
+  check::unary_backward("gelu_backward", dinp, dout, inp);
   detail::simd_map(
       inp.numel(),
       [](auto d, auto x, auto g) {
@@ -60,7 +60,7 @@ void gelu_backward(CpuView<T> dinp, const CpuView<T>& dout, const CpuView<T>& in
 // inp (any shape) -> out (same shape)
 template <Scalar T>
 void gelu_erf_forward(CpuView<T> out, const CpuView<T>& inp) {
-  expect_shape("gelu_erf_forward: out", out.shape(), inp.shape());
+  check::unary_forward("gelu_erf_forward", out, inp);
   detail::simd_map(
       inp.numel(), [](auto x) { return T(0.5) * x * (T(1) + xsimd::erf(x * T(0.7071067811865476))); },
       out.data(), inp.data());
@@ -69,8 +69,7 @@ void gelu_erf_forward(CpuView<T> out, const CpuView<T>& inp) {
 // dout, inp (same shape) -> dinp (same shape) += dout · (Φ(x) + x φ(x)), Φ, φ the normal cdf and pdf
 template <Scalar T>
 void gelu_erf_backward(CpuView<T> dinp, const CpuView<T>& dout, const CpuView<T>& inp) {
-  expect_shape("gelu_erf_backward: dout", dout.shape(), inp.shape());
-  expect_shape("gelu_erf_backward: dinp", dinp.shape(), inp.shape());
+  check::unary_backward("gelu_erf_backward", dinp, dout, inp);
   detail::simd_map(
       inp.numel(),
       [](auto d, auto x, auto g) {

@@ -15,14 +15,11 @@
 #include <omp.h>
 
 #include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
 namespace detail {
-// Statistics tensors (mean, rstd, ...) hold one value per row of x; any shape with that many
-// elements is accepted ((N), (B, T), (L, B, T) slices of an activation block ...).
-using p4lm::expect_rows;
-
 // Mean and 1/sqrt(var + eps) of one row, one pass. Shifting by the first element keeps
 // E[d^2] - E[d]^2 from cancelling when |mean| >> std.
 template <class T>
@@ -48,12 +45,7 @@ template <Scalar T>
 void layernorm_forward(CpuView<T> out, CpuView<T> mean, CpuView<T> rstd, const CpuView<T>& x,
                        const CpuView<T>& weight, const CpuView<T>& bias,
                        std::type_identity_t<T> eps = T(1e-5)) {
-  const std::size_t c = x.shape().last();
-  expect_shape("layernorm_forward: out", out.shape(), x.shape());
-  expect_shape("layernorm_forward: weight", weight.shape(), Shape{c});
-  expect_shape("layernorm_forward: bias", bias.shape(), Shape{c});
-  detail::expect_rows("layernorm_forward", "mean", mean, x.shape());
-  detail::expect_rows("layernorm_forward", "rstd", rstd, x.shape());
+  const std::size_t c = check::layernorm_forward(out, mean, rstd, x, weight, bias);
   const std::size_t rows = x.shape().rows();
   if (c == 0) return;
   const T* xp = x.data();
@@ -82,14 +74,7 @@ template <Scalar T>
 void layernorm_backward(CpuView<T> dx, CpuView<T> dweight, CpuView<T> dbias, const CpuView<T>& dout,
                         const CpuView<T>& x, const CpuView<T>& weight, const CpuView<T>& mean,
                         const CpuView<T>& rstd) {
-  const std::size_t c = x.shape().last();
-  expect_shape("layernorm_backward: dx", dx.shape(), x.shape());
-  expect_shape("layernorm_backward: dout", dout.shape(), x.shape());
-  expect_shape("layernorm_backward: weight", weight.shape(), Shape{c});
-  expect_shape("layernorm_backward: dweight", dweight.shape(), Shape{c});
-  expect_shape("layernorm_backward: dbias", dbias.shape(), Shape{c});
-  detail::expect_rows("layernorm_backward", "mean", mean, x.shape());
-  detail::expect_rows("layernorm_backward", "rstd", rstd, x.shape());
+  const std::size_t c = check::layernorm_backward(dx, dweight, dbias, dout, x, weight, mean, rstd);
   const std::size_t rows = x.shape().rows();
   if (c == 0 || rows == 0) return;
   const T* xp = x.data();

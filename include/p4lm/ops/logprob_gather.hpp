@@ -8,6 +8,7 @@
 
 #include "p4lm/ops/detail/common.hpp"
 #include "p4lm/ops/detail/row_softmax.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 #include "p4lm/ops/softmax_cross_entropy.hpp"
 
 namespace p4lm::ops {
@@ -19,11 +20,8 @@ namespace p4lm::ops {
 template <Scalar T>
 void logprob_gather_forward(CpuView<T> logprobs, CpuView<T> lse, CpuView<T> entropy, const CpuView<T>& logits,
                             const CpuIds& ids, std::int32_t ignore_index = ignore_index_default) {
-  detail::check_ce_shapes("logprob_gather_forward", logits, ids);
-  expect_shape("logprob_gather_forward: logprobs", logprobs.shape(), ids.shape());
-  const bool want_lse = detail::given(lse), want_entropy = detail::given(entropy);
-  if (want_lse) expect_shape("logprob_gather_forward: lse", lse.shape(), ids.shape());
-  if (want_entropy) expect_shape("logprob_gather_forward: entropy", entropy.shape(), ids.shape());
+  check::logprob_gather_forward(logprobs, lse, entropy, logits, ids);
+  const bool want_lse = is_given(lse), want_entropy = is_given(entropy);
   const std::size_t V = logits.shape().last(), N = ids.numel();
   detail::check_ids("logprob_gather_forward: ids", ids, V, true, ignore_index);
   const std::int32_t* id = ids.data();
@@ -50,11 +48,8 @@ template <Scalar T>
 void logprob_gather_backward(CpuView<T> dlogits, const CpuView<T>& dlogprobs, const CpuView<T>& logits,
                              const CpuIds& ids, const CpuView<T>& lse = {},
                              std::int32_t ignore_index = ignore_index_default) {
-  detail::check_ce_shapes("logprob_gather_backward", logits, ids);
-  expect_shape("logprob_gather_backward: dlogits", dlogits.shape(), logits.shape());
-  expect_shape("logprob_gather_backward: dlogprobs", dlogprobs.shape(), ids.shape());
-  const bool have_lse = detail::given(lse);
-  if (have_lse) expect_shape("logprob_gather_backward: lse", lse.shape(), ids.shape());
+  check::logprob_gather_backward(dlogits, dlogprobs, logits, ids, lse);
+  const bool have_lse = is_given(lse);
   const std::size_t V = logits.shape().last(), N = ids.numel();
   detail::check_ids("logprob_gather_backward: ids", ids, V, true, ignore_index);
   const std::int32_t* id = ids.data();

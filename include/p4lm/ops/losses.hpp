@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
@@ -28,7 +29,7 @@ T sigmoid(T x) {
 // pred, target (any shape, equal) -> mean (pred - target)²
 template <Scalar T>
 T mse_forward(const CpuView<T>& pred, const CpuView<T>& target) {
-  expect_shape("mse_forward: target", target.shape(), pred.shape());
+  check::paired("mse_forward", "target", pred, target);
   const std::size_t n = pred.numel();
   if (n == 0) return T(0);
   const T *p = pred.data(), *t = target.data();
@@ -44,8 +45,8 @@ T mse_forward(const CpuView<T>& pred, const CpuView<T>& target) {
 template <Scalar T>
 void mse_backward(CpuView<T> dpred, const CpuView<T>& pred, const CpuView<T>& target,
                   std::type_identity_t<T> dloss = T(1)) {
-  expect_shape("mse_backward: target", target.shape(), pred.shape());
-  expect_shape("mse_backward: dpred", dpred.shape(), pred.shape());
+  check::paired("mse_backward", "target", pred, target);
+  check::paired("mse_backward", "dpred", pred, dpred);
   const std::size_t n = pred.numel();
   if (n == 0) return;
   const T s = T(2) * dloss / T(n);
@@ -58,7 +59,7 @@ void mse_backward(CpuView<T> dpred, const CpuView<T>& pred, const CpuView<T>& ta
 //   = mean of softplus(x) - x·y (stable for any x)
 template <Scalar T>
 T bce_with_logits_forward(const CpuView<T>& logits, const CpuView<T>& labels) {
-  expect_shape("bce_with_logits_forward: labels", labels.shape(), logits.shape());
+  check::paired("bce_with_logits_forward", "labels", logits, labels);
   const std::size_t n = logits.numel();
   if (n == 0) return T(0);
   const T *x = logits.data(), *y = labels.data();
@@ -72,8 +73,8 @@ T bce_with_logits_forward(const CpuView<T>& logits, const CpuView<T>& labels) {
 template <Scalar T>
 void bce_with_logits_backward(CpuView<T> dlogits, const CpuView<T>& logits, const CpuView<T>& labels,
                               std::type_identity_t<T> dloss = T(1)) {
-  expect_shape("bce_with_logits_backward: labels", labels.shape(), logits.shape());
-  expect_shape("bce_with_logits_backward: dlogits", dlogits.shape(), logits.shape());
+  check::paired("bce_with_logits_backward", "labels", logits, labels);
+  check::paired("bce_with_logits_backward", "dlogits", logits, dlogits);
   const std::size_t n = logits.numel();
   if (n == 0) return;
   const T s = dloss / T(n);
@@ -88,7 +89,7 @@ void bce_with_logits_backward(CpuView<T> dlogits, const CpuView<T>& logits, cons
 //   = mean of softplus(rejected - chosen)
 template <Scalar T>
 T bradley_terry_forward(const CpuView<T>& chosen, const CpuView<T>& rejected) {
-  expect_shape("bradley_terry_forward: rejected", rejected.shape(), chosen.shape());
+  check::paired("bradley_terry_forward", "rejected", chosen, rejected);
   const std::size_t n = chosen.numel();
   if (n == 0) return T(0);
   const T *w = chosen.data(), *l = rejected.data();
@@ -102,10 +103,10 @@ T bradley_terry_forward(const CpuView<T>& chosen, const CpuView<T>& rejected) {
 template <Scalar T>
 void bradley_terry_backward(CpuView<T> dchosen, CpuView<T> drejected, const CpuView<T>& chosen,
                             const CpuView<T>& rejected, std::type_identity_t<T> dloss = T(1)) {
-  expect_shape("bradley_terry_backward: rejected", rejected.shape(), chosen.shape());
-  const bool dw = detail::given(dchosen), dl = detail::given(drejected);
-  if (dw) expect_shape("bradley_terry_backward: dchosen", dchosen.shape(), chosen.shape());
-  if (dl) expect_shape("bradley_terry_backward: drejected", drejected.shape(), chosen.shape());
+  check::paired("bradley_terry_backward", "rejected", chosen, rejected);
+  check::paired_grad("bradley_terry_backward", "dchosen", dchosen, chosen);
+  check::paired_grad("bradley_terry_backward", "drejected", drejected, chosen);
+  const bool dw = is_given(dchosen), dl = is_given(drejected);
   const std::size_t n = chosen.numel();
   if (n == 0) return;
   const T s = dloss / T(n);

@@ -14,6 +14,7 @@
 
 #include "p4lm/backend/cpu/blas.hpp"
 #include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
@@ -60,12 +61,9 @@ void team_gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int l
 template <Scalar T>
 void matmul_forward(CpuView<T> out, const CpuView<T>& inp, const CpuView<T>& weight,
                     const CpuView<T>& bias = {}) {
-  detail::expect_rank_at_least("matmul_forward: inp", inp.shape(), 1);
-  const std::size_t C = inp.shape().last(), OC = out.shape().last(), N = inp.shape().rows();
-  expect_shape("matmul_forward: weight", weight.shape(), Shape{OC, C});
-  expect_shape("matmul_forward: out", out.shape(), detail::with_last(inp.shape(), OC));
-  const bool has_bias = detail::given(bias);
-  if (has_bias) expect_shape("matmul_forward: bias", bias.shape(), Shape{OC});
+  const auto dims = check::matmul_forward(out, inp, weight, bias);
+  const std::size_t C = dims.in, OC = dims.out, N = dims.rows;
+  const bool has_bias = is_given(bias);
   if (N == 0 || OC == 0) return;
   T* o = out.data();
   if (has_bias) {
@@ -95,22 +93,17 @@ void matmul_forward(CpuView<T> out, const CpuView<T>& inp, const CpuView<T>& wei
 template <Scalar T>
 void matmul_backward(CpuView<T> dinp, CpuView<T> dweight, CpuView<T> dbias, const CpuView<T>& dout,
                      const CpuView<T>& inp, const CpuView<T>& weight) {
-  detail::expect_rank_at_least("matmul_backward: inp", inp.shape(), 1);
-  const std::size_t C = inp.shape().last(), OC = dout.shape().last(), N = inp.shape().rows();
-  expect_shape("matmul_backward: weight", weight.shape(), Shape{OC, C});
-  expect_shape("matmul_backward: dout", dout.shape(), detail::with_last(inp.shape(), OC));
-  if (detail::given(dinp)) expect_shape("matmul_backward: dinp", dinp.shape(), inp.shape());
-  if (detail::given(dweight)) expect_shape("matmul_backward: dweight", dweight.shape(), weight.shape());
-  if (detail::given(dbias)) expect_shape("matmul_backward: dbias", dbias.shape(), Shape{OC});
+  const auto dims = check::matmul_backward(dinp, dweight, dbias, dout, inp, weight);
+  const std::size_t C = dims.in, OC = dims.out, N = dims.rows;
   if (N == 0 || OC == 0) return;
   using backend::cpu_blas::blas_int;
   const int n = blas_int(N, "matmul_backward"), oc = blas_int(OC, "matmul_backward"),
             c = blas_int(C, "matmul_backward");
-  if (C > 0 && detail::given(dinp))
+  if (C > 0 && is_given(dinp))
     detail::team_gemm(false, false, n, c, oc, T(1), dout.data(), oc, weight.data(), c, T(1), dinp.data(), c);
-  if (C > 0 && detail::given(dweight))
+  if (C > 0 && is_given(dweight))
     detail::team_gemm(true, false, oc, c, n, T(1), dout.data(), oc, inp.data(), c, T(1), dweight.data(), c);
-  if (detail::given(dbias)) {
+  if (is_given(dbias)) {
     // Column sums: each thread owns a slice of the OC columns and walks all rows (contiguous, no races).
     const T* d = dout.data();
     T* db = dbias.data();
@@ -134,22 +127,8 @@ template <Scalar T>
 void batched_matmul(CpuView<T> c, const CpuView<T>& a, const CpuView<T>& b, bool trans_a = false,
                     bool trans_b = false, std::type_identity_t<T> alpha = T(1),
                     std::type_identity_t<T> beta = T(0)) {
-  detail::expect_rank_at_least("batched_matmul: c", c.shape(), 2);
-  detail::expect_rank_at_least("batched_matmul: a", a.shape(), 2);
-  const Shape& cs = c.shape();
-  const std::size_t M = cs[cs.rank() - 2], Nc = cs[cs.rank() - 1];
-  const std::size_t K = a.shape()[a.rank() - (trans_a ? 2 : 1)];
-  const std::size_t batch = cs.numel() / std::max<std::size_t>(M * Nc, 1);
-  // Expected shapes: c's batch dimensions (or none) followed by the stored matrix shape.
-  auto expected = [&](const CpuView<T>& x, std::size_t rows, std::size_t cols) {
-    if (x.rank() == 2) return Shape{rows, cols};
-    Shape s = cs;
-    s[s.rank() - 2] = rows;
-    s[s.rank() - 1] = cols;
-    return s;
-  };
-  expect_shape("batched_matmul: a", a.shape(), trans_a ? expected(a, K, M) : expected(a, M, K));
-  expect_shape("batched_matmul: b", b.shape(), trans_b ? expected(b, Nc, K) : expected(b, K, Nc));
+  const auto dims = check::batched_matmul(c, a, b, trans_a, trans_b);
+  const std::size_t batch = dims.batch, M = dims.m, Nc = dims.n, K = dims.k;
   if (c.numel() == 0) return;
   using backend::cpu_blas::blas_int;
   const int m = blas_int(M, "batched_matmul"), n = blas_int(Nc, "batched_matmul"),

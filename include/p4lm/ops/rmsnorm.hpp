@@ -12,7 +12,8 @@
 #include <omp.h>
 
 #include "p4lm/ops/detail/common.hpp"
-#include "p4lm/ops/layernorm.hpp"  // detail::expect_rows
+#include "p4lm/ops/layernorm.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
@@ -20,10 +21,7 @@ namespace p4lm::ops {
 template <Scalar T>
 void rmsnorm_forward(CpuView<T> out, CpuView<T> rstd, const CpuView<T>& x, const CpuView<T>& weight,
                      std::type_identity_t<T> eps = T(1e-5)) {
-  const std::size_t c = x.shape().last();
-  expect_shape("rmsnorm_forward: out", out.shape(), x.shape());
-  expect_shape("rmsnorm_forward: weight", weight.shape(), Shape{c});
-  detail::expect_rows("rmsnorm_forward", "rstd", rstd, x.shape());
+  const std::size_t c = check::rmsnorm_forward(out, rstd, x, weight);
   const std::size_t rows = x.shape().rows();
   if (c == 0) return;
   const T* xp = x.data();
@@ -50,12 +48,7 @@ void rmsnorm_forward(CpuView<T> out, CpuView<T> rstd, const CpuView<T>& x, const
 template <Scalar T>
 void rmsnorm_backward(CpuView<T> dx, CpuView<T> dweight, const CpuView<T>& dout, const CpuView<T>& x,
                       const CpuView<T>& weight, const CpuView<T>& rstd) {
-  const std::size_t c = x.shape().last();
-  expect_shape("rmsnorm_backward: dx", dx.shape(), x.shape());
-  expect_shape("rmsnorm_backward: dout", dout.shape(), x.shape());
-  expect_shape("rmsnorm_backward: weight", weight.shape(), Shape{c});
-  expect_shape("rmsnorm_backward: dweight", dweight.shape(), Shape{c});
-  detail::expect_rows("rmsnorm_backward", "rstd", rstd, x.shape());
+  const std::size_t c = check::rmsnorm_backward(dx, dweight, dout, x, weight, rstd);
   const std::size_t rows = x.shape().rows();
   if (c == 0 || rows == 0) return;
   const T* xp = x.data();

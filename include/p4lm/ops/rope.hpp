@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
@@ -66,25 +67,12 @@ void rope_apply(T* out, const T* x, const std::int32_t* pos, std::size_t batch, 
   }
 }
 
-template <class T>
-bool rope_check(const char* op, const char* out_name, const CpuView<T>& out, const CpuView<T>& x,
-                const CpuIds& positions) {
-  if (x.rank() != 4) fail<ShapeError>(op, ": expected rank 4 (B, T, H, D), got shape ", x.shape());
-  expect_shape((std::string(op) + ": " + out_name).c_str(), out.shape(), x.shape());
-  if (x.dim(3) % 2 != 0) fail<ShapeError>(op, ": head size D must be even, got shape ", x.shape());
-  const Shape per_batch{x.dim(0), x.dim(1)};
-  const Shape shared{x.dim(1)};
-  if (positions.shape() == per_batch) return false;
-  if (positions.shape() == shared) return true;
-  fail<ShapeError>(op, ": positions: expected shape ", per_batch, " or ", shared, " for x ", x.shape(),
-                   ", got ", positions.shape());
-}
 }  // namespace detail
 
 // x (B, T, H, D), positions (B, T) or (T) (shared by the batch) -> out (B, T, H, D); out may alias x.
 template <Scalar T>
 void rope_forward(CpuView<T> out, const CpuView<T>& x, const CpuIds& positions, double theta = 10000.0) {
-  const bool shared = detail::rope_check("rope_forward", "out", out, x, positions);
+  const bool shared = check::rope("rope_forward", "out", out, x, positions);
   detail::rope_apply(out.data(), x.data(), positions.data(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), shared,
                      theta, 1.0, false);
 }
@@ -93,7 +81,7 @@ void rope_forward(CpuView<T> out, const CpuView<T>& x, const CpuIds& positions, 
 // the forward pass. dx must not alias dout.
 template <Scalar T>
 void rope_backward(CpuView<T> dx, const CpuView<T>& dout, const CpuIds& positions, double theta = 10000.0) {
-  const bool shared = detail::rope_check("rope_backward", "dx", dx, dout, positions);
+  const bool shared = check::rope("rope_backward", "dx", dx, dout, positions);
   detail::rope_apply(dx.data(), dout.data(), positions.data(), dout.dim(0), dout.dim(1), dout.dim(2),
                      dout.dim(3), shared, theta, -1.0, true);
 }

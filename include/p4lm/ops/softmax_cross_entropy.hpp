@@ -15,6 +15,7 @@
 
 #include "p4lm/ops/detail/common.hpp"
 #include "p4lm/ops/detail/row_softmax.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
@@ -23,14 +24,6 @@ inline std::size_t count_targets(const CpuIds& targets, std::int32_t ignore_inde
   std::size_t n = 0;
   for (std::size_t i = 0; i < targets.numel(); ++i) n += targets.data()[i] != ignore_index;
   return n;
-}
-template <class T>
-void check_ce_shapes(const char* op, const CpuView<T>& logits, const CpuIds& targets) {
-  expect_rank_at_least(op, logits.shape(), 1);
-  if (!(append(targets.shape(), logits.shape().last()) == logits.shape()))
-    fail<ShapeError>(op, ": targets: expected shape ",
-                     Shape::from(std::span(logits.shape().begin(), logits.rank() - 1)), " (logits are ",
-                     logits.shape(), "), got ", targets.shape());
 }
 template <class T>
 std::size_t rows_grain(std::size_t V) {
@@ -45,10 +38,8 @@ std::size_t rows_grain(std::size_t V) {
 template <Scalar T>
 T softmax_cross_entropy_forward(CpuView<T> losses, CpuView<T> probs, const CpuView<T>& logits,
                                 const CpuIds& targets, std::int32_t ignore_index = ignore_index_default) {
-  detail::check_ce_shapes("softmax_cross_entropy_forward", logits, targets);
-  expect_shape("softmax_cross_entropy_forward: losses", losses.shape(), targets.shape());
-  const bool want_probs = detail::given(probs);
-  if (want_probs) expect_shape("softmax_cross_entropy_forward: probs", probs.shape(), logits.shape());
+  check::softmax_cross_entropy_forward(losses, probs, logits, targets);
+  const bool want_probs = is_given(probs);
   const std::size_t V = logits.shape().last(), N = targets.numel();
   detail::check_ids("softmax_cross_entropy_forward: targets", targets, V, true, ignore_index);
   const std::int32_t* t = targets.data();
@@ -86,8 +77,7 @@ template <Scalar T>
 void softmax_cross_entropy_backward(CpuView<T> dlogits, const CpuView<T>& probs, const CpuIds& targets,
                                     std::type_identity_t<T> dloss = T(1),
                                     std::int32_t ignore_index = ignore_index_default) {
-  detail::check_ce_shapes("softmax_cross_entropy_backward", probs, targets);
-  expect_shape("softmax_cross_entropy_backward: dlogits", dlogits.shape(), probs.shape());
+  check::softmax_cross_entropy_backward(dlogits, probs, targets);
   const std::size_t V = probs.shape().last(), N = targets.numel();
   detail::check_ids("softmax_cross_entropy_backward: targets", targets, V, true, ignore_index);
   const std::size_t count = detail::count_targets(targets, ignore_index);
@@ -115,8 +105,7 @@ template <Scalar T>
 T softmax_cross_entropy_fused(CpuView<T> logits, CpuView<T> losses, const CpuIds& targets,
                               std::type_identity_t<T> dloss = T(1),
                               std::int32_t ignore_index = ignore_index_default) {
-  detail::check_ce_shapes("softmax_cross_entropy_fused", logits, targets);
-  expect_shape("softmax_cross_entropy_fused: losses", losses.shape(), targets.shape());
+  check::softmax_cross_entropy_fused(logits, losses, targets);
   const std::size_t V = logits.shape().last(), N = targets.numel();
   detail::check_ids("softmax_cross_entropy_fused: targets", targets, V, true, ignore_index);
   const std::size_t count = detail::count_targets(targets, ignore_index);

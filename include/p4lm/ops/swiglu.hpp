@@ -4,14 +4,14 @@
 #include <cstddef>
 
 #include "p4lm/ops/detail/common.hpp"
+#include "p4lm/ops/shape_checks.hpp"
 
 namespace p4lm::ops {
 
 // gate (..., H), up (..., H) -> out (..., H) = silu(gate) · up
 template <Scalar T>
 void swiglu_forward(CpuView<T> out, const CpuView<T>& gate, const CpuView<T>& up) {
-  expect_shape("swiglu_forward: up", up.shape(), gate.shape());
-  expect_shape("swiglu_forward: out", out.shape(), gate.shape());
+  check::swiglu_forward(out, gate, up);
   detail::simd_map(
       gate.numel(), [](auto g, auto u) { return g / (T(1) + xsimd::exp(-g)) * u; }, out.data(), gate.data(),
       up.data());
@@ -22,11 +22,8 @@ void swiglu_forward(CpuView<T> out, const CpuView<T>& gate, const CpuView<T>& up
 template <Scalar T>
 void swiglu_backward(CpuView<T> dgate, CpuView<T> dup, const CpuView<T>& dout, const CpuView<T>& gate,
                      const CpuView<T>& up) {
-  expect_shape("swiglu_backward: up", up.shape(), gate.shape());
-  expect_shape("swiglu_backward: dout", dout.shape(), gate.shape());
-  const bool dg = detail::given(dgate), du = detail::given(dup);
-  if (dg) expect_shape("swiglu_backward: dgate", dgate.shape(), gate.shape());
-  if (du) expect_shape("swiglu_backward: dup", dup.shape(), gate.shape());
+  check::swiglu_backward(dgate, dup, dout, gate, up);
+  const bool dg = is_given(dgate), du = is_given(dup);
   const std::size_t n = gate.numel();
   if (dg)
     detail::simd_map(

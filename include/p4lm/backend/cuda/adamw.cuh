@@ -45,11 +45,7 @@ concept AdamWConfigLike = requires(const Config& c) {
 template <AdamWConfigLike Config>
 void adamw_update(CudaView params, const CudaView& grads, CudaView m, CudaView v, std::int64_t step,
                   const Config& config) {
-  expect_shape("adamw_update: grads", grads.shape(), params.shape());
-  expect_shape("adamw_update: m", m.shape(), params.shape());
-  expect_shape("adamw_update: v", v.shape(), params.shape());
-  if (step < 1)
-    fail<InvalidArgument>("adamw_update: step ", step, " must be >= 1 (the first update is step 1)");
+  check::adamw_update(params, grads, m, v, step);
   const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(double(config.beta1), double(step))));
   const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(double(config.beta2), double(step))));
   cuda::detail::for_each_index(

@@ -51,9 +51,7 @@ struct HeadsPtr {
   std::size_t ld;
   std::size_t batch_stride;
 };
-struct AttnDims {
-  std::size_t b, tq, tk, h, hkv, d;
-};
+using AttnDims = ops::check::AttentionDims;
 struct AttnMask {
   bool causal;
   long long offset;
@@ -251,41 +249,13 @@ inline void attention_backward_impl(const char* op, float* dq, std::size_t dq_ld
                  n.tk, 1.0f, DK + r * per_r, dkv_ld, per_r);
 }
 
-inline AttnMask make_mask(const char* op, const ops::AttentionOptions<backend::cuda>& opt, std::size_t b,
-                          std::size_t tq, std::size_t tk) {
+// The options' shapes are checked by ops::check::attention_keys.
+inline AttnMask make_mask(const ops::AttentionOptions<backend::cuda>& opt, std::size_t tq, std::size_t tk) {
   AttnMask m{opt.causal, static_cast<long long>(opt.query_offset), nullptr, nullptr};
   if (opt.query_offset < 0) m.offset = static_cast<long long>(tk) - static_cast<long long>(tq);
-  if (opt.key_lengths.data()) {
-    expect_shape((std::string(op) + ": key_lengths").c_str(), opt.key_lengths.shape(), Shape{b});
-    m.lengths = opt.key_lengths.data();
-  }
-  if (opt.key_mask.data()) {
-    expect_shape((std::string(op) + ": key_mask").c_str(), opt.key_mask.shape(), Shape{b, tk});
-    m.mask = opt.key_mask.data();
-  }
+  if (is_given(opt.key_lengths)) m.lengths = opt.key_lengths.data();
+  if (is_given(opt.key_mask)) m.mask = opt.key_mask.data();
   return m;
-}
-
-inline AttnDims check_qkv(const char* op, const ops::CudaView& q, const ops::CudaView& k,
-                          const ops::CudaView& v) {
-  if (q.rank() != 4) fail<ShapeError>(op, ": q: expected rank 4 (B, Tq, H, D), got shape ", q.shape());
-  if (k.rank() != 4) fail<ShapeError>(op, ": k: expected rank 4 (B, Tk, Hkv, D), got shape ", k.shape());
-  const AttnDims n{q.dim(0), q.dim(1), k.dim(1), q.dim(2), k.dim(2), q.dim(3)};
-  if (k.dim(0) != n.b || k.dim(3) != n.d || n.hkv == 0 || n.h % n.hkv != 0)
-    fail<ShapeError>(op, ": k: shape ", k.shape(), " does not fit q ", q.shape(),
-                     " (same B and D, kv heads dividing ", n.h, " query heads)");
-  expect_shape((std::string(op) + ": v").c_str(), v.shape(), k.shape());
-  return n;
-}
-inline AttnDims check_fused(const char* op, const ops::CudaView& out, const ops::CudaView& qkv,
-                            std::size_t n_kv_heads) {
-  if (out.rank() != 4) fail<ShapeError>(op, ": out: expected rank 4 (B, T, H, D), got shape ", out.shape());
-  const AttnDims n{out.dim(0), out.dim(1), out.dim(1), out.dim(2), n_kv_heads, out.dim(3)};
-  if (n.hkv == 0 || n.h % n.hkv != 0)
-    fail<ShapeError>(op, ": n_kv_heads ", n.hkv, " does not divide the ", n.h, " query heads of out ",
-                     out.shape());
-  expect_shape((std::string(op) + ": qkv").c_str(), qkv.shape(), Shape{n.b, n.tq, (n.h + 2 * n.hkv) * n.d});
-  return n;
 }
 inline HeadsPtr heads(const ops::CudaView& t) {
   return {t.data(), t.dim(2) * t.dim(3), t.dim(1) * t.dim(2) * t.dim(3)};
@@ -302,10 +272,8 @@ namespace p4lm::ops {
 inline void attention_forward(CudaView out, CudaView probs, const CudaView& q, const CudaView& k,
                               const CudaView& v, const AttentionOptions<backend::cuda>& options = {}) {
   namespace d = cuda::detail;
-  const auto n = d::check_qkv("attention_forward", q, k, v);
-  expect_shape("attention_forward: out", out.shape(), q.shape());
-  expect_shape("attention_forward: probs", probs.shape(), Shape{n.b, n.h, n.tq, n.tk});
-  const auto mask = d::make_mask("attention_forward", options, n.b, n.tq, n.tk);
+  const auto n = check::attention_forward(out, probs, q, k, v, options);
+  const auto mask = d::make_mask(options, n.tq, n.tk);
   d::attention_forward_impl("attention_forward", out.data(), probs.data(), d::heads(q), d::heads(k),
                             d::heads(v), n, mask, d::attention_scale(options.scale, n.d));
 }
@@ -315,13 +283,8 @@ inline void attention_backward(CudaView dq, CudaView dk, CudaView dv, const Cuda
                                const CudaView& k, const CudaView& v, const CudaView& probs,
                                const AttentionOptions<backend::cuda>& options = {}) {
   namespace d = cuda::detail;
-  const auto n = d::check_qkv("attention_backward", q, k, v);
-  expect_shape("attention_backward: dout", dout.shape(), q.shape());
-  expect_shape("attention_backward: dq", dq.shape(), q.shape());
-  expect_shape("attention_backward: dk", dk.shape(), k.shape());
-  expect_shape("attention_backward: dv", dv.shape(), v.shape());
-  expect_shape("attention_backward: probs", probs.shape(), Shape{n.b, n.h, n.tq, n.tk});
-  (void)d::make_mask("attention_backward", options, n.b, n.tq, n.tk);  // shape checks; probs carry the mask
+  const auto n =
+      check::attention_backward(dq, dk, dv, dout, q, k, v, probs, options);  // probs carry the mask
   const auto hq = d::heads(dq), hk = d::heads(dk);
   d::attention_backward_impl("attention_backward", dq.data(), hq.ld, hq.batch_stride, dk.data(), dv.data(),
                              hk.ld, hk.batch_stride, d::heads(dout), probs.data(), d::heads(q), d::heads(k),
@@ -333,9 +296,8 @@ inline void attention_backward(CudaView dq, CudaView dk, CudaView dv, const Cuda
 inline void attention_forward_qkv(CudaView out, CudaView probs, const CudaView& qkv, std::size_t n_kv_heads,
                                   const AttentionOptions<backend::cuda>& options = {}) {
   namespace d = cuda::detail;
-  const auto n = d::check_fused("attention_forward_qkv", out, qkv, n_kv_heads);
-  expect_shape("attention_forward_qkv: probs", probs.shape(), Shape{n.b, n.h, n.tq, n.tk});
-  const auto mask = d::make_mask("attention_forward_qkv", options, n.b, n.tq, n.tk);
+  const auto n = check::attention_forward_qkv(out, probs, qkv, n_kv_heads, options);
+  const auto mask = d::make_mask(options, n.tq, n.tk);
   const std::size_t ld = (n.h + 2 * n.hkv) * n.d, bs = n.tq * ld;
   const float* p = qkv.data();
   d::attention_forward_impl("attention_forward_qkv", out.data(), probs.data(), {p, ld, bs},
@@ -348,10 +310,7 @@ inline void attention_backward_qkv(CudaView dqkv, const CudaView& dout, const Cu
                                    const CudaView& probs, std::size_t n_kv_heads,
                                    const AttentionOptions<backend::cuda>& options = {}) {
   namespace d = cuda::detail;
-  const auto n = d::check_fused("attention_backward_qkv", dout, qkv, n_kv_heads);
-  expect_shape("attention_backward_qkv: dqkv", dqkv.shape(), qkv.shape());
-  expect_shape("attention_backward_qkv: probs", probs.shape(), Shape{n.b, n.h, n.tq, n.tk});
-  (void)d::make_mask("attention_backward_qkv", options, n.b, n.tq, n.tk);
+  const auto n = check::attention_backward_qkv(dqkv, dout, qkv, probs, n_kv_heads, options);
   const std::size_t ld = (n.h + 2 * n.hkv) * n.d, bs = n.tq * ld;
   const float* p = qkv.data();
   float* dp = dqkv.data();

@@ -60,7 +60,7 @@ inline cuda::DeviceScalar<double> global_grad_norm(std::span<const CudaView> gra
 // grads as above -> the norm before clipping; when it exceeds max_norm every tensor is scaled in place by
 // max_norm / (norm + 1e-6) on the device. A non-finite norm scales nothing.
 inline cuda::DeviceScalar<double> clip_grad_norm(std::span<const CudaView> grads, double max_norm) {
-  if (!(max_norm > 0)) fail<InvalidArgument>("clip_grad_norm: max_norm ", max_norm, " must be > 0");
+  check::clip_max_norm(max_norm);
   cuda::DeviceScalar<double> norm;
   cuda::detail::queue_global_norm(norm.data(), grads);
   for (CudaView g : grads)

@@ -1,5 +1,5 @@
 #pragma once
-// Internals shared by the CUDA ops (do not include directly): view aliases, shape helpers, warp and
+// Internals shared by the CUDA ops (do not include directly): view aliases, the 32-bit size check, warp and
 // block reductions, deterministic reductions (fixed grids and fixed trees, so a result depends only on
 // the shapes, never on timing or on the GPU model), DeviceScalar, and thrust's for_each over indices.
 //
@@ -27,6 +27,7 @@
 #include "p4lm/core/shape.hpp"
 #include "p4lm/core/shape_check.hpp"
 #include "p4lm/core/tensor_view.hpp"
+#include "p4lm/ops/shape_checks.hpp"  // the shape checks, shared with the CPU ops
 
 namespace p4lm::ops {
 using CudaView = TensorView<backend::cuda, float>;
@@ -82,15 +83,6 @@ class DeviceScalar {
 
 namespace detail {
 
-// Shape helpers shared with the CPU ops (core/shape_check.hpp).
-template <class V>
-constexpr bool given(const V& v) noexcept {
-  return is_given(v);
-}
-using p4lm::expect_rank_at_least;
-using p4lm::expect_rows;
-using p4lm::with_last;
-inline Shape append(const Shape& s, std::size_t last) { return append_dim(s, last); }
 inline int to_int(std::size_t v, const char* op) {
   if (v > 0x7fffffffu) fail<InvalidArgument>(op, ": dimension ", v, " exceeds the 32-bit range cuBLAS takes");
   return static_cast<int>(v);

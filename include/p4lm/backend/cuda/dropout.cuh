@@ -33,9 +33,6 @@ struct DropoutApply {  // y[i] = (acc ? acc[i] : 0) + x[i] · scale · keep(i), 
     }
   }
 };
-inline void check_dropout_p(const char* op, double p) {
-  if (!(p >= 0.0 && p < 1.0)) fail<InvalidArgument>(op, ": dropout probability ", p, " is outside [0, 1)");
-}
 inline void dropout_apply(const char* op, std::size_t n, float* y, const float* acc, const float* x, double p,
                           std::uint64_t seed, std::uint64_t stream) {
   // The scale is rounded from double exactly as the CPU does (T(mask.scale)).
@@ -50,8 +47,7 @@ namespace p4lm::ops {
 // inp (any shape) -> out (same shape) = inp · mask · scale (DropoutMask), p in [0, 1); out may alias inp
 inline void dropout_forward(CudaView out, const CudaView& inp, double p, std::uint64_t seed,
                             std::uint64_t stream) {
-  expect_shape("dropout_forward: out", out.shape(), inp.shape());
-  cuda::detail::check_dropout_p("dropout_forward", p);
+  check::dropout("dropout_forward", "out", out, inp, p);
   cuda::detail::dropout_apply("dropout_forward", inp.numel(), out.data(), nullptr, inp.data(), p, seed,
                               stream);
 }
@@ -59,8 +55,7 @@ inline void dropout_forward(CudaView out, const CudaView& inp, double p, std::ui
 // dout (any shape) -> dinp (same shape) += dout · mask · scale, same (p, seed, stream) as forward
 inline void dropout_backward(CudaView dinp, const CudaView& dout, double p, std::uint64_t seed,
                              std::uint64_t stream) {
-  expect_shape("dropout_backward: dinp", dinp.shape(), dout.shape());
-  cuda::detail::check_dropout_p("dropout_backward", p);
+  check::dropout("dropout_backward", "dinp", dinp, dout, p);
   cuda::detail::dropout_apply("dropout_backward", dout.numel(), dinp.data(), dinp.data(), dout.data(), p,
                               seed, stream);
 }

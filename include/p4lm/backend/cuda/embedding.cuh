@@ -74,14 +74,9 @@ namespace p4lm::ops {
 //   -> out (..., T, C) = wte[ids] (+ wpe[t])
 inline void embedding_forward(CudaView out, const CudaIds& ids, const CudaView& wte,
                               const CudaView& wpe = {}) {
-  cuda::detail::expect_rank_at_least("embedding_forward: ids", ids.shape(), 1);
-  cuda::detail::expect_rank_at_least("embedding_forward: wte", wte.shape(), 2);
-  const std::size_t V = wte.dim(0), C = wte.shape().last(), Tn = ids.shape().last(), N = ids.numel();
-  expect_shape("embedding_forward: wte", wte.shape(), Shape{V, C});
-  expect_shape("embedding_forward: out", out.shape(), cuda::detail::append(ids.shape(), C));
-  const bool pos = cuda::detail::given(wpe);
-  if (pos && (wpe.rank() != 2 || wpe.shape().last() != C || wpe.dim(0) < Tn))
-    fail<ShapeError>("embedding_forward: wpe: expected shape (>= ", Tn, ", ", C, "), got ", wpe.shape());
+  const std::size_t C = check::embedding_forward(out, ids, wte, wpe);
+  const std::size_t V = wte.dim(0), Tn = ids.shape().last(), N = ids.numel();
+  const bool pos = is_given(wpe);
   cuda::detail::for_each_index(
       "embedding_forward", N * C,
       cuda::detail::EmbeddingForward{out.data(), ids.data(), wte.data(), pos ? wpe.data() : nullptr, V, C, Tn,
@@ -91,15 +86,9 @@ inline void embedding_forward(CudaView out, const CudaIds& ids, const CudaView& 
 // dout (..., T, C), ids (..., T) -> dwte (V, C) += scatter-add of dout rows by id (atomic: the order of
 // repeated ids is not fixed), dwpe (maxT, C) += Σ over sequences (ordered). Either may be {}.
 inline void embedding_backward(CudaView dwte, CudaView dwpe, const CudaView& dout, const CudaIds& ids) {
-  cuda::detail::expect_rank_at_least("embedding_backward: ids", ids.shape(), 1);
-  cuda::detail::expect_rank_at_least("embedding_backward: dout", dout.shape(), 2);
-  const std::size_t C = dout.shape().last(), Tn = ids.shape().last(), N = ids.numel();
-  expect_shape("embedding_backward: dout", dout.shape(), cuda::detail::append(ids.shape(), C));
-  const bool dte = cuda::detail::given(dwte), dpe = cuda::detail::given(dwpe);
-  if (dte && (dwte.rank() != 2 || dwte.shape().last() != C))
-    fail<ShapeError>("embedding_backward: dwte: expected shape (V, ", C, "), got ", dwte.shape());
-  if (dpe && (dwpe.rank() != 2 || dwpe.shape().last() != C || dwpe.dim(0) < Tn))
-    fail<ShapeError>("embedding_backward: dwpe: expected shape (>= ", Tn, ", ", C, "), got ", dwpe.shape());
+  const std::size_t C = check::embedding_backward(dwte, dwpe, dout, ids);
+  const std::size_t Tn = ids.shape().last(), N = ids.numel();
+  const bool dte = is_given(dwte), dpe = is_given(dwpe);
   if (dte)
     cuda::detail::for_each_index(
         "embedding_backward", N * C,

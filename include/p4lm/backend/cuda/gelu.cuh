@@ -36,15 +36,14 @@ namespace p4lm::ops {
 
 // inp (any shape) -> out (same shape); out may alias inp
 inline void gelu_forward(CudaView out, const CudaView& inp) {
-  expect_shape("gelu_forward: out", out.shape(), inp.shape());
+  check::unary_forward("gelu_forward", out, inp);
   cuda::detail::for_each_index("gelu_forward", inp.numel(),
                                cuda::detail::GeluForward{out.data(), inp.data()});
 }
 
 // dout, inp (same shape) -> dinp (same shape) += dout · gelu'(inp)
 inline void gelu_backward(CudaView dinp, const CudaView& dout, const CudaView& inp) {
-  expect_shape("gelu_backward: dout", dout.shape(), inp.shape());
-  expect_shape("gelu_backward: dinp", dinp.shape(), inp.shape());
+  check::unary_backward("gelu_backward", dinp, dout, inp);
   cuda::detail::for_each_index("gelu_backward", inp.numel(),
                                cuda::detail::GeluBackward{dinp.data(), dout.data(), inp.data()});
 }

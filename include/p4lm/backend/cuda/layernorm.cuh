@@ -81,12 +81,7 @@ namespace p4lm::ops {
 // x (..., C), weight (C), bias (C) -> out (..., C) (may alias x); mean, rstd: one element per row
 inline void layernorm_forward(CudaView out, CudaView mean, CudaView rstd, const CudaView& x,
                               const CudaView& weight, const CudaView& bias, float eps = 1e-5f) {
-  const std::size_t c = x.shape().last();
-  expect_shape("layernorm_forward: out", out.shape(), x.shape());
-  expect_shape("layernorm_forward: weight", weight.shape(), Shape{c});
-  expect_shape("layernorm_forward: bias", bias.shape(), Shape{c});
-  cuda::detail::expect_rows("layernorm_forward", "mean", mean, x.shape());
-  cuda::detail::expect_rows("layernorm_forward", "rstd", rstd, x.shape());
+  const std::size_t c = check::layernorm_forward(out, mean, rstd, x, weight, bias);
   const std::size_t rows = x.shape().rows();
   if (c == 0 || rows == 0) return;
   using cuda::detail::rows_per_block;
@@ -101,14 +96,7 @@ inline void layernorm_forward(CudaView out, CudaView mean, CudaView rstd, const 
 inline void layernorm_backward(CudaView dx, CudaView dweight, CudaView dbias, const CudaView& dout,
                                const CudaView& x, const CudaView& weight, const CudaView& mean,
                                const CudaView& rstd) {
-  const std::size_t c = x.shape().last();
-  expect_shape("layernorm_backward: dx", dx.shape(), x.shape());
-  expect_shape("layernorm_backward: dout", dout.shape(), x.shape());
-  expect_shape("layernorm_backward: weight", weight.shape(), Shape{c});
-  expect_shape("layernorm_backward: dweight", dweight.shape(), Shape{c});
-  expect_shape("layernorm_backward: dbias", dbias.shape(), Shape{c});
-  cuda::detail::expect_rows("layernorm_backward", "mean", mean, x.shape());
-  cuda::detail::expect_rows("layernorm_backward", "rstd", rstd, x.shape());
+  const std::size_t c = check::layernorm_backward(dx, dweight, dbias, dout, x, weight, mean, rstd);
   const std::size_t rows = x.shape().rows();
   if (c == 0 || rows == 0) return;
   auto& ctx = cuda::current_context();

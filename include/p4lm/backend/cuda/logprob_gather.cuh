@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "p4lm/backend/cuda/common.cuh"
-#include "p4lm/backend/cuda/softmax_cross_entropy.cuh"  // row_threads, checked_target, check_ce_shapes
+#include "p4lm/backend/cuda/softmax_cross_entropy.cuh"  // row_threads, checked_target
 
 namespace p4lm::cuda::detail {
 
@@ -81,11 +81,8 @@ namespace p4lm::ops {
 inline void logprob_gather_forward(CudaView logprobs, CudaView lse, CudaView entropy, const CudaView& logits,
                                    const CudaIds& ids, std::int32_t ignore_index = -100) {
   namespace d = cuda::detail;
-  d::check_ce_shapes("logprob_gather_forward", logits, ids);
-  expect_shape("logprob_gather_forward: logprobs", logprobs.shape(), ids.shape());
-  const bool want_lse = d::given(lse), want_entropy = d::given(entropy);
-  if (want_lse) expect_shape("logprob_gather_forward: lse", lse.shape(), ids.shape());
-  if (want_entropy) expect_shape("logprob_gather_forward: entropy", entropy.shape(), ids.shape());
+  check::logprob_gather_forward(logprobs, lse, entropy, logits, ids);
+  const bool want_lse = is_given(lse), want_entropy = is_given(entropy);
   const std::size_t V = logits.shape().last(), N = ids.numel();
   if (N == 0 || V == 0) return;
   auto& ctx = cuda::current_context();
@@ -101,11 +98,8 @@ inline void logprob_gather_backward(CudaView dlogits, const CudaView& dlogprobs,
                                     const CudaIds& ids, const CudaView& lse = {},
                                     std::int32_t ignore_index = -100) {
   namespace d = cuda::detail;
-  d::check_ce_shapes("logprob_gather_backward", logits, ids);
-  expect_shape("logprob_gather_backward: dlogits", dlogits.shape(), logits.shape());
-  expect_shape("logprob_gather_backward: dlogprobs", dlogprobs.shape(), ids.shape());
-  const bool have_lse = d::given(lse);
-  if (have_lse) expect_shape("logprob_gather_backward: lse", lse.shape(), ids.shape());
+  check::logprob_gather_backward(dlogits, dlogprobs, logits, ids, lse);
+  const bool have_lse = is_given(lse);
   const std::size_t V = logits.shape().last(), N = ids.numel();
   if (N == 0 || V == 0) return;
   auto& ctx = cuda::current_context();

@@ -78,14 +78,14 @@ namespace p4lm::ops {
 
 // pred, target (any shape, equal) -> mean (pred - target)²
 inline cuda::DeviceScalar<float> mse_forward(const CudaView& pred, const CudaView& target) {
-  expect_shape("mse_forward: target", target.shape(), pred.shape());
+  check::paired("mse_forward", "target", pred, target);
   return cuda::detail::device_mean(pred.numel(), cuda::detail::SquaredDiff{pred.data(), target.data()});
 }
 
 // -> dpred += dloss · 2 (pred - target) / n
 inline void mse_backward(CudaView dpred, const CudaView& pred, const CudaView& target, float dloss = 1.0f) {
-  expect_shape("mse_backward: target", target.shape(), pred.shape());
-  expect_shape("mse_backward: dpred", dpred.shape(), pred.shape());
+  check::paired("mse_backward", "target", pred, target);
+  check::paired("mse_backward", "dpred", pred, dpred);
   const std::size_t n = pred.numel();
   if (n == 0) return;
   cuda::detail::for_each_index(
@@ -95,15 +95,15 @@ inline void mse_backward(CudaView dpred, const CudaView& pred, const CudaView& t
 
 // logits, labels in [0, 1] (any shape, equal) -> mean of softplus(x) - x·y
 inline cuda::DeviceScalar<float> bce_with_logits_forward(const CudaView& logits, const CudaView& labels) {
-  expect_shape("bce_with_logits_forward: labels", labels.shape(), logits.shape());
+  check::paired("bce_with_logits_forward", "labels", logits, labels);
   return cuda::detail::device_mean(logits.numel(), cuda::detail::BceTerm{logits.data(), labels.data()});
 }
 
 // -> dlogits += dloss · (σ(x) - y) / n
 inline void bce_with_logits_backward(CudaView dlogits, const CudaView& logits, const CudaView& labels,
                                      float dloss = 1.0f) {
-  expect_shape("bce_with_logits_backward: labels", labels.shape(), logits.shape());
-  expect_shape("bce_with_logits_backward: dlogits", dlogits.shape(), logits.shape());
+  check::paired("bce_with_logits_backward", "labels", logits, labels);
+  check::paired("bce_with_logits_backward", "dlogits", logits, dlogits);
   const std::size_t n = logits.numel();
   if (n == 0) return;
   cuda::detail::for_each_index(
@@ -113,7 +113,7 @@ inline void bce_with_logits_backward(CudaView dlogits, const CudaView& logits, c
 
 // chosen, rejected rewards (any shape, equal) -> mean of softplus(rejected - chosen)
 inline cuda::DeviceScalar<float> bradley_terry_forward(const CudaView& chosen, const CudaView& rejected) {
-  expect_shape("bradley_terry_forward: rejected", rejected.shape(), chosen.shape());
+  check::paired("bradley_terry_forward", "rejected", chosen, rejected);
   return cuda::detail::device_mean(chosen.numel(),
                                    cuda::detail::BradleyTerryTerm{chosen.data(), rejected.data()});
 }
@@ -121,10 +121,10 @@ inline cuda::DeviceScalar<float> bradley_terry_forward(const CudaView& chosen, c
 // -> dchosen -= dloss · σ(rejected - chosen) / n, drejected += the same; either may be {}
 inline void bradley_terry_backward(CudaView dchosen, CudaView drejected, const CudaView& chosen,
                                    const CudaView& rejected, float dloss = 1.0f) {
-  expect_shape("bradley_terry_backward: rejected", rejected.shape(), chosen.shape());
-  const bool dw = cuda::detail::given(dchosen), dl = cuda::detail::given(drejected);
-  if (dw) expect_shape("bradley_terry_backward: dchosen", dchosen.shape(), chosen.shape());
-  if (dl) expect_shape("bradley_terry_backward: drejected", drejected.shape(), chosen.shape());
+  check::paired("bradley_terry_backward", "rejected", chosen, rejected);
+  check::paired_grad("bradley_terry_backward", "dchosen", dchosen, chosen);
+  check::paired_grad("bradley_terry_backward", "drejected", drejected, chosen);
+  const bool dw = is_given(dchosen), dl = is_given(drejected);
   const std::size_t n = chosen.numel();
   if (n == 0 || (!dw && !dl)) return;
   cuda::detail::for_each_index(

@@ -31,12 +31,9 @@ namespace p4lm::ops {
 // inp (..., C), weight (OC, C), bias (OC) or {} -> out (..., OC) = inp · weightᵀ + bias
 inline void matmul_forward(CudaView out, const CudaView& inp, const CudaView& weight,
                            const CudaView& bias = {}) {
-  cuda::detail::expect_rank_at_least("matmul_forward: inp", inp.shape(), 1);
-  const std::size_t C = inp.shape().last(), OC = out.shape().last(), N = inp.shape().rows();
-  expect_shape("matmul_forward: weight", weight.shape(), Shape{OC, C});
-  expect_shape("matmul_forward: out", out.shape(), cuda::detail::with_last(inp.shape(), OC));
-  const bool has_bias = cuda::detail::given(bias);
-  if (has_bias) expect_shape("matmul_forward: bias", bias.shape(), Shape{OC});
+  const auto dims = check::matmul_forward(out, inp, weight, bias);
+  const std::size_t C = dims.in, OC = dims.out, N = dims.rows;
+  const bool has_bias = is_given(bias);
   if (N == 0 || OC == 0) return;
   // The bias goes into out first and the GEMM accumulates onto it (beta = 1): no second pass.
   if (has_bias)
@@ -59,15 +56,9 @@ inline void matmul_forward(CudaView out, const CudaView& inp, const CudaView& we
 // Each gradient is optional ({}). dbias is summed deterministically (fixed chunks, fixed order).
 inline void matmul_backward(CudaView dinp, CudaView dweight, CudaView dbias, const CudaView& dout,
                             const CudaView& inp, const CudaView& weight) {
-  cuda::detail::expect_rank_at_least("matmul_backward: inp", inp.shape(), 1);
-  const std::size_t C = inp.shape().last(), OC = dout.shape().last(), N = inp.shape().rows();
-  expect_shape("matmul_backward: weight", weight.shape(), Shape{OC, C});
-  expect_shape("matmul_backward: dout", dout.shape(), cuda::detail::with_last(inp.shape(), OC));
-  const bool gi = cuda::detail::given(dinp), gw = cuda::detail::given(dweight),
-             gb = cuda::detail::given(dbias);
-  if (gi) expect_shape("matmul_backward: dinp", dinp.shape(), inp.shape());
-  if (gw) expect_shape("matmul_backward: dweight", dweight.shape(), weight.shape());
-  if (gb) expect_shape("matmul_backward: dbias", dbias.shape(), Shape{OC});
+  const auto dims = check::matmul_backward(dinp, dweight, dbias, dout, inp, weight);
+  const std::size_t C = dims.in, OC = dims.out, N = dims.rows;
+  const bool gi = is_given(dinp), gw = is_given(dweight), gb = is_given(dbias);
   if (N == 0 || OC == 0) return;
   auto& ctx = cuda::current_context();
   const int n = cuda::detail::to_int(N, "matmul_backward"), oc = cuda::detail::to_int(OC, "matmul_backward"),
@@ -93,21 +84,8 @@ inline void matmul_backward(CudaView dinp, CudaView dweight, CudaView dbias, con
 // a or b may be rank 2 (shared by every batch entry: stride 0). One cublasSgemmStridedBatched call.
 inline void batched_matmul(CudaView c, const CudaView& a, const CudaView& b, bool trans_a = false,
                            bool trans_b = false, float alpha = 1.0f, float beta = 0.0f) {
-  cuda::detail::expect_rank_at_least("batched_matmul: c", c.shape(), 2);
-  cuda::detail::expect_rank_at_least("batched_matmul: a", a.shape(), 2);
-  const Shape& cs = c.shape();
-  const std::size_t M = cs[cs.rank() - 2], Nc = cs[cs.rank() - 1];
-  const std::size_t K = a.shape()[a.rank() - (trans_a ? 2 : 1)];
-  const std::size_t batch = cs.numel() / (M * Nc > 0 ? M * Nc : 1);
-  auto expected = [&](const CudaView& x, std::size_t rows, std::size_t cols) {
-    if (x.rank() == 2) return Shape{rows, cols};
-    Shape s = cs;
-    s[s.rank() - 2] = rows;
-    s[s.rank() - 1] = cols;
-    return s;
-  };
-  expect_shape("batched_matmul: a", a.shape(), trans_a ? expected(a, K, M) : expected(a, M, K));
-  expect_shape("batched_matmul: b", b.shape(), trans_b ? expected(b, Nc, K) : expected(b, K, Nc));
+  const auto dims = check::batched_matmul(c, a, b, trans_a, trans_b);
+  const std::size_t batch = dims.batch, M = dims.m, Nc = dims.n, K = dims.k;
   if (c.numel() == 0) return;
   if (K == 0) {
     cuda::detail::for_each_index("batched_matmul", c.numel(), cuda::detail::ScaleOrZero{c.data(), beta});

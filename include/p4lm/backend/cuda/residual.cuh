@@ -28,17 +28,15 @@ namespace p4lm::ops {
 
 // a, b (any shape, equal) -> out (same shape) = a + b; out may alias a or b
 inline void residual_forward(CudaView out, const CudaView& a, const CudaView& b) {
-  expect_shape("residual_forward: b", b.shape(), a.shape());
-  expect_shape("residual_forward: out", out.shape(), a.shape());
+  check::residual_forward(out, a, b);
   cuda::detail::for_each_index("residual_forward", a.numel(),
                                cuda::detail::AddInto{out.data(), a.data(), b.data()});
 }
 
 // dout -> da += dout, db += dout (either may be {})
 inline void residual_backward(CudaView da, CudaView db, const CudaView& dout) {
-  const bool ga = cuda::detail::given(da), gb = cuda::detail::given(db);
-  if (ga) expect_shape("residual_backward: da", da.shape(), dout.shape());
-  if (gb) expect_shape("residual_backward: db", db.shape(), dout.shape());
+  check::residual_backward(da, db, dout);
+  const bool ga = is_given(da), gb = is_given(db);
   if (!ga && !gb) return;
   cuda::detail::for_each_index(
       "residual_backward", dout.numel(),

@@ -57,10 +57,7 @@ namespace p4lm::ops {
 // x (..., C), weight (C) -> out (..., C) (may alias x); rstd: one element per row of x (cached)
 inline void rmsnorm_forward(CudaView out, CudaView rstd, const CudaView& x, const CudaView& weight,
                             float eps = 1e-5f) {
-  const std::size_t c = x.shape().last();
-  expect_shape("rmsnorm_forward: out", out.shape(), x.shape());
-  expect_shape("rmsnorm_forward: weight", weight.shape(), Shape{c});
-  cuda::detail::expect_rows("rmsnorm_forward", "rstd", rstd, x.shape());
+  const std::size_t c = check::rmsnorm_forward(out, rstd, x, weight);
   const std::size_t rows = x.shape().rows();
   if (c == 0 || rows == 0) return;
   using cuda::detail::rows_per_block;
@@ -73,12 +70,7 @@ inline void rmsnorm_forward(CudaView out, CudaView rstd, const CudaView& x, cons
 // Accumulates dx += (d out/d x)·dout, dweight += Σ_rows dout · x · rstd. dx must not alias dout.
 inline void rmsnorm_backward(CudaView dx, CudaView dweight, const CudaView& dout, const CudaView& x,
                              const CudaView& weight, const CudaView& rstd) {
-  const std::size_t c = x.shape().last();
-  expect_shape("rmsnorm_backward: dx", dx.shape(), x.shape());
-  expect_shape("rmsnorm_backward: dout", dout.shape(), x.shape());
-  expect_shape("rmsnorm_backward: weight", weight.shape(), Shape{c});
-  expect_shape("rmsnorm_backward: dweight", dweight.shape(), Shape{c});
-  cuda::detail::expect_rows("rmsnorm_backward", "rstd", rstd, x.shape());
+  const std::size_t c = check::rmsnorm_backward(dx, dweight, dout, x, weight, rstd);
   const std::size_t rows = x.shape().rows();
   if (c == 0 || rows == 0) return;
   auto& ctx = cuda::current_context();

@@ -41,27 +41,13 @@ struct RopeApply {
   }
 };
 
-inline bool rope_check(const char* op, const char* out_name, const ops::CudaView& out, const ops::CudaView& x,
-                       const ops::CudaIds& positions) {
-  if (x.rank() != 4) fail<ShapeError>(op, ": expected rank 4 (B, T, H, D), got shape ", x.shape());
-  expect_shape((std::string(op) + ": " + out_name).c_str(), out.shape(), x.shape());
-  if (x.dim(3) % 2 != 0) fail<ShapeError>(op, ": head size D must be even, got shape ", x.shape());
-  const Shape per_batch{x.dim(0), x.dim(1)};
-  const Shape shared{x.dim(1)};
-  if (positions.shape() == per_batch) return false;
-  if (positions.shape() == shared) return true;
-  fail<ShapeError>(op, ": positions: expected shape ", per_batch, " or ", shared, " for x ", x.shape(),
-                   ", got ", positions.shape());
-  return false;  // not reached (fail throws); nvcc does not see [[noreturn]] through the template
-}
-
 }  // namespace p4lm::cuda::detail
 
 namespace p4lm::ops {
 
 // x (B, T, H, D), positions (B, T) or (T) -> out (B, T, H, D); out may alias x
 inline void rope_forward(CudaView out, const CudaView& x, const CudaIds& positions, double theta = 10000.0) {
-  const bool shared = cuda::detail::rope_check("rope_forward", "out", out, x, positions);
+  const bool shared = check::rope("rope_forward", "out", out, x, positions);
   cuda::detail::for_each_index("rope_forward", x.numel() / 2,
                                cuda::detail::RopeApply{out.data(), x.data(), positions.data(), x.dim(1),
                                                        x.dim(2), x.dim(3) / 2, shared, theta, 1.0, false});
@@ -70,7 +56,7 @@ inline void rope_forward(CudaView out, const CudaView& x, const CudaIds& positio
 // Accumulates dx += R(-angle) dout. dx must not alias dout.
 inline void rope_backward(CudaView dx, const CudaView& dout, const CudaIds& positions,
                           double theta = 10000.0) {
-  const bool shared = cuda::detail::rope_check("rope_backward", "dx", dx, dout, positions);
+  const bool shared = check::rope("rope_backward", "dx", dx, dout, positions);
   cuda::detail::for_each_index(
       "rope_backward", dout.numel() / 2,
       cuda::detail::RopeApply{dx.data(), dout.data(), positions.data(), dout.dim(1), dout.dim(2),

@@ -136,14 +136,6 @@ __global__ void ce_fused_kernel(T* logits, T* losses, const std::int32_t* target
   }
 }
 
-inline void check_ce_shapes(const char* op, const ops::CudaView& logits, const ops::CudaIds& targets) {
-  expect_rank_at_least(op, logits.shape(), 1);
-  if (!(append(targets.shape(), logits.shape().last()) == logits.shape()))
-    fail<ShapeError>(op, ": targets: expected shape ",
-                     Shape::from(std::span(logits.shape().begin(), logits.rank() - 1)), " (logits are ",
-                     logits.shape(), "), got ", targets.shape());
-}
-
 // Workspace layout shared by the three entry points: [count partials][count][loss partials].
 struct CeScratch {
   double* count_partial;
@@ -172,10 +164,8 @@ inline cuda::DeviceScalar<float> softmax_cross_entropy_forward(CudaView losses, 
                                                                const CudaView& logits, const CudaIds& targets,
                                                                std::int32_t ignore_index = -100) {
   namespace d = cuda::detail;
-  d::check_ce_shapes("softmax_cross_entropy_forward", logits, targets);
-  expect_shape("softmax_cross_entropy_forward: losses", losses.shape(), targets.shape());
-  const bool want_probs = d::given(probs);
-  if (want_probs) expect_shape("softmax_cross_entropy_forward: probs", probs.shape(), logits.shape());
+  check::softmax_cross_entropy_forward(losses, probs, logits, targets);
+  const bool want_probs = is_given(probs);
   const std::size_t V = logits.shape().last(), N = targets.numel();
   cuda::DeviceScalar<float> mean;
   if (N == 0) return mean;
@@ -199,8 +189,7 @@ inline cuda::DeviceScalar<float> softmax_cross_entropy_forward(CudaView losses, 
 inline void softmax_cross_entropy_backward(CudaView dlogits, const CudaView& probs, const CudaIds& targets,
                                            float dloss = 1.0f, std::int32_t ignore_index = -100) {
   namespace d = cuda::detail;
-  d::check_ce_shapes("softmax_cross_entropy_backward", probs, targets);
-  expect_shape("softmax_cross_entropy_backward: dlogits", dlogits.shape(), probs.shape());
+  check::softmax_cross_entropy_backward(dlogits, probs, targets);
   const std::size_t V = probs.shape().last(), N = targets.numel();
   if (N == 0 || V == 0) return;
   auto& ctx = cuda::current_context();
@@ -218,8 +207,7 @@ inline cuda::DeviceScalar<float> softmax_cross_entropy_fused(CudaView logits, Cu
                                                              const CudaIds& targets, float dloss = 1.0f,
                                                              std::int32_t ignore_index = -100) {
   namespace d = cuda::detail;
-  d::check_ce_shapes("softmax_cross_entropy_fused", logits, targets);
-  expect_shape("softmax_cross_entropy_fused: losses", losses.shape(), targets.shape());
+  check::softmax_cross_entropy_fused(logits, losses, targets);
   const std::size_t V = logits.shape().last(), N = targets.numel();
   cuda::DeviceScalar<float> mean;
   if (N == 0) return mean;

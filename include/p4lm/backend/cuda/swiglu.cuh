@@ -34,8 +34,7 @@ namespace p4lm::ops {
 
 // gate (..., H), up (..., H) -> out (..., H) = silu(gate) · up
 inline void swiglu_forward(CudaView out, const CudaView& gate, const CudaView& up) {
-  expect_shape("swiglu_forward: up", up.shape(), gate.shape());
-  expect_shape("swiglu_forward: out", out.shape(), gate.shape());
+  check::swiglu_forward(out, gate, up);
   cuda::detail::for_each_index("swiglu_forward", gate.numel(),
                                cuda::detail::SwigluForward{out.data(), gate.data(), up.data()});
 }
@@ -43,11 +42,8 @@ inline void swiglu_forward(CudaView out, const CudaView& gate, const CudaView& u
 // dout, gate, up (..., H) -> dgate += dout · up · silu'(gate), dup += dout · silu(gate); either may be {}
 inline void swiglu_backward(CudaView dgate, CudaView dup, const CudaView& dout, const CudaView& gate,
                             const CudaView& up) {
-  expect_shape("swiglu_backward: up", up.shape(), gate.shape());
-  expect_shape("swiglu_backward: dout", dout.shape(), gate.shape());
-  const bool dg = cuda::detail::given(dgate), du = cuda::detail::given(dup);
-  if (dg) expect_shape("swiglu_backward: dgate", dgate.shape(), gate.shape());
-  if (du) expect_shape("swiglu_backward: dup", dup.shape(), gate.shape());
+  check::swiglu_backward(dgate, dup, dout, gate, up);
+  const bool dg = is_given(dgate), du = is_given(dup);
   if (!dg && !du) return;
   cuda::detail::for_each_index(
       "swiglu_backward", gate.numel(),

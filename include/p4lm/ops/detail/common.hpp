@@ -1,6 +1,7 @@
 #pragma once
-// Internals shared by the CPU ops (do not include directly): optional-argument test, shape helpers,
-// id validation, and the two loop shapes every element-wise op uses (OpenMP over chunks, xsimd inside).
+// Internals shared by the CPU ops (do not include directly): view aliases, id validation, and the
+// two loop shapes every element-wise op uses (OpenMP over chunks, xsimd inside). Shape checks:
+// ops/shape_checks.hpp.
 
 #include <algorithm>
 #include <array>
@@ -30,14 +31,7 @@ inline constexpr std::int32_t ignore_index_default = -100;
 
 namespace detail {
 
-// Shape helpers shared with every backend (core/shape_check.hpp).
-template <class V>
-constexpr bool given(const V& v) noexcept {
-  return is_given(v);
-}
-using p4lm::expect_rank_at_least;
-using p4lm::with_last;
-inline Shape append(const Shape& s, std::size_t last) { return append_dim(s, last); }
+// Shape checks live in ops/shape_checks.hpp (shared with every backend), not here.
 
 // Every id must lie in [0, limit) or equal `ignore` (when ignorable). Checked before any parallel
 // loop, because an exception cannot leave an OpenMP region.

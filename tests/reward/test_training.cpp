@@ -1,10 +1,13 @@
 // Reward-head training with checkpoints (RewardTrainOptions::out): the same head as without files, a
 // finished head is read back instead of trained again, options that do not change the result may
-// change on a rerun, one that does is refused, listing it. Synthetic features: no encoder needed.
+// change on a rerun, one that does is refused, listing it (synthetic features: no encoder needed).
+// Preference relevance's figures refuse a test user the CF model does not know (needs MiniLM).
 
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +16,7 @@
 #include "p4lm/core/rng.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/reward/training.hpp"
+#include "skip.hpp"
 
 namespace reward_training_test {
 
@@ -68,4 +72,26 @@ TEST_CASE("reward heads: checkpoints resume to the same head and refuse changed 
   changed.resume = false;
   CHECK(fit_training_head(changed, p4lm::reward::reward_fingerprint(changed, "data", "encoder")) != straight);
   fs::remove_all(out);
+}
+
+TEST_CASE("preference relevance figures: a test user without a CF row is an error, not a smaller sample",
+          "[reward][relevance]") {
+  namespace fs = std::filesystem;
+  const char* env = std::getenv("P4LM_MODELS");
+  const fs::path minilm =
+      (env && *env ? fs::path(env) : fs::path(P4LM_TEST_FIXTURES_DIR) / ".." / ".." / "models") /
+      "all-minilm-l6-v2";
+  if (!fs::exists(minilm / "model.safetensors"))
+    P4LM_SKIP("all-minilm-l6-v2 not fetched: run scripts/fetch-models.sh or set P4LM_MODELS");
+  auto f = std::make_shared<p4lm::reward::TextFeatures>(minilm);
+  p4lm::reward::PreferenceRelevance<p4lm::backend::cpu, 16> r(f,
+                                                              p4lm::reward::MlpHead<float>(f->dim(), 8, 16));
+  p4lm::cf::Embeddings<16> cf(2, 2);
+  cf.user_ids = {1, 2}, cf.item_ids = {10, 11};
+  std::vector<p4lm::data::RelevanceExample> v{{1, 10, "A heist film.", std::vector<float>(16, 0.5f)},
+                                              {2, 11, "A space horror.", std::vector<float>(16, -0.5f)}};
+  CHECK(p4lm::reward::relevance_figures(r, v, cf).at("test_examples") == 2);
+  v.push_back({9, 11, "A cartoon.", std::vector<float>(16, 0.1f)});
+  CHECK_THROWS_WITH(p4lm::reward::relevance_figures(r, v, cf),
+                    Catch::Contains("user 9 (example for movie 11) has no row in the CF model (2 users)"));
 }

@@ -234,7 +234,8 @@ inline std::pair<Precision<>, Figures> train_precision(std::shared_ptr<TextFeatu
 }
 
 // R² over all target numbers and the rank correlation of user·q with the CF score user·item over the
-// test examples. users: the CF model the data build's targets came from (its user_ids).
+// test examples. users: the CF model the data build's targets came from (its user_ids); an example
+// whose user has no row there is an InvalidArgument.
 template <int Dim>
 Figures relevance_figures(PreferenceRelevance<backend::cpu, Dim>& r,
                           const std::vector<data::RelevanceExample>& v, const cf::Embeddings<Dim>& cf) {
@@ -251,11 +252,15 @@ Figures relevance_figures(PreferenceRelevance<backend::cpu, Dim>& r,
       sst += std::pow(v[i].target[k] - mean[k], 2);
     }
   std::map<std::int64_t, std::size_t> user_index;
-  for (std::size_t u = 0; u < cf.user_ids.size(); ++u) user_index[cf.user_ids[u]] = u;
+  for (std::size_t u = 0; u < cf.n_users(); ++u)  // index = id when the file has no id list
+    user_index[cf.user_ids.empty() ? static_cast<std::int64_t>(u) : cf.user_ids[u]] = u;
   std::vector<double> ours, theirs;
   for (std::size_t i = 0; i < v.size(); ++i) {
     const auto it = user_index.find(v[i].user_id);
-    if (it == user_index.end()) continue;
+    if (it == user_index.end())  // never a correlation over fewer examples than reported
+      fail<InvalidArgument>("preference relevance: user ", v[i].user_id, " (example for movie ",
+                            v[i].movie_id, ") has no row in the CF model (", cf.n_users(),
+                            " users): the data was built with another CF model");
     const auto u = cf.user(cf::Index(it->second));
     double a = 0, b = 0;
     for (int k = 0; k < Dim; ++k) a += u[k] * q[i * Dim + k], b += u[k] * v[i].target[k];

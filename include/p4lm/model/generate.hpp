@@ -13,8 +13,12 @@
 //
 // Sampling: temperature 0 is greedy (first maximum, as llama2.c's argmax); otherwise the logits are
 // divided by the temperature, cut to the top_k most likely tokens (0: no cut), then to the smallest
-// set whose probability reaches top_p (1: no cut), and a token is drawn from what is left. Sequence b
-// draws from its own Philox stream Rng(seed, b), so results do not depend on the thread count.
+// set whose probability reaches top_p (1: no cut), and a token is drawn from what is left: after a cut
+// the draw walks the kept tokens from the most likely down (equal logits: lower id first), without one
+// in id order. Sequence b draws from its own Philox stream Rng(seed, b), one uniform per sampled token,
+// so results do not depend on the thread count. With a CUDA model the same draw runs on the device
+// (backend/cuda/sampling.cuh, thrust) with the same uniforms: the same tokens from the same logits,
+// and only the picks come back to the host.
 // The returned log-probability of a token is log softmax(logits / temperature) (temperature 0:
 // log softmax(logits)), before the top-k/top-p cut: the policy's own probability, what PPO's ratio
 // and KL use.
@@ -39,6 +43,10 @@
 #include "p4lm/core/shape_check.hpp"
 #include "p4lm/model/kv_cache.hpp"
 #include "p4lm/ops/softmax.hpp"
+
+#ifdef __CUDACC__
+#include "p4lm/backend/cuda/sampling.cuh"
+#endif
 
 namespace p4lm {
 
@@ -134,8 +142,11 @@ std::int32_t sample_token(const T* logits, std::size_t V, const SamplingOptions&
                      desc);
     n = o.top_k;
   }
-  if (o.top_p < 1.0) {
+  // After a cut the kept tokens are drawn from in descending order (nth_element leaves them in an
+  // order of its own, which a GPU sampler could not reproduce); without one in id order.
+  if (n < V || o.top_p < 1.0)
     std::sort(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(n), desc);
+  if (o.top_p < 1.0) {
     double total = 0;
     for (std::size_t i = 0; i < n; ++i) total += std::exp(scratch[i].first);
     double cum = 0;
@@ -163,8 +174,23 @@ std::int32_t sample_token(const T* logits, std::size_t V, const SamplingOptions&
   return pick;
 }
 
+namespace detail {
+// The device sampler a Generator on backend B holds: none on the CPU.
+template <class B>
+struct DeviceSampling {};
+#ifdef __CUDACC__
+template <>
+struct DeviceSampling<backend::cuda> {
+  cuda::TokenSampler sampler;
+  std::vector<double> uniforms;
+  std::vector<std::uint8_t> active;
+};
+#endif
+}  // namespace detail
+
 // Holds the KV cache and buffers between calls, so repeated rollouts allocate nothing new. On a device
-// backend the model runs there and each step's last-position logits come to the host for sampling.
+// backend the model runs there and so does the sampling (cuda::TokenSampler): each step copies back
+// the B picks and their log-probabilities, not the logits.
 template <class Model>
 class Generator {
  public:
@@ -206,22 +232,26 @@ class Generator {
     }
     ids_.resize(host_ids_.shape());
     copy(ids_.view(), host_ids_.view());
-    auto logits = on_host(model_.forward_cached(cache_, ids_.view(), new_len_, prefix));
+    TensorView<B, T> logits = model_.forward_cached(cache_, ids_.view(), new_len_, prefix);
     const std::size_t V = model_.config().vocab_size;
     step_ids_.resize(Shape{Bn, 1});
     host_step_.resize(Shape{Bn, 1});
     for (std::size_t step = 0; step < o.max_new_tokens; ++step) {
-      // Sampling: rows are independent (each has its own Rng), so they run in parallel.
       picks_.resize(Bn);
       pick_logprobs_.resize(Bn);
-      scratches_.resize(static_cast<std::size_t>(omp_get_max_threads()));
-      const auto rows = static_cast<std::ptrdiff_t>(Bn);
+      if constexpr (B::is_device) {
+        sample_on_device(logits, o, rngs, out.stopped);
+      } else {
+        // Rows are independent (each has its own Rng), so they run in parallel.
+        scratches_.resize(static_cast<std::size_t>(omp_get_max_threads()));
+        const auto rows = static_cast<std::ptrdiff_t>(Bn);
 #pragma omp parallel for schedule(static) if (Bn > 1 && Bn * V >= (std::size_t{1} << 16))
-      for (std::ptrdiff_t r = 0; r < rows; ++r) {
-        const auto b = static_cast<std::size_t>(r);
-        if (out.stopped[b]) continue;
-        picks_[b] = sample_token(logits.data() + b * V, V, o, rngs[b], pick_logprobs_[b],
-                                 scratches_[static_cast<std::size_t>(omp_get_thread_num())]);
+        for (std::ptrdiff_t r = 0; r < rows; ++r) {
+          const auto b = static_cast<std::size_t>(r);
+          if (out.stopped[b]) continue;
+          picks_[b] = sample_token(logits.data() + b * V, V, o, rngs[b], pick_logprobs_[b],
+                                   scratches_[static_cast<std::size_t>(omp_get_thread_num())]);
+        }
       }
       bool any = false;
       for (std::size_t b = 0; b < Bn; ++b) {
@@ -240,7 +270,7 @@ class Generator {
       }
       if (!any || step + 1 == o.max_new_tokens) break;
       copy(step_ids_.view(), host_step_.view());
-      logits = on_host(model_.forward_cached(cache_, step_ids_.view(), new_len_));
+      logits = model_.forward_cached(cache_, step_ids_.view(), new_len_);
     }
     return out;
   }
@@ -251,22 +281,28 @@ class Generator {
   }
 
  private:
-  // The logits where the sampler reads them: the model's own buffer on the CPU, a host copy otherwise.
-  TensorView<backend::cpu, T> on_host(const TensorView<B, T>& logits) {
-    if constexpr (B::is_device) {
-      host_logits_.resize(logits.shape());
-      copy(host_logits_.view(), logits);
-      return host_logits_.view();
-    } else {
-      return logits;
+  // The device path of one step: the uniforms come from the same Rng streams, one per sampled token,
+  // as sample_token draws them, so the device picks the CPU's tokens.
+  void sample_on_device(const TensorView<B, T>& logits, const SamplingOptions& o, std::vector<Rng>& rngs,
+                        const std::vector<bool>& stopped) {
+    const std::size_t Bn = rngs.size();
+    auto& d = device_;
+    d.uniforms.assign(Bn, 0.0);
+    d.active.assign(Bn, 0);
+    for (std::size_t b = 0; b < Bn; ++b) {
+      if (stopped[b]) continue;
+      d.active[b] = 1;
+      if (o.temperature > 0) d.uniforms[b] = rngs[b].uniform_double();
     }
+    d.sampler.sample(logits.reshaped(Shape{Bn, logits.numel() / Bn}), {o.temperature, o.top_k, o.top_p},
+                     d.uniforms, d.active, picks_, pick_logprobs_);
   }
 
   Model& model_;
   KVCache<T, B> cache_;
   Tensor<B, std::int32_t> ids_, step_ids_;
   CpuTensor<std::int32_t> host_ids_, host_step_;
-  CpuTensor<T> host_logits_;
+  detail::DeviceSampling<B> device_;
   std::vector<std::int32_t> new_len_;
   std::vector<std::int32_t> picks_;
   std::vector<float> pick_logprobs_;

@@ -1,16 +1,15 @@
 // conan create's test of the p4lm package: from the public headers, one training step of a
 // tiny random Llama conditioned on CF embeddings through a CFAdapter (the adapter's soft tokens are
-// the LM's prefix), taken by the shared Trainer with AdamW on both as one PitchModel. Fails unless
-// the loss is finite before and after the step and the step lowers it on the batch it was taken on.
+// the LM's prefix), taken by the shared Trainer with AdamW on both as one PitchModel, then a few
+// greedy tokens from the Generator under the same CF prefix (tests/consumer/program/main.cpp does the
+// same at more length). Fails unless the loss is finite before and after the step and the step lowers
+// it on the batch it was taken on, and the generation has as many in-vocabulary ids as asked.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <vector>
 
 #include <p4lm/p4lm.hpp>
-// The umbrella header does not include train/ yet (issue 17 item 5); these two go once it does.
-#include <p4lm/train/pitch_model.hpp>
-#include <p4lm/train/trainer.hpp>
 
 namespace {
 
@@ -92,5 +91,17 @@ int main() {
               lm.num_parameters() + adapter.num_parameters(), result.step, before, after);
   const bool ok = result.step == 1 && std::isfinite(before) && std::isfinite(after) && after < before;
   if (!ok) std::fprintf(stderr, "test_package: the training step failed\n");
-  return ok ? 0 : 1;
+
+  constexpr std::size_t new_tokens = 3;
+  adapter.forward(objective.prefix, b.user, b.item);
+  const std::vector<std::vector<std::int32_t>> prompts{{b.ids.data()[0]}, {b.ids.data()[text]}};
+  const auto g =
+      p4lm::generate(lm, prompts, {.max_new_tokens = new_tokens, .temperature = 0.0}, objective.prefix);
+  bool generated = g.tokens.size() == batch;
+  for (const auto& row : g.tokens) {
+    generated = generated && row.size() == new_tokens;
+    for (const std::int32_t id : row) generated = generated && id >= 0 && id < 32;
+  }
+  if (!generated) std::fprintf(stderr, "test_package: generation failed\n");
+  return ok && generated ? 0 : 1;
 }

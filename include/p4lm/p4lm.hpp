@@ -162,6 +162,7 @@
 #include "p4lm/rl/ppo_trainer.hpp"
 #include "p4lm/rl/reward_function.hpp"
 #include "p4lm/rl/rl_state.hpp"
+#include "p4lm/rl/rl_trainer.hpp"
 #include "p4lm/rl/rollout.hpp"
 #include "p4lm/rl/shaped_reward.hpp"
 #include "p4lm/rl/value_head.hpp"

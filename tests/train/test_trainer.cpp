@@ -8,10 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -426,4 +428,70 @@ TEST_CASE("trainer: built-in callbacks stop at a step, keep the evaluations, sto
   p4lm::train::EarlyStop early{.field = "eval_loss", .patience = 2};
   p4lm::train::Trainer t2(m2, o2, o, early);
   CHECK(t2.fit().step == 3);  // evaluations 1 (best), 2 and 3 (no improvement): stop
+}
+
+namespace {
+// QuadraticObjective plus an end_step hook: every odd step it reports fields (as PPO reports an
+// iteration's metrics at the iteration's last step) and it counts its calls as data-order state.
+struct QuadraticWithFields : QuadraticObjective {
+  std::size_t calls = 0;
+  template <class Q, class Info>
+  std::map<std::string, double> end_step(Q&, const Info& info) {
+    ++calls;
+    if (info.step % 2 == 0) return {};
+    return {{"seen_grad_norm", info.grad_norm}, {"calls", static_cast<double>(calls)}};
+  }
+  nlohmann::json state() const { return {{"calls", calls}}; }
+  void load_state(const nlohmann::json& j) { calls = j.at("calls"); }
+};
+
+struct FieldsSeen {
+  std::vector<std::map<std::string, double>> fields;
+  template <class T, class I>
+  void end_step(T&, const I& info) {
+    fields.push_back(info.fields);
+  }
+};
+}  // namespace
+
+TEST_CASE(
+    "trainer: an objective's end_step fields reach the callbacks and the step records; checkpoints "
+    "anywhere",
+    "[train][trainer]") {
+  TempDir dir("end_step_fields");
+  auto o = toy_options(dir.path);
+  o.log_every = 2;
+  Quadratic q;
+  QuadraticWithFields objective;
+  FieldsSeen seen;
+  p4lm::train::Trainer trainer(q, objective, o, seen);
+  trainer.fit();
+  REQUIRE(seen.fields.size() == 7);
+  CHECK(seen.fields[0].at("calls") == 1.0);
+  CHECK(seen.fields[1].empty());
+  CHECK(seen.fields[2].at("calls") == 3.0);
+  std::vector<nlohmann::json> records;
+  p4lm::io::for_each_jsonl(dir.path / "metrics.jsonl",
+                           [&](const nlohmann::json& j, std::size_t) { records.push_back(j); });
+  // Steps 2, 4 (end of phase 1), 6, 7 (end of phase 2); each holds the fields reported since the last.
+  REQUIRE(records.size() == 4);
+  CHECK(records[0].at("calls") == 1.0);
+  CHECK(records[0].at("seen_grad_norm") != records[0].at("grad_norm"));  // step 1's norm, not step 2's
+  CHECK(records[1].at("calls") == 3.0);
+  CHECK(records[2].at("calls") == 5.0);
+  CHECK(records[3].at("calls") == 7.0);
+  CHECK(records[3].at("seen_grad_norm") == records[3].at("grad_norm"));
+
+  // save_checkpoint(path) / resume(path): a checkpoint file outside the output folder.
+  const auto file = dir.path.parent_path() / "p4lm_test_trainer_end_step_fields.safetensors";
+  trainer.save_checkpoint(file);
+  Quadratic q2;
+  QuadraticWithFields objective2;
+  p4lm::train::Trainer again(q2, objective2, toy_options());
+  CHECK_FALSE(again.resume(dir.path / "nothing.safetensors"));
+  REQUIRE(again.resume(file));
+  CHECK(again.step() == 7);
+  CHECK(objective2.calls == 7);
+  CHECK(std::equal(q.value.data(), q.value.data() + 3, q2.value.data()));
+  fs::remove(file);
 }

@@ -16,9 +16,11 @@
 //
 // Files in `out`: metrics.jsonl and metrics.csv (one row per iteration: rl/'s TRL names plus
 // rewards/<component>/mean, eval/... and gold/... on evaluation iterations), curves.svg (reward
-// components, KL, gold scores), samples.jsonl, samples.md, state.safetensors (checkpoint, every
-// save_every iterations and at the end), policy.safetensors (the trained pitch model, loadable by
-// PitchWriter), result.json. A folder holding state.safetensors resumes from it.
+// components, KL, gold scores), samples.jsonl, samples.md, state.safetensors (the shared Trainer's
+// checkpoint, every save_every iterations and at the end), steps.jsonl and steps.csv (the Trainer's
+// record at each iteration's last AdamW step), policy.safetensors (the trained pitch model, loadable by
+// PitchWriter), result.json. A folder holding state.safetensors resumes from it. PPO and the policy gradient
+// run as objectives of train/trainer.hpp's Trainer (rl/rl_trainer.hpp).
 
 #include <algorithm>
 #include <chrono>
@@ -40,7 +42,6 @@
 
 #include "p4lm/core/config.hpp"
 #include "p4lm/core/error.hpp"
-#include "p4lm/core/progress.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/data/datasets.hpp"
 #include "p4lm/eval/catalog_file.hpp"
@@ -48,6 +49,7 @@
 #include "p4lm/eval/svg_plot.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/jsonl.hpp"
+#include "p4lm/io/output_lock.hpp"
 #include "p4lm/model/generate.hpp"
 #include "p4lm/reward/appeal.hpp"
 #include "p4lm/reward/personalization.hpp"
@@ -217,11 +219,9 @@ struct RlResult {
   std::size_t iterations = 0;
   double seconds = 0;
   nlohmann::json first_eval, last_eval;  // the evaluation rows before and after training
+  // No wall time: a resumed run writes the same bytes as an uninterrupted one.
   nlohmann::json json() const {
-    return {{"iterations", iterations},
-            {"seconds", seconds},
-            {"first_eval", first_eval},
-            {"last_eval", last_eval}};
+    return {{"iterations", iterations}, {"first_eval", first_eval}, {"last_eval", last_eval}};
   }
 };
 
@@ -257,6 +257,16 @@ struct SampleReward {
     std::string text = codec.decode(ids);
     const auto first = text.find_first_not_of(' ');
     return first == std::string::npos ? std::string() : text.substr(first);
+  }
+};
+
+// A Trainer callback: `run` with the iteration's fields after the last AdamW step of each iteration
+// (the objectives' end_step fields carry "iteration" only then).
+struct IterationEnd {
+  std::function<void(const std::map<std::string, double>&)> run;
+  template <class Trainer, class Info>
+  void end_step(Trainer&, const Info& info) {
+    if (run && info.fields.contains("iteration")) run(info.fields);
   }
 };
 
@@ -310,6 +320,7 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
     fail<InvalidArgument>("--algo: '", *c.algo, "', expected ppo or pg");
   const std::filesystem::path out = *c.out, data = *c.data;
   std::filesystem::create_directories(out);
+  const io::OutputLock lock(out);  // one run per folder
   const auto loader = rl::PitchPolicyLoader::open(*c.sft);
   const train::PitchSources sources(data);
 
@@ -358,30 +369,51 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
     const std::size_t prompts_per_iteration =
         *c.algo == "ppo" ? std::size_t(*c.batch_size) : std::size_t(*c.batch_size / *c.rloo_k);
 
-    auto train = [&](auto& trainer) -> RlResult {
+    // The prompts of iteration `it`, from their own stream: a resumed run draws what the whole one would.
+    rl::PromptSource prompt_source = [&](std::size_t it) {
+      Rng rng(std::uint64_t(*c.seed) + it, detail::rl_prompt_stream);
+      std::vector<rl::Prompt> prompts;
+      for (std::size_t k = 0; k < prompts_per_iteration; ++k)
+        prompts.push_back(
+            prompter.prompt(users[rng.next_u64() % users.size()], items[rng.next_u64() % items.size()]));
+      return prompts;
+    };
+
+    // The objective (PPOObjective or PolicyGradientObjective) on the shared Trainer: it owns the
+    // steps, AdamW, the guard, out/steps.jsonl (its record per iteration) and state.safetensors; this
+    // stage adds a metrics row per iteration, the evaluations and the samples.
+    auto train = [&](auto& objective) -> RlResult {
       std::vector<nlohmann::json> rows, samples;
       RlResult result;
-      const auto state = out / "state.safetensors";
-      if (std::filesystem::exists(state)) {
-        trainer.load(state);
+      const std::size_t per_iteration = objective.steps_per_iteration();
+      auto options = rl::trainer_options(objective.config(), std::size_t(*c.iterations) * per_iteration);
+      options.out = out;
+      options.checkpoint = "state.safetensors";
+      options.train_metrics = "steps";
+      options.log_every = per_iteration;  // a record per iteration: its last step carries its metrics
+      options.checkpoint_every = std::size_t(*c.save_every) * per_iteration;
+      options.progress = *c.progress;
+      detail::IterationEnd on_iteration;
+      train::Trainer trainer(objective.model(), objective, options, on_iteration);
+      if (trainer.resume()) {
         // Rows up to the checkpoint (later ones were written after it and are redone).
         if (std::filesystem::exists(out / "metrics.jsonl"))
           io::for_each_jsonl(out / "metrics.jsonl", [&](const nlohmann::json& j, std::size_t) {
-            if (j.at("iteration").get<double>() <= double(trainer.iteration())) rows.push_back(j);
+            if (j.at("iteration").get<double>() <= double(objective.iteration())) rows.push_back(j);
           });
         if (std::filesystem::exists(out / "samples.jsonl"))
           io::for_each_jsonl(out / "samples.jsonl", [&](const nlohmann::json& j, std::size_t) {
-            if (j.at("iteration").get<std::size_t>() <= trainer.iteration()) samples.push_back(j);
+            if (j.at("iteration").get<std::size_t>() <= objective.iteration()) samples.push_back(j);
           });
         if (*c.progress)
-          std::cerr << "rl: resuming " << out.string() << " at iteration " << trainer.iteration() << '\n';
+          std::cerr << "rl: resuming " << out.string() << " at iteration " << objective.iteration() << '\n';
       }
 
       // Greedy pitches for the evaluation pairs, scored by the reward and the gold judge.
       auto evaluate = [&](std::size_t iteration) {
         nlohmann::json m = nlohmann::json::object();
         if (eval_prompts.empty()) return m;
-        auto& pol = trainer.policy();
+        auto& pol = objective.model().policy;
         const std::size_t B = eval_prompts.size(), P = pol.prefix_length();
         CpuTensor<float> prefix(Shape{B, P, pol.lm().config().d_model});
         std::vector<std::size_t> ks;
@@ -444,39 +476,29 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
         io::write_file_atomically(out / "samples.md", md.str());
       };
 
-      if (trainer.iteration() == 0 && rows.empty()) {
+      if (objective.iteration() == 0 && rows.empty()) {
         auto m = evaluate(0);
         m["iteration"] = 0;
         rows.push_back(m);
       }
       if (!rows.empty()) result.first_eval = rows.front();
-      Progress bar("rl", std::uint64_t(*c.iterations), "it", {.enabled = *c.progress});
-      bar.advance(trainer.iteration());
-      while (trainer.iteration() < std::size_t(*c.iterations)) {
-        const std::size_t it = trainer.iteration();
-        Rng rng(std::uint64_t(*c.seed) + it, detail::rl_prompt_stream);
-        std::vector<rl::Prompt> prompts;
-        for (std::size_t k = 0; k < prompts_per_iteration; ++k)
-          prompts.push_back(
-              prompter.prompt(users[rng.next_u64() % users.size()], items[rng.next_u64() % items.size()]));
-        const auto m = trainer.step(prompts);
-        nlohmann::json row = m;
+      // After each iteration's last AdamW step, before the Trainer's checkpoint of that step: files
+      // first, then the state (a kill in between leaves files ahead of the state, and the resume
+      // drops their extra rows; the other order would lose the rows since the previous save).
+      on_iteration.run = [&](const std::map<std::string, double>& m) {
+        nlohmann::json row = nlohmann::json::object();
+        for (const auto& [k, v] : m) row[k] = v;  // no time/*: resumes are byte-identical
         for (const auto& [k, v] : *components) row[k] = v;
-        const std::size_t done = trainer.iteration();
+        const std::size_t done = objective.iteration();
         if (done % std::size_t(*c.eval_every) == 0 || done == std::size_t(*c.iterations))
           row.update(evaluate(done));
         rows.push_back(row);
-        bar.advance(1, "reward " + std::to_string(m.at("objective/scores")) + " kl " +
-                           std::to_string(m.at("objective/kl")));
-        if (done % std::size_t(*c.save_every) == 0 || done == std::size_t(*c.iterations)) {
-          trainer.save(state);
-          write_files();
-        }
-      }
-      bar.finish();
+        if (done % std::size_t(*c.save_every) == 0 || done == std::size_t(*c.iterations)) write_files();
+      };
+      trainer.fit();
       write_files();
       {
-        auto& pol = trainer.policy();
+        auto& pol = objective.model().policy;
         train::PitchModel<LlamaLM<float>, typename std::decay_t<decltype(pol.prefix().adapter())>> bundle(
             pol.lm(), &pol.prefix().adapter());
         const auto st = io::SafetensorsFile::open(loader.file());
@@ -488,7 +510,7 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
           result.last_eval = *r;
           break;
         }
-      result.iterations = trainer.iteration();
+      result.iterations = objective.iteration();
       result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       io::write_file_atomically(out / "result.json", result.json().dump(2) + "\n");
       return result;
@@ -504,10 +526,12 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       p.response_length = std::size_t(*c.response_length), p.eos_token_id = eos;
       p.missing_eos_penalty = *c.missing_eos_penalty, p.seed = std::uint64_t(*c.seed);
       if (*c.adaptive_kl) {
-        rl::PPOTrainer<Policy, detail::SampleReward, rl::AdaptiveKL> t(std::move(policy), sample_reward, p);
+        rl::PPOObjective<Policy, detail::SampleReward, rl::AdaptiveKL> t(std::move(policy), sample_reward, p,
+                                                                         prompt_source);
         return train(t);
       }
-      rl::PPOTrainer<Policy, detail::SampleReward, rl::FixedKL> t(std::move(policy), sample_reward, p);
+      rl::PPOObjective<Policy, detail::SampleReward, rl::FixedKL> t(std::move(policy), sample_reward, p,
+                                                                    prompt_source);
       return train(t);
     }
     rl::PGConfig p;
@@ -517,12 +541,12 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
     p.horizon = *c.horizon, p.kl_penalty = *c.kl_penalty, p.response_length = std::size_t(*c.response_length);
     p.eos_token_id = eos, p.missing_eos_penalty = *c.missing_eos_penalty, p.seed = std::uint64_t(*c.seed);
     if (*c.adaptive_kl) {
-      rl::PolicyGradientTrainer<Policy, detail::SampleReward, rl::AdaptiveKL> t(std::move(policy),
-                                                                                sample_reward, p);
+      rl::PolicyGradientObjective<Policy, detail::SampleReward, rl::AdaptiveKL> t(
+          std::move(policy), sample_reward, p, prompt_source);
       return train(t);
     }
-    rl::PolicyGradientTrainer<Policy, detail::SampleReward, rl::FixedKL> t(std::move(policy), sample_reward,
-                                                                           p);
+    rl::PolicyGradientObjective<Policy, detail::SampleReward, rl::FixedKL> t(std::move(policy), sample_reward,
+                                                                             p, prompt_source);
     return train(t);
   });
 }

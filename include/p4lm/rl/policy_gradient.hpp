@@ -8,8 +8,9 @@
 // its advantage is R_i minus the mean return of the prompt's other k - 1 samples (an unbiased
 // baseline: it does not depend on sample i), and one AdamW step follows
 //   ∇ J ≈ (1 / B) Σ_i A_i Σ_t ∇ log π(y_{i,t}),   i.e.  d loss / d log π(y_{i,t}) = -A_i / B.
-// No value head, no clipping, one update per rollout (on-policy). The gradient of the whole batch is
-// accumulated over minibatches of mini_batch_size samples (memory, not extra updates).
+// No value head, no clipping, one update per rollout (on-policy): one Trainer step per iteration
+// (rl/rl_trainer.hpp). The gradient of the whole batch is accumulated over minibatches of
+// mini_batch_size samples inside loss() (memory, not extra updates).
 //
 //   rl::PolicyGradientTrainer<Policy, Reward> pg(policy, reward, {.batch_size = 32, .rloo_k = 4});
 //   auto metrics = pg.step(prompts);   // batch_size / rloo_k distinct prompts
@@ -34,8 +35,10 @@
 #include "p4lm/rl/policy.hpp"
 #include "p4lm/rl/reward_function.hpp"
 #include "p4lm/rl/rl_state.hpp"
+#include "p4lm/rl/rl_trainer.hpp"
 #include "p4lm/rl/rollout.hpp"
 #include "p4lm/rl/shaped_reward.hpp"
+#include "p4lm/train/concepts.hpp"
 
 namespace p4lm::rl {
 
@@ -114,107 +117,116 @@ inline std::vector<double> rloo_advantages(std::span<const double> returns, std:
 }
 
 template <Policy P, class RewardFn, class KLControl = FixedKL>
-class PolicyGradientTrainer {
+class PolicyGradientObjective {
   static_assert(check_policy<P>());
   static_assert(check_reward_function<RewardFn>());
   static_assert(check_kl_controller<KLControl>());
 
  public:
   using T = typename P::value_type;
+  using Model = RLState<P, KLControl>;
+  using Config = PGConfig;
 
-  PolicyGradientTrainer(P policy, RewardFn reward, PGConfig config)
+  PolicyGradientObjective(P policy, RewardFn reward, PGConfig config, PromptSource prompts = {})
       : config_(validated(std::move(config))),
-        state_(std::move(policy), make_kl_controller<KLControl>(config_),
-               AdamWOptions{.lr = config_.learning_rate,
-                            .beta1 = 0.9,
-                            .beta2 = 0.999,
-                            .eps = 1e-8,
-                            .weight_decay = config_.weight_decay,
-                            .max_grad_norm = config_.max_grad_norm},
-               config_.seed, to_json(config_)),
+        state_(std::move(policy), make_kl_controller<KLControl>(config_), config_.seed),
         reward_(std::move(reward)),
+        prompts_(std::move(prompts)),
         collector_(state_.policy, state_.reference) {
     for (auto& p : state_.head.parameters()) p.trainable = false;  // no critic in this algorithm
   }
-  PolicyGradientTrainer(const PolicyGradientTrainer&) = delete;
-  PolicyGradientTrainer& operator=(const PolicyGradientTrainer&) = delete;
+  PolicyGradientObjective(const PolicyGradientObjective&) = delete;
+  PolicyGradientObjective& operator=(const PolicyGradientObjective&) = delete;
 
-  // One iteration on batch_size / rloo_k distinct prompts (each sampled rloo_k times).
-  Metrics step(std::span<const Prompt> prompts) {
-    using clock = std::chrono::steady_clock;
+  static constexpr std::size_t steps_per_iteration() noexcept { return 1; }
+
+  // A new rollout: batch_size / rloo_k prompts, each sampled rloo_k times; leave-one-out advantages.
+  const Rollout<T>& batch(std::size_t, std::size_t) {
     const auto& c = config_;
-    if (prompts.size() * c.rloo_k != c.batch_size)
-      fail<InvalidArgument>("PolicyGradientTrainer::step: ", prompts.size(), " prompts x rloo_k ", c.rloo_k,
-                            " != batch_size ", c.batch_size);
+    if (!prompts_) fail<InvalidArgument>("PolicyGradientObjective: no prompts (give it a PromptSource)");
+    const auto prompts = prompts_(state_.iteration);
+    check_prompts(prompts);
     repeated_.clear();
     for (const auto& p : prompts)
       for (std::size_t j = 0; j < c.rloo_k; ++j) repeated_.push_back(p);
     auto& r = rollout_;
-    RolloutOptions ro;
-    ro.max_new_tokens = c.response_length;
-    if (c.eos_token_id >= 0) ro.eos = c.eos_token_id;
-    ro.missing_eos_penalty = c.missing_eos_penalty;
-    ro.seed = state_.sampling_seed();
-    collector_.collect(r, repeated_, ro, reward_, nullptr);
-
+    collector_.collect(r, repeated_, rollout_options(c, state_.sampling_seed()), reward_, nullptr);
     const double beta = state_.kl.value();
     shape_rewards(r, beta, c.estimator());
     const auto returns = regularised_returns(r, beta);
-    auto adv = rloo_advantages(returns, c.rloo_k);
+    adv_ = rloo_advantages(returns, c.rloo_k);
     if (c.normalize_advantage) {
       double mean = 0, var = 0;
-      for (double a : adv) mean += a;
-      mean /= static_cast<double>(adv.size());
-      for (double a : adv) var += (a - mean) * (a - mean);
-      const double sd = std::sqrt(var / static_cast<double>(adv.size()) + 1e-8);
-      for (double& a : adv) a /= sd;
+      for (double a : adv_) mean += a;
+      mean /= static_cast<double>(adv_.size());
+      for (double a : adv_) var += (a - mean) * (a - mean);
+      const double sd = std::sqrt(var / static_cast<double>(adv_.size()) + 1e-8);
+      for (double& a : adv_) a /= sd;
     }
+    metrics_.clear();
+    rollout_metrics(metrics_, r, beta);
+    update_start_ = std::chrono::steady_clock::now();
+    return r;
+  }
 
-    Metrics m;
-    rollout_metrics(m, r, beta);
-    const auto t0 = clock::now();
-    const std::size_t B = r.size(), R = r.response_len, mb = c.mini_batch_size;
-    state_.zero_grad();
+  // -(1/B) Σ_i A_i Σ_t log π(y_{i,t}) over the whole rollout, minibatch by minibatch.
+  train::StepLoss loss(Model& s, const Rollout<T>& r) {
+    const std::size_t B = r.size(), R = r.response_len, mb = config_.mini_batch_size;
     double loss = 0;
     for (std::size_t start = 0; start < B; start += mb) {
       rows_.resize(mb);
       std::iota(rows_.begin(), rows_.end(), start);
-      pass_.forward(state_.policy, nullptr, r, rows_);
+      pass_.forward(s.policy, nullptr, r, rows_);
       dlp_.resize(Shape{mb, R}, T(0));
       for (std::size_t i = 0; i < mb; ++i) {
         const std::size_t b = start + i;
         for (std::size_t k = 0; k < r.responses[b].size(); ++k) {
-          dlp_.data()[i * R + k] = static_cast<T>(-adv[b] / static_cast<double>(B));
-          loss -= adv[b] * static_cast<double>(pass_.logprobs().data()[i * R + k]) / static_cast<double>(B);
+          dlp_.data()[i * R + k] = static_cast<T>(-adv_[b] / static_cast<double>(B));
+          loss -= adv_[b] * static_cast<double>(pass_.logprobs().data()[i * R + k]) / static_cast<double>(B);
         }
       }
-      pass_.backward(state_.policy, nullptr, dlp_.view(), {});
+      pass_.backward(s.policy, nullptr, dlp_.view(), {});
     }
-    if (!std::isfinite(loss)) fail<Error>("PG iteration ", state_.iteration, ": loss/policy is ", loss);
-    const double norm = state_.optimizer.step(state_.parameters(), c.learning_rate);
-    if (!std::isfinite(norm)) fail<Error>("PG iteration ", state_.iteration, ": the gradient norm is ", norm);
-    double adv_abs = 0;
-    for (double a : adv) adv_abs += std::abs(a);
-    m["loss/policy"] = loss;
-    m["policy/grad_norm"] = norm;
-    m["policy/advantage_abs_mean"] = adv_abs / static_cast<double>(B);
-    m["time/update"] = std::chrono::duration<double>(clock::now() - t0).count();
-    state_.kl.update(m["objective/kl"], B);
-    ++state_.iteration;
-    m["iteration"] = static_cast<double>(state_.iteration);
-    return m;
+    if (!std::isfinite(loss)) fail<Error>("PG iteration ", s.iteration, ": loss/policy is ", loss);
+    last_loss_ = loss;
+    return {loss, B};
   }
-  Metrics step(const std::vector<Prompt>& prompts) { return step(std::span<const Prompt>(prompts)); }
+
+  // After the AdamW step: the iteration's metrics (without wall times), β's update, the next iteration.
+  template <class Info>
+  Metrics end_step(Model& s, const Info& info) {
+    auto& m = metrics_;
+    double adv_abs = 0;
+    for (double a : adv_) adv_abs += std::abs(a);
+    m["loss/policy"] = last_loss_;
+    m["policy/grad_norm"] = info.grad_norm;
+    m["policy/advantage_abs_mean"] = adv_abs / static_cast<double>(rollout_.size());
+    m["time/update"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - update_start_).count();
+    s.kl.update(m["objective/kl"], rollout_.size());
+    ++s.iteration;
+    m["iteration"] = static_cast<double>(s.iteration);
+    return without_times(m);
+  }
+
+  // Every step ends its iteration, so a checkpoint never falls inside one.
+  nlohmann::json state() const { return state_.state(); }
+  void load_state(const nlohmann::json& j) { state_.load_state(j); }
+
+  void set_prompts(PromptSource prompts) { prompts_ = std::move(prompts); }
+  void check_prompts(std::span<const Prompt> prompts) const {
+    if (prompts.size() * config_.rloo_k != config_.batch_size)
+      fail<InvalidArgument>("PolicyGradientTrainer::step: ", prompts.size(), " prompts x rloo_k ",
+                            config_.rloo_k, " != batch_size ", config_.batch_size);
+  }
 
   const PGConfig& config() const noexcept { return config_; }
-  P& policy() noexcept { return state_.policy; }
-  const P& reference() const noexcept { return state_.reference; }
-  KLControl& kl_controller() noexcept { return state_.kl; }
-  RLState<P, KLControl>& state() noexcept { return state_; }
+  Model& model() noexcept { return state_; }
+  const Model& model() const noexcept { return state_; }
   std::size_t iteration() const noexcept { return state_.iteration; }
   const Rollout<T>& last_rollout() const noexcept { return rollout_; }
-  void save(const std::filesystem::path& path) { state_.save(path); }
-  void load(const std::filesystem::path& path) { state_.load(path); }
+  const Metrics& last_metrics() const noexcept { return metrics_; }  // time/* included
+  RewardFn& reward() noexcept { return reward_; }
 
  private:
   static PGConfig validated(PGConfig c) {
@@ -223,14 +235,23 @@ class PolicyGradientTrainer {
   }
 
   PGConfig config_;
-  RLState<P, KLControl> state_;
+  Model state_;
   RewardFn reward_;
+  PromptSource prompts_;
   RolloutCollector<P> collector_;
   MinibatchPass<P> pass_;
   Rollout<T> rollout_;
   std::vector<Prompt> repeated_;
+  std::vector<double> adv_;
   std::vector<std::size_t> rows_;
   CpuTensor<T> dlp_;
+  double last_loss_ = 0;
+  Metrics metrics_;
+  std::chrono::steady_clock::time_point update_start_{};
 };
+
+// The policy gradient driven one iteration at a time (rl_trainer.hpp).
+template <Policy P, class RewardFn, class KLControl = FixedKL>
+using PolicyGradientTrainer = RLTrainer<PolicyGradientObjective<P, RewardFn, KLControl>>;
 
 }  // namespace p4lm::rl

@@ -18,6 +18,11 @@
 //   void configure_optimizer(Optimizer&, std::size_t phase);   // parameter groups
 //   nlohmann::json state() const; void load_state(const nlohmann::json&);   // data-order state saved in
 //                                                      // checkpoints (beyond the step number)
+//   std::map<std::string, double> end_step(Model&, const StepInfo&);   // after each optimizer step
+//                                                      // (its grad norm, ...): fields added to the step's
+//                                                      // metrics record and StepInfo::fields (or void)
+// An objective whose batches are not a pure function of the step (PPO: a rollout buffer, a cursor)
+// keeps what it needs to continue in state().
 //
 // A Callback defines any of these hooks; a hook returning bool true stops the run (after the
 // step's logging, evaluation and checkpoint):
@@ -78,6 +83,10 @@ concept ObjectiveBeginsPhase = requires(O& o, M& m, std::size_t p) {
 template <class O, class Opt>
 concept ObjectiveConfiguresOptimizer = requires(O& o, Opt& opt, std::size_t p) {
   o.configure_optimizer(opt, p);
+};
+template <class O, class M, class Info>
+concept ObjectiveEndsStep = requires(O& o, M& m, const Info& info) {
+  o.end_step(m, info);
 };
 template <class O>
 concept ObjectiveHasState = requires(O& o, const O& c, const nlohmann::json& j) {

@@ -10,6 +10,8 @@
 //     resumed run drops the metrics records logged after its checkpoint and continues bit-identically;
 //     a resume with changed result-changing options is refused with the list of them;
 //   - the non-finite guard (train/finite_guard.hpp) and a lock on the output folder (io/output_lock.hpp);
+//   - an objective's own per-step fields (Objective::end_step, e.g. PPO's iteration metrics) in the
+//     step record and in what callbacks see;
 //   - nothing that looks like a result before the first step succeeded (metrics files and
 //     TrainerOptions::run_files appear with the first step).
 //
@@ -36,6 +38,7 @@
 #include <span>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -117,6 +120,7 @@ class Trainer {
     std::size_t phase;
     double loss, grad_norm, lr;
     std::size_t tokens;
+    std::map<std::string, double> fields{};  // what Objective::end_step returned for this step
   };
 
   Trainer(Model& model, Objective& objective, TrainerOptions options, Callbacks&... callbacks)
@@ -167,12 +171,14 @@ class Trainer {
 
   // Loads out/<checkpoint> if it exists: parameters, optimizer state, step, objective state. Refuses
   // (InvalidArgument listing them) a run whose fingerprint options differ from the checkpoint's.
-  bool resume() {
-    if (o_.out.empty() || !std::filesystem::exists(checkpoint_path())) return false;
-    const auto st = io::SafetensorsFile::open(checkpoint_path());
+  bool resume() { return !o_.out.empty() && resume(checkpoint_path()); }
+  // The same from a checkpoint file anywhere (false if it does not exist).
+  bool resume(const std::filesystem::path& file) {
+    if (!std::filesystem::exists(file)) return false;
+    const auto st = io::SafetensorsFile::open(file);
     const auto it = st.metadata().find(trainer_metadata_key);
     if (it == st.metadata().end())
-      throw ParseError(checkpoint_path(), 0, "__metadata__",
+      throw ParseError(file, 0, "__metadata__",
                        "no 'trainer' entry: not a training checkpoint of this p4lm version (start over in "
                        "another output folder, or without resuming)");
     const auto saved = nlohmann::json::parse(it->second);
@@ -180,14 +186,13 @@ class Trainer {
     if (!changed.empty()) {
       std::string list;
       for (const auto& c : changed) list += (list.empty() ? "" : "; ") + c;
-      fail<InvalidArgument>(checkpoint_path().string(),
-                            ": this run changes options that change the result: ", list,
+      fail<InvalidArgument>(file.string(), ": this run changes options that change the result: ", list,
                             ". Resume with the checkpoint's values, or start over (another output "
                             "folder, or without resuming)");
     }
     const std::size_t step = saved.at("step");
     begin_phase(phase_of(step));
-    load_training_checkpoint(checkpoint_path(), *model_, &opt_);
+    load_training_checkpoint(file, *model_, &opt_);
     if constexpr (ObjectiveHasState<Objective>)
       objective_->load_state(saved.value("objective", nlohmann::json()));
     // The loss logged next averages over the whole log interval, steps before the checkpoint included.
@@ -220,12 +225,15 @@ class Trainer {
       const StepInfo info = train_step(p);
       if (first) write_run_files(), first = false;
       log_loss_sum_ += info.loss, ++log_loss_n_;
+      for (const auto& [k, v] : info.fields) log_fields_[k] = v;
       if (bar) bar->advance(1, phase_note(p) + "loss " + fmt(info.loss));
       stop = call_all([&](auto& c) { return hooks::call_end_step(c, *this, info); });
       if (stop) end = step_;
       const bool phase_end = step_ == phase_start(p) + o_.phases[p].steps;
       if (!o_.out.empty() && (step_ % std::max<std::size_t>(o_.log_every, 1) == 0 || phase_end)) {
         std::map<std::string, double> r = o_.phases[p].fields;
+        for (const auto& [k, v] : log_fields_) r[k] = v;
+        log_fields_.clear();
         r["loss"] = log_loss_sum_ / static_cast<double>(log_loss_n_);
         r["lr"] = info.lr;
         r["grad_norm"] = info.grad_norm;
@@ -266,7 +274,9 @@ class Trainer {
     }
   }
 
-  void save_checkpoint() {
+  void save_checkpoint() { save_checkpoint(checkpoint_path()); }
+  // The same checkpoint written to `file` (resume(file) reads it).
+  void save_checkpoint(const std::filesystem::path& file) {
     const std::size_t p = phase_of(step_ == 0 ? 0 : step_ - 1);
     nlohmann::json t{{"step", step_},
                      {"phase", p},
@@ -280,8 +290,8 @@ class Trainer {
                      {"total_steps", s.total_steps},
                      {"min_lr", s.min_lr}};
     if constexpr (ObjectiveHasState<Objective>) t["objective"] = objective_->state();
-    save_training_checkpoint(checkpoint_path(), *model_, &opt_, t);
-    call_all([&](auto& c) { return hooks::call_checkpoint_saved(c, *this, checkpoint_path()); });
+    save_training_checkpoint(file, *model_, &opt_, t);
+    call_all([&](auto& c) { return hooks::call_checkpoint_saved(c, *this, file); });
   }
 
  private:
@@ -333,7 +343,15 @@ class Trainer {
     FiniteGuard::gradients<T>(at, norm, cparams);
     if (o_.check_parameters) FiniteGuard::parameters<T>(at, cparams);
     ++step_;
-    return {step_, p, loss, norm, lr, tokens};
+    StepInfo info{step_, p, loss, norm, lr, tokens};
+    if constexpr (ObjectiveEndsStep<Objective, Model, StepInfo>) {
+      using R = decltype(objective_->end_step(*model_, std::as_const(info)));
+      if constexpr (std::is_convertible_v<R, std::map<std::string, double>>)
+        info.fields = objective_->end_step(*model_, std::as_const(info));
+      else
+        objective_->end_step(*model_, std::as_const(info));
+    }
+    return info;
   }
 
   MetricsSink& sink(std::optional<MetricsSink>& s, const std::string& name) {
@@ -363,6 +381,7 @@ class Trainer {
   std::size_t step_ = 0;
   double log_loss_sum_ = 0;  // losses of the steps since the last train-metrics record
   std::size_t log_loss_n_ = 0;
+  std::map<std::string, double> log_fields_;  // the objective's fields since then (latest value each)
   std::size_t phase_ready_ = std::numeric_limits<std::size_t>::max();
   std::optional<MetricsSink> train_log_, eval_log_;
 };

@@ -95,7 +95,7 @@ void rewards_train_child(const fs::path& data, const fs::path& out) {
        .out = out,
        .cf = data / "cf.safetensors",
        .options = {
-           .max_train = 24, .max_test = 6, .steps = 150, .batch = 8, .hidden = 16, .checkpoint_every = 7}});
+           .max_train = 12, .max_test = 4, .steps = 150, .batch = 8, .hidden = 16, .checkpoint_every = 7}});
 }
 
 }  // namespace reward_kill_test

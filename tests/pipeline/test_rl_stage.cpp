@@ -136,3 +136,16 @@ TEST_CASE("rl stage: the policy-gradient algorithm; bad settings are named", "[p
   CHECK_THROWS_WITH(pipeline::parse_reward_weights("precision=x"), Catch::Contains("'precision=x'"));
   CHECK_THROWS_WITH(pipeline::parse_reward_weights("appeal=-1"), Catch::Contains(">= 0"));
 }
+
+TEST_CASE("rl stage: a train user without a CF embedding is an error, not a smaller prompt pool",
+          "[pipeline][rl]") {
+  p4lm_test::TinyRun run;
+  {
+    std::ofstream profiles(run.dir.path / "profiles.jsonl", std::ios::app);
+    profiles << nlohmann::json{{"user_id", 13}, {"text", "likes films"}, {"split", "train"}}.dump() << '\n';
+  }
+  CHECK_THROWS_WITH(pipeline::run_rl(tiny_config(run.dir.path, run.dir.path / "rl"), toy_reward),
+                    Catch::Contains("rl: pitch policy: user 13 has no CF embedding in " +
+                                    (run.dir.path / "cf.safetensors").string()) &&
+                        Catch::Contains("was built with another CF model"));
+}

@@ -341,26 +341,27 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
     using Policy = decltype(policy);
     auto& keys = policy.prefix().keys();
     rl::PitchPrompter prompter(loader, sources, keys);
-    // Keep only what has CF embeddings (the warm start's CF run may have dropped rare users/movies).
-    auto has_cf = [&](std::int64_t u, std::int64_t m) {
+    // Every train user, catalog movie and evaluation pair needs a CF embedding: the data build and the
+    // warm start come from one CF model. One without is an error naming it, never a smaller pool.
+    auto require_cf = [&](std::int64_t u, std::int64_t m) {
       try {
         (void)keys.key(u, m);
-        return true;
-      } catch (const InvalidArgument&) {
-        return false;
+      } catch (const InvalidArgument& e) {
+        fail<InvalidArgument>("rl: ", e.what(), " in ", loader.cf_path().string(), ", the CF model of ",
+                              *c.sft, ": the data in ", data.string(), " was built with another CF model");
       }
     };
-    std::vector<std::int64_t> users, items;
-    for (auto u : train_users)
-      if (has_cf(u, movies.front())) users.push_back(u);
-    for (auto m : movies)
-      if (!users.empty() && has_cf(users.front(), m)) items.push_back(m);
-    if (users.empty() || items.empty())
-      fail<InvalidArgument>("rl: no train user and movie with CF embeddings in ", data.string());
+    if (train_users.empty() || movies.empty())
+      fail<InvalidArgument>("rl: no train user or no movie in ", data.string());
+    const std::vector<std::int64_t>& users = train_users;
+    const std::vector<std::int64_t>& items = movies;
+    for (auto u : users) require_cf(u, items.front());
+    for (auto m : items) require_cf(users.front(), m);
     std::vector<rl::Prompt> eval_prompts;
     for (const auto& h : heldout) {
       if (eval_prompts.size() >= std::size_t(*c.eval_pairs)) break;
-      if (has_cf(h.user_id, h.movie_id)) eval_prompts.push_back(prompter.prompt(h.user_id, h.movie_id));
+      require_cf(h.user_id, h.movie_id);
+      eval_prompts.push_back(prompter.prompt(h.user_id, h.movie_id));
     }
 
     auto components = std::make_shared<std::map<std::string, double>>();

@@ -149,3 +149,25 @@ TEST_CASE("rl stage: a train user without a CF embedding is an error, not a smal
                                     (run.dir.path / "cf.safetensors").string()) &&
                         Catch::Contains("was built with another CF model"));
 }
+
+TEST_CASE("rl stage: a resume refuses changed inputs or reward weights, accepts evaluation settings",
+          "[pipeline][rl]") {
+  p4lm_test::TinyRun run;
+  const auto out = run.dir.path / "rl";
+  auto c = tiny_config(run.dir.path, out);
+  *c.iterations = 2;
+  pipeline::run_rl(c, toy_reward);
+  auto changed = c;
+  *changed.weights = "precision=2";
+  CHECK_THROWS_WITH(
+      pipeline::run_rl(changed, toy_reward),
+      Catch::Contains("weights (checkpoint \"precision=1,appeal=1,personalization=1,relevance=1\", "
+                      "this run \"precision=2\")"));
+  changed = c;
+  *changed.algo = "pg";
+  *changed.rloo_k = 2;
+  CHECK_THROWS_WITH(pipeline::run_rl(changed, toy_reward), Catch::Contains("algo (checkpoint \"ppo\""));
+  auto free = c;
+  *free.iterations = 4, *free.eval_every = 1, *free.save_every = 1;
+  CHECK(pipeline::run_rl(free, toy_reward).iterations == 4);
+}

@@ -388,6 +388,13 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       RlResult result;
       const std::size_t per_iteration = objective.steps_per_iteration();
       auto options = rl::trainer_options(objective.config(), std::size_t(*c.iterations) * per_iteration);
+      // Besides the PPO / RLOO settings (config.*), the inputs, the reward mix and the algorithm change
+      // the result: a resume with one of them changed is refused. Free: --iterations, --eval-every,
+      // --eval-pairs, --gold, --save-every, --progress, --out.
+      options.fingerprint["sft"] = *c.sft, options.fingerprint["data"] = *c.data;
+      options.fingerprint["rewards"] = *c.rewards, options.fingerprint["encoder"] = *c.encoder;
+      options.fingerprint["weights"] = *c.weights, options.fingerprint["algo"] = *c.algo;
+      options.fingerprint["adaptive_kl"] = *c.adaptive_kl;
       options.out = out;
       options.checkpoint = "state.safetensors";
       options.train_metrics = "steps";

@@ -34,8 +34,14 @@ int run_info(std::span<const std::string> args) {
   }
   std::cout << "p4lm " << version_string << "\ndata folder: " << found["data_dir"].get<std::string>() << '\n';
   for (const auto& [name, value] : found.items()) {
-    if (name != "data_dir") std::cout << "  " << name << ": " << value.dump() << '\n';
+    if (name != "data_dir" && name != "model_cache" && name != "models")
+      std::cout << "  " << name << ": " << value.dump() << '\n';
   }
+  std::cout << "model cache: " << found["model_cache"].get<std::string>()
+            << " (P4LM_MODELS; scripts/fetch-models.sh fills it)\n";
+  for (const auto& [name, m] : found["models"].items())
+    std::cout << "  " << name << ": " << m["kind"].get<std::string>() << ", "
+              << (m["present"].get<bool>() ? m["path"].get<std::string>() : "absent") << '\n';
   return 0;
 }
 

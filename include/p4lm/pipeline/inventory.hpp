@@ -1,7 +1,9 @@
 #pragma once
-// What data and models a data folder holds: row counts of the MovieLens and overview CSV files, the
-// GPT-2 tokenizer's vocabulary and stories260K's shape (null where a file is absent). `p4lm info`
-// prints it; `run_main` writes it to inventory.json as its first stage.
+// What data and models p4lm sees: row counts of the data folder's MovieLens and overview CSV files,
+// the GPT-2 tokenizer's vocabulary and stories260K's shape (null where a file is absent), and the
+// pretrained models of the model cache (core/model_cache.hpp: each with its path and whether
+// scripts/fetch-models.sh has put it there). `p4lm info` prints it; `run_main` writes it to
+// inventory.json as its first stage.
 //
 //   nlohmann::json found = p4lm::pipeline::inventory(p4lm::data_dir());
 
@@ -13,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "p4lm/core/error.hpp"
+#include "p4lm/core/model_cache.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/csv.hpp"
 
@@ -27,7 +30,8 @@ inline std::uint64_t count_csv_rows(const std::filesystem::path& path) {
   return rows;
 }
 
-inline nlohmann::json inventory(const std::filesystem::path& root) {
+inline nlohmann::json inventory(const std::filesystem::path& root,
+                                const std::filesystem::path& models = model_cache_dir()) {
   nlohmann::json out;
   out["data_dir"] = root.string();
   auto csv_rows = [&](const char* relative) {
@@ -55,6 +59,9 @@ inline nlohmann::json inventory(const std::filesystem::path& root) {
                           {"n_kv_heads", header[4]}, {"vocab_size", std::abs(header[5])},
                           {"seq_len", header[6]},    {"bytes", std::filesystem::file_size(model)}};
   }
+  out["model_cache"] = models.string();
+  for (const auto& m : cached_models(models))
+    out["models"][m.name] = {{"kind", m.kind}, {"path", m.path.string()}, {"present", m.present}};
   return out;
 }
 

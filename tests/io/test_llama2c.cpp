@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -116,6 +117,11 @@ TEST_CASE("llama2.c loader: unshared classifier and malformed files", "[io][llam
     CHECK_THROWS_WITH(load_llama2c(path), Catch::Contains("magic ak42"));
     p4lm::io::write_file_atomically(path, synthetic({-4, 6, 1, 2, 1, 3, 2}, n));
     CHECK_THROWS_WITH(load_llama2c(path), Catch::Contains("field 'dim'"));
+    // Found by fuzz_llama2c: negating INT32_MIN (the unshared-classifier sign) overflowed.
+    p4lm::io::write_file_atomically(
+        path, synthetic({4, 6, 1, 2, 1, std::numeric_limits<std::int32_t>::min(), 2}, n));
+    CHECK_THROWS_WITH(load_llama2c(path),
+                      Catch::Contains("field 'vocab_size'") && Catch::Contains("-2147483648"));
   }
   CHECK_THROWS_AS(load_llama2c(dir / "missing.bin"), p4lm::IoError);
   CHECK_THROWS_AS(load_llama2c(dir), p4lm::Error);  // a folder, not a file

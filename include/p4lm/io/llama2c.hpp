@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -105,7 +106,9 @@ inline Llama2cConfig read_llama2c_config(const std::filesystem::path& path) {
   if (h[0] == 0x616b3432)  // "ak42": llama2.c's versioned export (export.py --version 1/2)
     throw ParseError(path, 0, "header",
                      "llama2.c versioned format (magic ak42) is not supported; export with --version 0");
-  Llama2cConfig c{h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? -h[5] : h[5], h[6], h[5] > 0};
+  // A negative vocab_size marks an unshared classifier; INT32_MIN has no positive (left 0: refused).
+  const std::int32_t vocab = h[5] == std::numeric_limits<std::int32_t>::min() ? 0 : h[5] < 0 ? -h[5] : h[5];
+  Llama2cConfig c{h[0], h[1], h[2], h[3], h[4], vocab, h[6], h[5] > 0};
   auto bad = [&](const char* field, std::int32_t value, const char* why) {
     throw ParseError(path, 0, field, std::to_string(value) + " " + why + " (not a llama2.c checkpoint?)");
   };

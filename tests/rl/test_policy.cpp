@@ -14,6 +14,8 @@
 #include "p4lm/rl/rollout.hpp"
 #include "p4lm/rl/shaped_reward.hpp"
 
+#include "toy_bandit.hpp"
+
 using namespace p4lm;
 
 namespace {
@@ -60,23 +62,6 @@ class LearnedPrefix {
   std::vector<std::size_t> keys_;
 };
 
-template <class T>
-CausalLM<backend::cpu, arch::Llama, attention::Causal, T> tiny_lm(std::uint64_t seed, double std) {
-  ModelConfig c;
-  c.arch = "llama";
-  c.vocab_size = 8;
-  c.d_model = 16;
-  c.n_layers = 1;
-  c.n_heads = 2;
-  c.d_ff = 32;
-  c.max_seq = 16;
-  c.tied_head = false;
-  CausalLM<backend::cpu, arch::Llama, attention::Causal, T> lm(c);
-  Rng rng(seed);
-  lm.init_random(rng, std);
-  return lm;
-}
-
 // Key k rewards token 5 + k: only the soft tokens tell the keys apart.
 struct KeyedCount {
   std::vector<double> operator()(std::span<const rl::Sample> batch) const {
@@ -97,7 +82,7 @@ TEST_CASE("PPO's loss gradient through LM, value head and a trainable prefix mat
   LearnedPrefix<double> pre(2, 2, 16);
   Rng rng(21);
   for (auto& x : pre.table().span()) x = rng.normal();
-  Pol policy(tiny_lm<double>(3, 0.3), std::move(pre));
+  Pol policy(rl_test::toy_lm<double>(3, 0.3), std::move(pre));
   Pol reference = policy.clone();
   rl::ValueHead<double> head(16);
   head.init(rng, 0.3);
@@ -168,8 +153,7 @@ TEST_CASE("PPO trains a prefix producer: each key learns its own token", "[rl][p
   c.init_kl_coef = 0.0;
   c.response_length = 6;
   c.seed = 3;
-  rl::PPOTrainer<Pol, KeyedCount, rl::FixedKL> ppo(Pol(tiny_lm<float>(7, 0.1), std::move(pre)), KeyedCount{},
-                                                   c);
+  rl::PPOTrainer<Pol, KeyedCount, rl::FixedKL> ppo(Pol(rl_test::toy_lm(7), std::move(pre)), KeyedCount{}, c);
   std::vector<rl::Prompt> prompts;
   for (std::size_t b = 0; b < 32; ++b) prompts.push_back({b % 2, {1}});
   double score = 0;

@@ -1,7 +1,7 @@
 #pragma once
 // The RL tests' toy problem: a bandit-sized LM (8 tokens, one layer; at initialisation every token
 // is about equally likely) and a reward counting one "good" token, whose optimum is a response made
-// only of that token. Shared by the PPO and RLOO tests.
+// only of that token. Shared by the RL tests.
 
 #include <algorithm>
 #include <cstdint>
@@ -16,7 +16,9 @@ namespace p4lm::rl_test {
 
 constexpr std::int32_t kGood = 5, kBos = 1;
 
-inline LlamaLM<> toy_lm(std::uint64_t seed) {
+// Weights drawn with standard deviation `std` (0.1: every token about equally likely).
+template <class T = float>
+LlamaLM<T> toy_lm(std::uint64_t seed, double std = 0.1) {
   ModelConfig c;
   c.arch = "llama";
   c.vocab_size = 8;
@@ -26,9 +28,9 @@ inline LlamaLM<> toy_lm(std::uint64_t seed) {
   c.d_ff = 32;
   c.max_seq = 16;
   c.tied_head = false;
-  LlamaLM<> lm(c);
+  LlamaLM<T> lm(c);
   Rng rng(seed);
-  lm.init_random(rng, 0.1);
+  lm.init_random(rng, std);
   return lm;
 }
 

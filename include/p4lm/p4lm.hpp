@@ -74,6 +74,12 @@
 #include "p4lm/nn/schedule.hpp"
 #include "p4lm/nn/workspace.hpp"
 
+// data parallelism over MPI (one process alone without P4LM_ENABLE_MPI)
+#include "p4lm/dist/communicator.hpp"
+#include "p4lm/dist/environment.hpp"
+#include "p4lm/dist/gradient_reducer.hpp"
+#include "p4lm/dist/shard.hpp"
+
 // tokenizers and the chat template
 #include "p4lm/text/byte_level.hpp"
 #include "p4lm/text/chat_template.hpp"

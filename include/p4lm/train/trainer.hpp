@@ -26,11 +26,20 @@
 // Step g (0-based) of phase p: model.zero_grad(); for each micro-batch k, loss(model, batch(g, k));
 // gradients scaled by 1/micro_batches when > 1; optimizer step at phase.schedule.lr(g - start of p).
 // Docs: docs/architecture.md "Training" (concepts, checklist for a new objective).
+//
+// Data parallel (docs/distributed.md): with TrainerOptions::comm of N ranks (by default dist::world(),
+// MPI_COMM_WORLD under mpirun), rank r reads batch(g·N + r, k) at step g (dist/shard.hpp: the
+// single-process order split by rank), the gradients are averaged over the ranks before clipping and
+// AdamW, and the replicas stay identical. Rank 0 alone evaluates, writes metrics, run files and
+// checkpoints, shows progress and holds the lock; the loss, evaluation records and callbacks' stop
+// decisions are shared so every rank takes the same path. Fingerprint fields named in
+// per_rank_fingerprint count the global batch, so a run resumes on any number of ranks that keeps it.
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -46,6 +55,9 @@
 
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/progress.hpp"
+#include "p4lm/dist/communicator.hpp"
+#include "p4lm/dist/gradient_reducer.hpp"
+#include "p4lm/dist/shard.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/metrics.hpp"
 #include "p4lm/io/output_lock.hpp"
@@ -88,6 +100,10 @@ struct TrainerOptions {
   // Files (name -> content) written into out once the first step has succeeded (config.json, ...).
   std::map<std::string, std::string> run_files{};
   bool check_parameters = true;  // the guard also scans the parameters after each update
+  // The ranks of a data-parallel run (one process without MPI); see the header comment.
+  dist::Communicator comm = dist::world();
+  // Fingerprint fields that are per-rank batch sizes: checkpoints hold them × ranks (the global batch).
+  std::vector<std::string> per_rank_fingerprint = {"batch", "batch_size"};
 };
 
 struct FitResult {
@@ -135,7 +151,7 @@ class Trainer {
         if (!std::isfinite(lr) || lr < 0)
           fail<InvalidArgument>("Trainer: learning rates must be finite and >= 0, got ", lr);
     }
-    if (!o_.out.empty()) {
+    if (writes_files()) {
       lock_ = io::OutputLock(o_.out);
       remove_stale_temporaries();
     }
@@ -172,8 +188,23 @@ class Trainer {
   // Loads out/<checkpoint> if it exists: parameters, optimizer state, step, objective state. Refuses
   // (InvalidArgument listing them) a run whose fingerprint options differ from the checkpoint's.
   bool resume() { return !o_.out.empty() && resume(checkpoint_path()); }
-  // The same from a checkpoint file anywhere (false if it does not exist).
+  // The same from a checkpoint file anywhere (false if it does not exist). Data parallel: rank 0
+  // reads it and sends the state to the others (the file need not exist on their hosts).
   bool resume(const std::filesystem::path& file) {
+    return o_.comm.distributed() ? resume_shared(file) : resume_here(file);
+  }
+
+  // The fingerprint as checkpoints hold it: per_rank_fingerprint fields × ranks.
+  nlohmann::json fingerprint() const {
+    nlohmann::json f = o_.fingerprint;
+    for (const auto& key : o_.per_rank_fingerprint)
+      if (f.is_object() && f.contains(key) && f[key].is_number_unsigned())
+        f[key] = f[key].template get<std::uint64_t>() * static_cast<std::uint64_t>(o_.comm.size());
+    return f;
+  }
+
+ private:
+  bool resume_here(const std::filesystem::path& file) {
     if (!std::filesystem::exists(file)) return false;
     const auto st = io::SafetensorsFile::open(file);
     const auto it = st.metadata().find(trainer_metadata_key);
@@ -182,7 +213,7 @@ class Trainer {
                        "no 'trainer' entry: not a training checkpoint of this p4lm version (start over in "
                        "another output folder, or without resuming)");
     const auto saved = nlohmann::json::parse(it->second);
-    const auto changed = changed_options(saved.value("options", nlohmann::json::object()), o_.fingerprint);
+    const auto changed = changed_options(saved.value("options", nlohmann::json::object()), fingerprint());
     if (!changed.empty()) {
       std::string list;
       for (const auto& c : changed) list += (list.empty() ? "" : "; ") + c;
@@ -202,19 +233,70 @@ class Trainer {
     return true;
   }
 
+  // Rank 0 resumes from the file, then every rank takes its state: step, log sums, the objective's
+  // state, parameters, optimizer moments and count. An error on rank 0 is raised on every rank.
+  bool resume_shared(const std::filesystem::path& file) {
+    const auto& c = o_.comm;
+    int status = 0;  // 0 nothing to resume, 1 resumed, 2 failed
+    std::string error;
+    std::exception_ptr failure;
+    if (c.is_root()) {
+      try {
+        status = resume_here(file) ? 1 : 0;
+      } catch (const std::exception& e) {
+        status = 2, error = e.what(), failure = std::current_exception();
+      }
+    }
+    status = c.broadcast_value(status);
+    if (status == 2) {
+      c.broadcast(error);
+      if (failure) std::rethrow_exception(failure);
+      fail<InvalidArgument>("rank ", c.rank(), ": rank 0 could not resume: ", error);
+    }
+    if (status == 0) return false;
+    std::string state;
+    if (c.is_root()) {
+      nlohmann::json j{{"step", step_}, {"log_loss_sum", log_loss_sum_}, {"log_loss_count", log_loss_n_}};
+      if constexpr (ObjectiveHasState<Objective>) j["objective"] = objective_->state();
+      state = j.dump();
+    }
+    c.broadcast(state);
+    if (!c.is_root()) {
+      const auto j = nlohmann::json::parse(state);
+      step_ = j.at("step");
+      begin_phase(phase_of(step_));
+      if constexpr (ObjectiveHasState<Objective>)
+        objective_->load_state(j.value("objective", nlohmann::json()));
+      log_loss_sum_ = j.at("log_loss_sum"), log_loss_n_ = j.at("log_loss_count");
+    }
+    auto params = model_->parameters();
+    dist::broadcast_parameters<T>(c, std::span<Parameter<T>>(params.data(), params.size()));
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      c.broadcast(opt_.m(i, params[i].value.shape()).span());
+      c.broadcast(opt_.v(i, params[i].value.shape()).span());
+    }
+    opt_.set_steps(c.broadcast_value(static_cast<std::int64_t>(opt_.steps())));
+    return true;
+  }
+
+ public:
   // Trains from the current step to the end of the last phase (or stop_after, or a callback's stop).
   FitResult fit() {
     FitResult result;
     if (o_.phases.empty()) fail<InvalidArgument>("Trainer: no phases to train");
-    if (!o_.out.empty())  // records after the checkpoint's step were logged by a run that died
+    if (o_.comm.distributed()) {  // identical replicas, whatever each rank's initialisation did
+      auto params = model_->parameters();
+      dist::broadcast_parameters<T>(o_.comm, std::span<Parameter<T>>(params.data(), params.size()));
+    }
+    if (writes_files())  // records after the checkpoint's step were logged by a run that died
       for (const auto* name : {&o_.train_metrics, &o_.eval_metrics})
         MetricsSink::drop_after(static_cast<long>(step_), o_.out / (*name + ".jsonl"),
                                 o_.out / (*name + ".csv"));
     std::size_t end = o_.stop_after ? std::min(o_.stop_after, total_steps()) : total_steps();
-    bool stop = call_all([&](auto& c) { return hooks::call_begin_run(c, *this); });
+    bool stop = agree(call_all([&](auto& c) { return hooks::call_begin_run(c, *this); }));
     if (stop) end = step_;
     std::optional<Progress> bar;
-    if (o_.progress && step_ < end) {
+    if (o_.progress && step_ < end && o_.comm.is_root()) {
       bar.emplace(o_.label, end, "steps");
       bar->advance(step_);
     }
@@ -227,10 +309,10 @@ class Trainer {
       log_loss_sum_ += info.loss, ++log_loss_n_;
       for (const auto& [k, v] : info.fields) log_fields_[k] = v;
       if (bar) bar->advance(1, phase_note(p) + "loss " + fmt(info.loss));
-      stop = call_all([&](auto& c) { return hooks::call_end_step(c, *this, info); });
+      stop = agree(call_all([&](auto& c) { return hooks::call_end_step(c, *this, info); }));
       if (stop) end = step_;
       const bool phase_end = step_ == phase_start(p) + o_.phases[p].steps;
-      if (!o_.out.empty() && (step_ % std::max<std::size_t>(o_.log_every, 1) == 0 || phase_end)) {
+      if (writes_files() && (step_ % std::max<std::size_t>(o_.log_every, 1) == 0 || phase_end)) {
         std::map<std::string, double> r = o_.phases[p].fields;
         for (const auto& [k, v] : log_fields_) r[k] = v;
         log_fields_.clear();
@@ -241,17 +323,18 @@ class Trainer {
         log_loss_sum_ = 0, log_loss_n_ = 0;
       }
       if (phase_end || (o_.eval_every && step_ % o_.eval_every == 0)) {
-        if (auto r = evaluate(p); !r.empty()) {
+        if (auto r = evaluate_on_root(p); !r.empty()) {
           result.last_eval = r;
-          if (!o_.out.empty()) sink(eval_log_, o_.eval_metrics).record(static_cast<long>(step_), r);
+          if (writes_files()) sink(eval_log_, o_.eval_metrics).record(static_cast<long>(step_), r);
           if (bar && r.contains("eval_loss"))
             bar->set_note(phase_note(p) + "held-out " + fmt(r.at("eval_loss")));
-          if (call_all([&](auto& c) { return hooks::call_end_eval(c, *this, step_, std::as_const(r)); }))
+          if (agree(
+                  call_all([&](auto& c) { return hooks::call_end_eval(c, *this, step_, std::as_const(r)); })))
             end = step_;
         }
       }
-      if (!o_.out.empty() && ((o_.checkpoint_every && step_ % o_.checkpoint_every == 0) ||
-                              (step_ == end && o_.final_checkpoint)))
+      if (writes_files() && ((o_.checkpoint_every && step_ % o_.checkpoint_every == 0) ||
+                             (step_ == end && o_.final_checkpoint)))
         save_checkpoint();
     }
     if (bar) bar->finish();
@@ -281,7 +364,7 @@ class Trainer {
     nlohmann::json t{{"step", step_},
                      {"phase", p},
                      {"phase_step", step_ - phase_start(p)},
-                     {"options", o_.fingerprint},
+                     {"options", fingerprint()},
                      {"log_loss_sum", log_loss_sum_},
                      {"log_loss_count", log_loss_n_}};
     const auto& s = o_.phases.at(p).schedule;
@@ -290,11 +373,38 @@ class Trainer {
                      {"total_steps", s.total_steps},
                      {"min_lr", s.min_lr}};
     if constexpr (ObjectiveHasState<Objective>) t["objective"] = objective_->state();
+    if (o_.comm.distributed()) t["ranks"] = o_.comm.size();
     save_training_checkpoint(file, *model_, &opt_, t);
     call_all([&](auto& c) { return hooks::call_checkpoint_saved(c, *this, file); });
   }
 
  private:
+  // Rank 0 writes the run's files (one process: that process); the others compute only.
+  bool writes_files() const noexcept { return !o_.out.empty() && o_.comm.is_root(); }
+
+  // A stop decision every rank shares (any rank's callback may stop the run).
+  bool agree(bool stop) const { return o_.comm.distributed() ? o_.comm.max(int(stop)) != 0 : stop; }
+
+  // Data parallel: rank 0 evaluates and sends the record to the others.
+  std::map<std::string, double> evaluate_on_root(std::size_t phase) {
+    if (!o_.comm.distributed()) return evaluate(phase);
+    std::map<std::string, double> r;
+    std::string keys;  // one per line; values travel as bits (NaN included)
+    std::vector<double> values;
+    if (o_.comm.is_root())
+      for (const auto& [k, v] : r = evaluate(phase)) keys += k + '\n', values.push_back(v);
+    o_.comm.broadcast(keys);
+    values.resize(static_cast<std::size_t>(std::count(keys.begin(), keys.end(), '\n')));
+    o_.comm.broadcast(std::span<double>(values));
+    if (o_.comm.is_root()) return r;
+    std::size_t at = 0;
+    for (const double v : values) {
+      const std::size_t end = keys.find('\n', at);
+      r[keys.substr(at, end - at)] = v, at = end + 1;
+    }
+    return r;
+  }
+
   static std::string fmt(double v) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.4f", v);
@@ -324,7 +434,7 @@ class Trainer {
     double loss = 0;
     std::size_t tokens = 0;
     for (std::size_t k = 0; k < o_.micro_batches; ++k) {
-      const StepLoss l = objective_->loss(*model_, objective_->batch(step_, k));
+      const StepLoss l = objective_->loss(*model_, objective_->batch(shard_.batch_step(step_), k));
       loss += l.loss, tokens += l.tokens;
     }
     const std::size_t at = step_ + 1;  // the step being made, as the guard's messages count
@@ -335,6 +445,12 @@ class Trainer {
       for (auto& prm : params)
         if (prm.trainable)
           for (auto& g : prm.grad.span()) g *= scale;
+    }
+    if (o_.comm.distributed()) {  // the mean over the ranks, before clipping and AdamW
+      double shared[2] = {loss, static_cast<double>(tokens)};
+      o_.comm.all_reduce_sum(std::span<double>(shared));
+      loss = shared[0] / o_.comm.size(), tokens = static_cast<std::size_t>(shared[1]);
+      reducer_.average(std::span<Parameter<T>>(params.data(), params.size()));
     }
     FiniteGuard::loss(at, loss);
     const double lr = o_.phases[p].schedule.lr(step_ - phase_start(p));
@@ -360,7 +476,7 @@ class Trainer {
   }
 
   void write_run_files() {
-    if (o_.out.empty()) return;
+    if (!writes_files()) return;
     for (const auto& [name, content] : o_.run_files) io::write_file_atomically(o_.out / name, content);
   }
 
@@ -377,6 +493,8 @@ class Trainer {
   TrainerOptions o_;
   std::tuple<Callbacks&...> callbacks_;
   io::OutputLock lock_;
+  dist::Shard shard_ = dist::Shard::of(o_.comm);
+  dist::GradientReducer<T> reducer_{o_.comm};
   Optimizer opt_;
   std::size_t step_ = 0;
   double log_loss_sum_ = 0;  // losses of the steps since the last train-metrics record

@@ -79,3 +79,17 @@ TEST_CASE("communicator: one process alone leaves the data as it is", "[dist][co
   CHECK(s == "same");
   alone.barrier();
 }
+
+TEST_CASE("communicator: world() is one process while a SingleProcess lives", "[dist][communicator]") {
+  const int size = p4lm::dist::world().size();
+  {
+    const p4lm::dist::SingleProcess alone;
+    CHECK(p4lm::dist::world().size() == 1);
+    {
+      const p4lm::dist::SingleProcess nested;
+      CHECK(p4lm::dist::world().rank() == 0);
+    }
+    CHECK(p4lm::dist::world().size() == 1);
+  }
+  CHECK(p4lm::dist::world().size() == size);
+}

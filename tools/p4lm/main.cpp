@@ -28,6 +28,8 @@ void print_help(std::ostream& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under mpirun: MPI for the data-parallel Trainer (docs/distributed.md); started alone: nothing.
+  p4lm::dist::Environment mpi(argc, argv);
   const std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     print_help(std::cerr);
@@ -49,7 +51,8 @@ int main(int argc, char** argv) {
   }
   const std::span<const std::string> rest(args.data() + 1, args.size() - 1);
   if (!rest.empty() && (rest[0] == "--help" || rest[0] == "-h")) {
-    std::cout << "usage: p4lm " << it->first << " [options]\n" << it->second.summary << "\n\n"
+    std::cout << "usage: p4lm " << it->first << " [options]\n"
+              << it->second.summary << "\n\n"
               << it->second.usage;
     return 0;
   }
@@ -60,6 +63,7 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "p4lm " << it->first << ": error: " << e.what() << '\n';
+    if (p4lm::dist::world().distributed()) mpi.abort(1);  // the other ranks would wait forever
     return 1;
   }
 }

@@ -173,9 +173,30 @@ class Communicator {
 #endif
 };
 
+// While a SingleProcess lives (on this thread), world() is this process alone: a part of the program
+// that one rank runs by itself (a rank-0-only evaluation, a reference run in a test) builds its
+// Trainer there without taking part in the job's collectives.
+class SingleProcess {
+ public:
+  SingleProcess() : previous_(flag()) { flag() = true; }
+  SingleProcess(const SingleProcess&) = delete;
+  SingleProcess& operator=(const SingleProcess&) = delete;
+  ~SingleProcess() { flag() = previous_; }
+  static bool active() noexcept { return flag(); }
+
+ private:
+  static bool& flag() noexcept {
+    thread_local bool alone = false;
+    return alone;
+  }
+  bool previous_;
+};
+
 // The job's communicator: MPI_COMM_WORLD once MPI is initialised (dist/environment.hpp does it under
-// an MPI launcher), otherwise the single process. Cheap: call it where a communicator is needed.
+// an MPI launcher) and no SingleProcess is active, otherwise the single process. Cheap: call it where
+// a communicator is needed.
 inline Communicator world() {
+  if (SingleProcess::active()) return Communicator();
 #if defined(P4LM_WITH_MPI)
   int initialised = 0, finalised = 0;
   MPI_Initialized(&initialised);

@@ -30,6 +30,8 @@ void print_help(std::ostream& out) {
 int main(int argc, char** argv) {
   // Under mpirun: MPI for the data-parallel Trainer (docs/distributed.md); started alone: nothing.
   p4lm::dist::Environment mpi(argc, argv);
+  // Every rank runs the same command; rank 0 alone prints its results (errors come from any rank).
+  if (!p4lm::dist::world().is_root()) std::cout.setstate(std::ios::badbit);
   const std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     print_help(std::cerr);

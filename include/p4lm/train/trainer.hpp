@@ -197,9 +197,13 @@ class Trainer {
   // The fingerprint as checkpoints hold it: per_rank_fingerprint fields × ranks.
   nlohmann::json fingerprint() const {
     nlohmann::json f = o_.fingerprint;
-    for (const auto& key : o_.per_rank_fingerprint)
-      if (f.is_object() && f.contains(key) && f[key].is_number_unsigned())
+    for (const auto& key : o_.per_rank_fingerprint) {
+      if (!f.is_object() || !f.contains(key)) continue;
+      if (f[key].is_number_unsigned())
         f[key] = f[key].template get<std::uint64_t>() * static_cast<std::uint64_t>(o_.comm.size());
+      else if (f[key].is_number_integer())
+        f[key] = f[key].template get<std::int64_t>() * static_cast<std::int64_t>(o_.comm.size());
+    }
     return f;
   }
 

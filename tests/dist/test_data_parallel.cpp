@@ -9,11 +9,15 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "dist_support.hpp"
+#include "p4lm/core/tensor.hpp"
 #include "p4lm/dist/communicator.hpp"
 
 namespace {
@@ -111,4 +115,46 @@ TEST_CASE("data parallel: a run resumes on another number of ranks with the same
                       Catch::Contains("batch (checkpoint " + std::to_string(2 * n) + ", this run " +
                                       std::to_string(3 * n) + ")"));
   }
+}
+
+namespace {
+
+// Two weights; batch k's loss is 0.5 |w - k|², NaN for the batch numbered `nan_at` (read by one rank).
+struct GuardToy {
+  using value_type = float;
+  p4lm::CpuTensor<float> value{p4lm::Shape{2}}, grad{p4lm::Shape{2}};
+  std::vector<p4lm::Parameter<float>> params{{"w", value.view(), grad.view()}};
+  std::span<p4lm::Parameter<float>> parameters() { return params; }
+  void zero_grad() { grad.zero(); }
+};
+struct GuardToyObjective {
+  std::size_t nan_at;
+  std::size_t batch(std::size_t step, std::size_t) const { return step; }
+  p4lm::train::StepLoss loss(GuardToy& m, std::size_t k) {
+    double l = 0;
+    for (std::size_t i = 0; i < 2; ++i) {
+      const float d = m.value.data()[i] - static_cast<float>(k);
+      m.grad.data()[i] += d, l += 0.5 * d * d;
+    }
+    return {k == nan_at ? std::nan("") : l, 1};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("data parallel: a NaN on one rank stops every rank at the same step", "[dist][trainer]") {
+  const auto world = p4lm::dist::world();
+  GuardToy model;
+  GuardToyObjective objective{.nan_at = 2 * static_cast<std::size_t>(world.size()) - 1};  // step 2, last rank
+  p4lm::train::TrainerOptions o{
+      .phases = {{.steps = 5, .optimizer = {.lr = 0.1}}}, .out = {}, .progress = false, .comm = world};
+  p4lm::train::Trainer trainer(model, objective, o);
+  try {
+    trainer.fit();
+    FAIL("the NaN loss went unnoticed");
+  } catch (const p4lm::train::NonFiniteError& e) {
+    CHECK(e.step() == 2);
+    CHECK(trainer.step() == 1);
+  }
+  CHECK(world.max(1) == 1);  // the ranks still meet in a collective afterwards: none is stuck
 }

@@ -158,3 +158,36 @@ TEST_CASE("data parallel: a NaN on one rank stops every rank at the same step", 
   }
   CHECK(world.max(1) == 1);  // the ranks still meet in a collective afterwards: none is stuck
 }
+
+namespace {
+
+// Shards its data itself: records the (global step, shard) the Trainer hands it.
+struct SelfShardingObjective {
+  std::vector<std::size_t> steps, ranks, sizes;
+  std::size_t batch(std::size_t step, std::size_t) const { return step; }
+  std::size_t batch(std::size_t step, std::size_t, const p4lm::dist::Shard& shard) {
+    steps.push_back(step), ranks.push_back(shard.rank), sizes.push_back(shard.ranks);
+    return step * shard.ranks + shard.rank;
+  }
+  p4lm::train::StepLoss loss(GuardToy& m, std::size_t k) {
+    for (std::size_t i = 0; i < 2; ++i) m.grad.data()[i] += m.value.data()[i] - static_cast<float>(k);
+    return {1.0, 1};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("data parallel: an objective with batch(step, micro, shard) gets the global step and its shard",
+          "[dist][trainer]") {
+  const auto world = p4lm::dist::world();
+  GuardToy model;
+  SelfShardingObjective objective;
+  p4lm::train::TrainerOptions o{
+      .phases = {{.steps = 3, .optimizer = {.lr = 0.1}}}, .out = {}, .progress = false, .comm = world};
+  p4lm::train::Trainer trainer(model, objective, o);
+  trainer.fit();
+  const auto rank = static_cast<std::size_t>(world.rank()), size = static_cast<std::size_t>(world.size());
+  CHECK(objective.steps == std::vector<std::size_t>{0, 1, 2});
+  CHECK(objective.ranks == std::vector<std::size_t>(3, rank));
+  CHECK(objective.sizes == std::vector<std::size_t>(3, size));
+}

@@ -112,6 +112,15 @@ struct FitResult {
   bool stopped = false;                       // a callback or stop_after ended it before the last phase did
 };
 
+// An objective that shards its data itself under data parallelism (PPO splitting its rollouts, an
+// objective whose batch depends on the step beyond the data position) defines
+// batch(step, micro, const dist::Shard&): the Trainer then passes the global step and this rank's
+// shard instead of asking for batch(shard.batch_step(step), micro).
+template <class O>
+concept ObjectiveShardsBatch = requires(O& o, std::size_t step, const dist::Shard& shard) {
+  o.batch(step, step, shard);
+};
+
 template <class Model, class Objective, class Optimizer = AdamW<typename Model::value_type>,
           class... Callbacks>
 class Trainer {
@@ -438,7 +447,7 @@ class Trainer {
     double loss = 0;
     std::size_t tokens = 0;
     for (std::size_t k = 0; k < o_.micro_batches; ++k) {
-      const StepLoss l = objective_->loss(*model_, objective_->batch(shard_.batch_step(step_), k));
+      const StepLoss l = objective_->loss(*model_, batch(k));
       loss += l.loss, tokens += l.tokens;
     }
     const std::size_t at = step_ + 1;  // the step being made, as the guard's messages count
@@ -472,6 +481,14 @@ class Trainer {
         objective_->end_step(*model_, std::as_const(info));
     }
     return info;
+  }
+
+  // Micro-batch k of the current step on this rank (the single-process order split by rank).
+  decltype(auto) batch(std::size_t k) {
+    if constexpr (ObjectiveShardsBatch<Objective>)
+      return objective_->batch(step_, k, std::as_const(shard_));
+    else
+      return objective_->batch(shard_.batch_step(step_), k);
   }
 
   MetricsSink& sink(std::optional<MetricsSink>& s, const std::string& name) {

@@ -185,7 +185,13 @@ TEST_CASE("data parallel: an objective with batch(step, micro, shard) gets the g
   p4lm::train::TrainerOptions o{
       .phases = {{.steps = 3, .optimizer = {.lr = 0.1}}}, .out = {}, .progress = false, .comm = world};
   p4lm::train::Trainer trainer(model, objective, o);
-  trainer.fit();
+  const auto fit = trainer.fit();
+  if (world.distributed()) {  // the Trainer times its steps and the reductions in them
+    CHECK(fit.reduce_seconds > 0);
+    CHECK(fit.reduce_seconds <= fit.step_seconds);
+  } else {
+    CHECK(fit.step_seconds == 0);
+  }
   const auto rank = static_cast<std::size_t>(world.rank()), size = static_cast<std::size_t>(world.size());
   CHECK(objective.steps == std::vector<std::size_t>{0, 1, 2});
   CHECK(objective.ranks == std::vector<std::size_t>(3, rank));

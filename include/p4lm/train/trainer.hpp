@@ -36,11 +36,13 @@
 // per_rank_fingerprint count the global batch, so a run resumes on any number of ranks that keeps it.
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <iostream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -110,6 +112,9 @@ struct FitResult {
   std::size_t step = 0;                       // global step reached
   std::map<std::string, double> last_eval{};  // the last evaluation record ({} if none)
   bool stopped = false;                       // a callback or stop_after ended it before the last phase did
+  // Data parallel: wall time of this fit()'s steps and of the reductions in them (all-reduces,
+  // waiting for the slowest rank included); 0 on one process.
+  double step_seconds = 0, reduce_seconds = 0;
 };
 
 // An objective that shards its data itself under data parallelism (PPO splitting its rollouts, an
@@ -297,6 +302,7 @@ class Trainer {
   FitResult fit() {
     FitResult result;
     if (o_.phases.empty()) fail<InvalidArgument>("Trainer: no phases to train");
+    step_seconds_ = reduce_seconds_ = 0;
     if (o_.comm.distributed()) {  // identical replicas, whatever each rank's initialisation did
       auto params = model_->parameters();
       dist::broadcast_parameters<T>(o_.comm, std::span<Parameter<T>>(params.data(), params.size()));
@@ -352,6 +358,16 @@ class Trainer {
     }
     if (bar) bar->finish();
     call_all([&](auto& c) { return hooks::call_end_run(c, *this); });
+    result.step_seconds = step_seconds_, result.reduce_seconds = reduce_seconds_;
+    if (o_.comm.distributed() && o_.comm.is_root() && o_.progress && step_seconds_ > 0) {
+      const auto params = model_->parameters();
+      const std::size_t n =
+          dist::GradientReducer<T>::reduced_size(std::span<const Parameter<T>>(params.data(), params.size()));
+      std::cerr << o_.label << ": " << o_.comm.size() << " ranks, " << fmt(1e-6 * double(n * sizeof(T)))
+                << " MB of gradients all-reduced a step; the reductions took " << fmt(reduce_seconds_)
+                << " s of " << fmt(step_seconds_) << " s of steps ("
+                << fmt(100 * reduce_seconds_ / step_seconds_) << "%)\n";
+    }
     result.step = step_;
     result.stopped = step_ < total_steps();
     return result;
@@ -443,6 +459,8 @@ class Trainer {
   }
 
   StepInfo train_step(std::size_t p) {
+    using Clock = std::chrono::steady_clock;
+    const auto started = Clock::now();
     model_->zero_grad();
     double loss = 0;
     std::size_t tokens = 0;
@@ -460,10 +478,12 @@ class Trainer {
           for (auto& g : prm.grad.span()) g *= scale;
     }
     if (o_.comm.distributed()) {  // the mean over the ranks, before clipping and AdamW
+      const auto reducing = Clock::now();
       double shared[2] = {loss, static_cast<double>(tokens)};
       o_.comm.all_reduce_sum(std::span<double>(shared));
       loss = shared[0] / o_.comm.size(), tokens = static_cast<std::size_t>(shared[1]);
       reducer_.average(std::span<Parameter<T>>(params.data(), params.size()));
+      reduce_seconds_ += std::chrono::duration<double>(Clock::now() - reducing).count();
     }
     FiniteGuard::loss(at, loss);
     const double lr = o_.phases[p].schedule.lr(step_ - phase_start(p));
@@ -480,6 +500,7 @@ class Trainer {
       else
         objective_->end_step(*model_, std::as_const(info));
     }
+    if (o_.comm.distributed()) step_seconds_ += std::chrono::duration<double>(Clock::now() - started).count();
     return info;
   }
 
@@ -522,6 +543,7 @@ class Trainer {
   std::size_t log_loss_n_ = 0;
   std::map<std::string, double> log_fields_;  // the objective's fields since then (latest value each)
   std::size_t phase_ready_ = std::numeric_limits<std::size_t>::max();
+  double step_seconds_ = 0, reduce_seconds_ = 0;  // data parallel: this fit()'s steps and reductions
   std::optional<MetricsSink> train_log_, eval_log_;
 };
 

@@ -112,11 +112,25 @@ int run_train_lm(std::span<const std::string> args) {
   if (c.data->empty()) fail<UsageError>("--data is required");
   if (*c.batch <= 0 || *c.seq <= 1 || *c.steps < 0 || *c.warmup < 0 || *c.save_every < 0)
     fail<UsageError>("need --batch >= 1, --seq >= 2 and --steps, --warmup, --save-every >= 0");
+  // A pretrained model brings its tokenizer (a GGUF file its own, as generate and logits do); a new
+  // model takes --tokenizer or the default of its architecture.
   std::optional<AnyLM> model;
-  if (!c.model->empty()) model.emplace(lm::load_model(*c.model));
-  const auto tok = lm::load_tokenizer(*c.tokenizer, model ? lm::is_gpt2(*model) : *c.arch == "gpt2");
-  if (!model) model.emplace(new_model(c, lm::vocab_of(tok)));
-  const auto stream = read_corpus(c, tok);
+  std::optional<lm::AnyTokenizer> tok;
+  if (!c.model->empty()) {
+    auto loaded = lm::load_model_and_tokenizer(*c.model, *c.tokenizer);
+    model.emplace(std::move(loaded.model));
+    tok.emplace(std::move(loaded.tokenizer));
+  } else {
+    tok.emplace(lm::load_tokenizer(*c.tokenizer, *c.arch == "gpt2"));
+    model.emplace(new_model(c, lm::vocab_of(*tok)));
+  }
+  const auto model_vocab = std::visit([](const auto& m) { return m.config().vocab_size; }, *model);
+  if (lm::vocab_of(*tok) > model_vocab)
+    fail<UsageError>("--tokenizer: ", lm::vocab_of(*tok), " pieces, the model's vocabulary only ",
+                     model_vocab);
+  const auto stream = read_corpus(c, *tok);
+  std::cerr << "train-lm: " << stream.size() << " tokens of " << *c.data << " (tokenizer of "
+            << lm::vocab_of(*tok) << " pieces; model vocabulary " << model_vocab << ")\n";
   if (stream.size() < static_cast<std::size_t>(*c.seq) + 2)
     fail<UsageError>(*c.data, ": ", stream.size(), " tokens, too few for --seq ", *c.seq);
   train::NextTokenOptions o{.batch = static_cast<std::size_t>(*c.batch),

@@ -17,13 +17,17 @@ struct SftConfig {
   Param<std::string> out{"runs/main/sft", "output folder (model, checkpoint, metrics, curves, result.json)"};
   Param<std::string> conditioning{"cf", "cf (CF adapters: P4LM) or text (profile as text: SFT-Text)"};
   Param<std::string> base{
-      "stories260K", "base model: stories260K (bundled), scratch, or a path (.bin, HF GPT-2 folder/file)"};
+      "stories260K",
+      "base model: stories260K (bundled), smollm2 (model cache; ChatML prompts), scratch, or a path (.gguf, "
+      ".bin, HF GPT-2 folder/file)"};
   Param<std::string> tokenizer{
-      "", "tokenizer override (llama2.c .bin or GPT-2 folder); default follows the model"};
+      "", "tokenizer override (llama2.c .bin, GPT-2 folder or .gguf); default follows the model"};
   Param<long> batch_size{16, "sequences per step", at_least(1)};
   Param<long> stage1_steps{150,
                            "stage 1 steps: adapters only, transformer frozen (0: single-stage ablation)"};
-  Param<long> stage2_steps{2050, "stage 2 steps: everything"};
+  Param<long> stage2_steps{2050, "stage 2 steps: everything (or see --train-top-layers)"};
+  Param<long> train_top_layers{
+      0, "stage 2 trains the adapters, the top N transformer blocks and the final norm only (0: all)"};
   Param<double> stage1_lr{3e-3, "peak learning rate of stage 1", above(0)};
   Param<double> stage2_lr{2e-3, "peak learning rate of stage 2", above(0)};
   Param<double> stage2_adapter_lr{1e-2, "peak learning rate of the CF adapters in stage 2 (0: --stage2-lr)"};
@@ -88,6 +92,7 @@ inline train::WarmStartOptions warm_start_options(const SftConfig& c) {
   if (o.sft.batch_size == 0) fail<UsageError>("--batch-size must be > 0");
   o.sft.stage1_steps = pos(*c.stage1_steps, "stage1-steps");
   o.sft.stage2_steps = pos(*c.stage2_steps, "stage2-steps");
+  o.sft.train_top_layers = pos(*c.train_top_layers, "train-top-layers");
   o.sft.stage1_lr = *c.stage1_lr;
   o.sft.soft_tokens_after_bos = *c.soft_tokens_after_bos;
   o.sft.stage2_lr = *c.stage2_lr;
@@ -114,8 +119,8 @@ inline train::WarmStartOptions warm_start_options(const SftConfig& c) {
 }  // namespace p4lm::cli
 
 BOOST_HANA_ADAPT_STRUCT(p4lm::cli::SftConfig, data, cf, out, conditioning, base, tokenizer, batch_size,
-                        stage1_steps, stage2_steps, stage1_lr, stage2_lr, stage2_adapter_lr, warmup_steps,
-                        weight_decay, max_grad_norm, link_weight, link_weight_steps, link_weight_after,
-                        eval_every, eval_examples, max_train, max_test, checkpoint_every, max_prompt_tokens,
-                        max_pitch_tokens, adapter_hidden, adapter_output, soft_tokens_after_bos, clean_only,
-                        seed, stop_after, resume, progress);
+                        stage1_steps, stage2_steps, train_top_layers, stage1_lr, stage2_lr, stage2_adapter_lr,
+                        warmup_steps, weight_decay, max_grad_norm, link_weight, link_weight_steps,
+                        link_weight_after, eval_every, eval_examples, max_train, max_test, checkpoint_every,
+                        max_prompt_tokens, max_pitch_tokens, adapter_hidden, adapter_output,
+                        soft_tokens_after_bos, clean_only, seed, stop_after, resume, progress);

@@ -40,6 +40,7 @@
 #include "p4lm/rl/rollout.hpp"
 #include "p4lm/train/pitch_model.hpp"
 #include "p4lm/train/pitch_writer.hpp"
+#include "p4lm/train/prompt_format.hpp"
 #include "p4lm/train/sft_data.hpp"
 #include "p4lm/train/soft_prompt.hpp"
 #include "p4lm/train/warm_start.hpp"
@@ -160,8 +161,16 @@ class PitchPolicyLoader {
     l.cf_ = cf_path.empty() ? std::filesystem::path(info.value("cf", "")) : cf_path;
     if (l.cf_.empty())
       fail<InvalidArgument>(l.file_.string(), ": CF-conditioned model, but no CF embeddings given");
-    l.codec_ = train::codec_for(
-        l.config_, tokenizer.empty() ? std::filesystem::path(info.value("tokenizer", "")) : tokenizer);
+    auto base =
+        train::base_codec(info.value("base", std::string()), l.config_,
+                          tokenizer.empty() ? std::filesystem::path(info.value("tokenizer", "")) : tokenizer);
+    l.codec_ = std::move(base.codec);
+    l.format_ = base.format;
+    if (const auto recorded = train::parse_prompt_format(info.value("prompt_format", std::string()));
+        recorded != l.format_ && tokenizer.empty())
+      throw ParseError(l.file_, 0, "pitch_model.prompt_format",
+                       std::string("recorded ") + train::to_string(recorded) + ", but its base's tokenizer " +
+                           l.codec_.name + " gives " + train::to_string(l.format_));
     return l;
   }
 
@@ -169,6 +178,7 @@ class PitchPolicyLoader {
   const ModelConfig& config() const noexcept { return config_; }
   const train::TextCodec& codec() const noexcept { return codec_; }
   const train::PromptOptions& prompt_options() const noexcept { return prompt_; }
+  train::PromptFormat prompt_format() const noexcept { return format_; }
   int cf_dim() const noexcept { return dim_; }
   const std::filesystem::path& cf_path() const noexcept { return cf_; }
 
@@ -203,21 +213,27 @@ class PitchPolicyLoader {
   ModelConfig config_;
   train::TextCodec codec_;
   train::PromptOptions prompt_;
+  train::PromptFormat format_ = train::PromptFormat::plain;
   int dim_ = 0;
   std::size_t hidden_ = 0;
   bool mixture_ = false;
 };
 
-// Prompts as SFT trained them: the item prompt + marker, without the BOS the prefix already holds.
+// Prompts as SFT trained them (the base's prompt format): the item prompt + marker, without the BOS
+// the prefix already holds.
 class PitchPrompter {
  public:
   PitchPrompter(const PitchPolicyLoader& loader, const train::PitchSources& sources, PitchKeys& keys)
-      : codec_(loader.codec()), options_(loader.prompt_options()), sources_(&sources), keys_(&keys) {}
+      : codec_(loader.codec()),
+        options_(loader.prompt_options()),
+        format_(loader.prompt_format()),
+        sources_(&sources),
+        keys_(&keys) {}
 
   Prompt prompt(std::int64_t user_id, std::int64_t movie_id) {
     const auto r = sources_->request(user_id, movie_id);
-    auto ids = train::encode_prompt(
-        codec_, train::item_prompt(r.title, r.year, r.genres, r.overview, options_), options_);
+    auto ids = train::format_prompt(
+        codec_, format_, train::item_prompt(r.title, r.year, r.genres, r.overview, options_), options_);
     ids.erase(ids.begin());  // BOS sits in the prefix
     return {.key = keys_->key(user_id, movie_id), .ids = std::move(ids)};
   }
@@ -226,6 +242,7 @@ class PitchPrompter {
  private:
   train::TextCodec codec_;
   train::PromptOptions options_;
+  train::PromptFormat format_;
   const train::PitchSources* sources_;
   PitchKeys* keys_;
 };

@@ -28,6 +28,7 @@
 #include "p4lm/model/cf_adapter.hpp"
 #include "p4lm/model/checkpoint.hpp"
 #include "p4lm/model/generate.hpp"
+#include "p4lm/train/prompt_format.hpp"
 #include "p4lm/train/sft.hpp"
 #include "p4lm/train/sft_data.hpp"
 #include "p4lm/train/soft_prompt.hpp"
@@ -129,7 +130,15 @@ class PitchWriter {
     w.prompt_.marker = info.at("marker");
     const std::filesystem::path tok =
         tokenizer.empty() ? std::filesystem::path(info.value("tokenizer", "")) : tokenizer;
-    w.codec_ = codec_for(config, tok);
+    // The base's codec and prompt format, as the warm start built them (warm_start.hpp).
+    auto base = base_codec(info.value("base", std::string()), config, tok);
+    w.codec_ = std::move(base.codec);
+    w.format_ = base.format;
+    if (const auto recorded = parse_prompt_format(info.value("prompt_format", std::string()));
+        recorded != w.format_ && tokenizer.empty())
+      throw ParseError(model_file, 0, "pitch_model.prompt_format",
+                       std::string("recorded ") + to_string(recorded) + ", but its base's tokenizer " +
+                           w.codec_.name + " gives " + to_string(w.format_));
     const std::filesystem::path cf = cf_path.empty() ? std::filesystem::path(info.value("cf", "")) : cf_path;
     const int dim = w.conditioning_ == Conditioning::cf ? info.at("cf_dim").get<int>() : 32;
     const std::size_t hidden = info.value("adapter_hidden", std::size_t{0});
@@ -165,6 +174,7 @@ class PitchWriter {
 
   Conditioning conditioning() const noexcept { return conditioning_; }
   const TextCodec& codec() const noexcept { return codec_; }
+  PromptFormat prompt_format() const noexcept { return format_; }
 
   // The prompt text the model sees for a request (after the soft tokens, if any).
   std::string prompt_text(const PitchRequest& r) const {
@@ -181,7 +191,7 @@ class PitchWriter {
 
   std::vector<std::int32_t> generate_ids(const PitchRequest& r, Rng& rng,
                                          const SamplingOptions& s = pitch_sampling()) const {
-    return generate_(r, encode_prompt(codec_, prompt_text(r), prompt_), rng, s);
+    return generate_(r, format_prompt(codec_, format_, prompt_text(r), prompt_), rng, s);
   }
 
  private:
@@ -233,6 +243,7 @@ class PitchWriter {
   };
 
   Conditioning conditioning_ = Conditioning::cf;
+  PromptFormat format_ = PromptFormat::plain;
   PromptOptions prompt_;
   TextCodec codec_;
   std::function<std::vector<std::int32_t>(const PitchRequest&, const std::vector<std::int32_t>&, Rng&,

@@ -1,7 +1,8 @@
 #pragma once
 // Supervised fine-tuning of the pitch model with the paper's two-stage warm start (Jeong et al.
 // 2023, §4): stage 1 trains only the CF adapters (W_U, W_I) with the transformer frozen, so the soft
-// tokens learn to speak the frozen model's language; stage 2 trains everything. The same trainer
+// tokens learn to speak the frozen model's language; stage 2 trains everything (or, with
+// train_top_layers, the adapters, the top blocks and the final norm: PitchModel::set_stage). The same trainer
 // runs SFT-Text (the profile as text in the prompt, no adapter, one stage) and the single-stage
 // ablation (stage1_steps = 0).
 //
@@ -68,23 +69,26 @@ inline std::vector<Phase> sft_phases(const SftOptions& o) {
 }
 
 // The SFT options that change the trained model (a resume refuses a change of any of them). Not in
-// it: eval_every, eval_examples, log_every, checkpoint_every, stop_after, progress.
+// it: eval_every, eval_examples, log_every, checkpoint_every, stop_after, progress. train_top_layers
+// appears only when set, so the checkpoints of runs from before it existed still resume.
 inline nlohmann::json sft_fingerprint(const SftOptions& o) {
-  return {{"batch_size", o.batch_size},
-          {"stage1_steps", o.stage1_steps},
-          {"stage2_steps", o.stage2_steps},
-          {"stage1_lr", o.stage1_lr},
-          {"stage2_lr", o.stage2_lr},
-          {"stage2_adapter_lr", o.stage2_adapter_lr},
-          {"min_lr_ratio", o.min_lr_ratio},
-          {"warmup_steps", o.warmup_steps},
-          {"weight_decay", o.weight_decay},
-          {"max_grad_norm", o.max_grad_norm},
-          {"link_weight", o.link_weight},
-          {"link_weight_steps", o.link_weight_steps},
-          {"link_weight_after", o.link_weight_after},
-          {"seed", o.seed},
-          {"soft_tokens_after_bos", o.soft_tokens_after_bos}};
+  nlohmann::json j = {{"batch_size", o.batch_size},
+                      {"stage1_steps", o.stage1_steps},
+                      {"stage2_steps", o.stage2_steps},
+                      {"stage1_lr", o.stage1_lr},
+                      {"stage2_lr", o.stage2_lr},
+                      {"stage2_adapter_lr", o.stage2_adapter_lr},
+                      {"min_lr_ratio", o.min_lr_ratio},
+                      {"warmup_steps", o.warmup_steps},
+                      {"weight_decay", o.weight_decay},
+                      {"max_grad_norm", o.max_grad_norm},
+                      {"link_weight", o.link_weight},
+                      {"link_weight_steps", o.link_weight_steps},
+                      {"link_weight_after", o.link_weight_after},
+                      {"seed", o.seed},
+                      {"soft_tokens_after_bos", o.soft_tokens_after_bos}};
+  if (o.train_top_layers) j["train_top_layers"] = o.train_top_layers;
+  return j;
 }
 
 // Callbacks (train/callbacks.hpp) go to the Trainer; they are held by reference.
@@ -146,9 +150,11 @@ class SftTrainer {
     return evaluate_split(seqs, shuffle_users, shuffle_seed).loss;
   }
 
-  // The LM and adapter parameters only, for pitch generation (no optimizer state).
+  // Every LM and adapter parameter, frozen ones included, for pitch generation (no optimizer state):
+  // the training model's list holds only what the current stage trains.
   void save_model(const std::filesystem::path& path, const std::map<std::string, std::string>& extra = {}) {
-    save_checkpoint(path, model_, static_cast<AdamW<T>*>(nullptr), extra);
+    Model whole(model_.lm(), model_.adapter());
+    save_checkpoint(path, whole, static_cast<AdamW<T>*>(nullptr), extra);
   }
 
  private:

@@ -40,7 +40,11 @@ namespace p4lm::train {
 struct SftOptions {
   std::size_t batch_size = 16;
   std::size_t stage1_steps = 100;  // adapters only, transformer frozen (0: single-stage ablation)
-  std::size_t stage2_steps = 400;  // everything
+  std::size_t stage2_steps = 400;  // everything (or the top train_top_layers blocks, see below)
+  // Stage 2 trains the adapters, the top N transformer blocks and the final norm; the lower blocks
+  // and the embeddings stay frozen (no weight gradients, no optimizer state, not in checkpoints).
+  // 0 (or N >= the model's blocks): everything.
+  std::size_t train_top_layers = 0;
   double stage1_lr = 3e-3;
   double stage2_lr = 1e-3;
   double stage2_adapter_lr = 0;   // peak learning rate of the adapters in stage 2 (0: stage2_lr)
@@ -179,7 +183,7 @@ class SftObjective {
     return {loss, batch_.counted};
   }
 
-  void begin_phase(Model& model, std::size_t p) { model.set_stage(stage_of_phase(p)); }
+  void begin_phase(Model& model, std::size_t p) { model.set_stage(stage_of_phase(p), o_.train_top_layers); }
 
   // Stage 2 may step the adapters at their own learning rate: the LM is pretrained and wants a gentle
   // rate, the adapters are young and learn too slowly at it (docs/results.md, third pass).

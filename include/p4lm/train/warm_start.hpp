@@ -8,9 +8,13 @@
 //   auto result = p4lm::train::run_warm_start(o);     // resumes from o.out if a run was killed
 //
 // Base models: "stories260K" (the bundled pretrained llama2.c model, 512-piece vocabulary, 512
-// positions: the default), a path (llama2.c .bin, Hugging Face GPT-2 folder or model.safetensors,
-// p4lm checkpoint), or "scratch" (a randomly initialised Llama of stories260K's shape). The tokenizer
-// follows the model: llama2.c's tok512.bin for Llama models, GPT-2 BPE for GPT-2.
+// positions: the default), "smollm2" (SmolLM2-135M-Instruct from the model cache, core/model_cache.hpp)
+// or any GGUF Llama file (.gguf), a path (llama2.c .bin, Hugging Face GPT-2 folder or
+// model.safetensors, p4lm checkpoint), or "scratch" (a randomly initialised Llama of stories260K's
+// shape). The tokenizer follows the model: a GGUF file's own BPE (its bos/eos ids; prompts in ChatML,
+// train/prompt_format.hpp), llama2.c's tok512.bin for other Llama models, GPT-2 BPE for GPT-2.
+// sft.train_top_layers = N trains only the top N blocks + final norm in stage 2 (with the adapters):
+// what makes a 135M base affordable on two cores.
 //
 // Artifacts in `out`: model.safetensors (LM + adapter parameters; metadata "pitch_model" says how to
 // rebuild and prompt it), checkpoint.safetensors (resume), train_metrics/eval_metrics .jsonl/.csv,
@@ -38,6 +42,7 @@
 #include "p4lm/cf/widths.hpp"
 #include "p4lm/core/data_dir.hpp"
 #include "p4lm/core/error.hpp"
+#include "p4lm/core/model_cache.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/data/datasets.hpp"
 #include "p4lm/eval/svg_plot.hpp"
@@ -47,8 +52,11 @@
 #include "p4lm/model/causal_lm.hpp"
 #include "p4lm/model/cf_adapter.hpp"
 #include "p4lm/model/checkpoint.hpp"
+#include "p4lm/model/gguf_model.hpp"
+#include "p4lm/text/gguf_tokenizer.hpp"
 #include "p4lm/text/gpt2_tokenizer.hpp"
 #include "p4lm/text/llama2c_tokenizer.hpp"
+#include "p4lm/train/prompt_format.hpp"
 #include "p4lm/train/sft.hpp"
 #include "p4lm/train/sft_data.hpp"
 
@@ -61,7 +69,20 @@ struct ScratchShape {
   std::size_t d_model = 64, n_layers = 5, n_heads = 8, n_kv_heads = 4, d_ff = 172, max_seq = 512;
 };
 
+// The GGUF file a base or tokenizer name stands for: "smollm2" (the model cache; an error saying how
+// to fetch it when absent), a path ending in .gguf, or nothing (empty path).
+inline std::filesystem::path gguf_file_of(const std::string& name) {
+  if (name == "smollm2") {
+    if (const auto path = smollm2_path()) return *path;
+    fail<InvalidArgument>("base model smollm2: not in the model cache ", model_cache_dir().string(),
+                          " (run scripts/fetch-models.sh, or set P4LM_MODELS)");
+  }
+  if (std::filesystem::path(name).extension() == ".gguf") return name;
+  return {};
+}
+
 inline AnyLM load_base_lm(const std::string& base, const ScratchShape& scratch = {}, std::uint64_t seed = 1) {
+  if (const auto gguf = gguf_file_of(base); !gguf.empty()) return load_gguf_model(gguf).model;
   if (base.empty() || base == "stories260K")
     return load_llama2c_model(data_path("tiny-lm/stories260K/stories260K.bin"));
   if (base == "scratch") {
@@ -76,6 +97,32 @@ inline AnyLM load_base_lm(const std::string& base, const ScratchShape& scratch =
     return lm;
   }
   return load_any_lm(base);
+}
+
+// A GGUF file's own tokenizer (text/gguf_tokenizer.hpp) with the file's bos and eos ids; encode()
+// recognises its control tokens (<|im_start|>, ...) in text, as the chat format needs.
+inline TextCodec gguf_codec(const std::filesystem::path& gguf) {
+  const io::GgufFile f(gguf);
+  auto tok = std::make_shared<text::Gpt2Tokenizer>(text::gguf_tokenizer(f));
+  if (!tok->bos_id() || !tok->eos_id())
+    throw ParseError(gguf, 0, tok->bos_id() ? "tokenizer.ggml.eos_token_id" : "tokenizer.ggml.bos_token_id",
+                     "missing: the pitch model needs a BOS and an EOS token");
+  TextCodec c;
+  c.encode = [tok](std::string_view s) { return tok->encode(s); };
+  c.decode = [tok](std::span<const std::int32_t> ids) { return tok->decode(ids); };
+  c.bos = *tok->bos_id(), c.eos = *tok->eos_id();
+  c.vocab_size = tok->vocab_size();
+  c.name = "gguf " + gguf.string();
+  return c;
+}
+
+// ChatML when the GGUF's BOS and EOS are <|im_start|> and <|im_end|> (SmolLM2-Instruct), else plain.
+inline PromptFormat gguf_prompt_format(const TextCodec& gguf) {
+  const std::int32_t ids[] = {gguf.bos, gguf.eos};
+  return gguf.decode(std::span(ids, 1)) == text::ChatTemplate::im_start &&
+                 gguf.decode(std::span(ids + 1, 1)) == text::ChatTemplate::im_end
+             ? PromptFormat::chatml
+             : PromptFormat::plain;
 }
 
 // The tokenizer that goes with a model: `path` overrides (a llama2.c tokenizer .bin, or a folder with
@@ -103,6 +150,26 @@ inline TextCodec codec_for(const ModelConfig& config, const std::filesystem::pat
     fail<InvalidArgument>("tokenizer ", c.name, " has ", c.vocab_size,
                           " pieces, the model's vocabulary only ", config.vocab_size);
   return c;
+}
+
+// The codec and prompt format of a base model (warm start) or of a pitch model's recorded base
+// (PitchWriter, rl::PitchPolicyLoader): `tokenizer` overrides (a GGUF file or "smollm2" brings its
+// own format; otherwise codec_for's overrides, plain format), else a GGUF base's own tokenizer, else
+// the bundled tokenizer of the architecture.
+struct BaseCodec {
+  TextCodec codec;
+  PromptFormat format = PromptFormat::plain;
+};
+inline BaseCodec base_codec(const std::string& base, const ModelConfig& config,
+                            const std::filesystem::path& tokenizer = {}) {
+  const auto gguf = gguf_file_of(tokenizer.empty() ? base : tokenizer.string());
+  if (gguf.empty()) return {codec_for(config, tokenizer), PromptFormat::plain};
+  BaseCodec b{gguf_codec(gguf), PromptFormat::plain};
+  if (b.codec.vocab_size > config.vocab_size)
+    fail<InvalidArgument>("tokenizer ", b.codec.name, " has ", b.codec.vocab_size,
+                          " pieces, the model's vocabulary only ", config.vocab_size);
+  b.format = gguf_prompt_format(b.codec);
+  return b;
 }
 
 // The pitch model's CF widths are the compiled list of cf/widths.hpp (each its own CFAdapter<Dim>
@@ -151,7 +218,8 @@ inline std::string prompt_of(const data::SftExample& e, Conditioning c, const Pr
 // file (the data build and the CF model came from different ratings), never a silently smaller corpus.
 inline std::vector<SftSequence> load_sft_split(const std::filesystem::path& data, const std::string& split,
                                                const TextCodec& codec, Conditioning c, const PromptOptions& o,
-                                               const CfRows* rows, bool clean_only, std::size_t limit = 0) {
+                                               const CfRows* rows, bool clean_only, std::size_t limit = 0,
+                                               PromptFormat format = PromptFormat::plain) {
   const auto file = data / "sft" / (split + ".jsonl");
   std::vector<SftSequence> out;
   io::for_each_jsonl(file, [&](const nlohmann::json& j, std::size_t line) {
@@ -178,7 +246,7 @@ inline std::vector<SftSequence> load_sft_split(const std::filesystem::path& data
         throw ParseError(file, line, by_user ? "user_id" : "movie_id", problem.str());
       }
     }
-    auto s = encode_example(codec, prompt_of(e, c, o), e.pitch, o, e.link_span);
+    auto s = format_example(codec, format, prompt_of(e, c, o), e.pitch, o, e.link_span);
     s.user = user, s.item = item;
     s.user_id = e.user_id, s.movie_id = e.movie_id;
     out.push_back(std::move(s));
@@ -332,7 +400,8 @@ struct RunPlots {
 namespace detail {
 
 template <class LM, int Dim>
-WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCodec& codec) {
+WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const BaseCodec& base) {
+  const TextCodec& codec = base.codec;
   using Adapter = CFAdapter<Dim, 1, float>;
   const auto started = std::chrono::steady_clock::now();
   const bool with_cf = o.conditioning == Conditioning::cf;
@@ -356,10 +425,12 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
                          std::sqrt(in_sq / double(std::max<std::size_t>(cf->users.size(), 1))));
   }
   const CfRows* r = with_cf ? &rows : nullptr;
-  auto train = load_sft_split(o.data, "train", codec, o.conditioning, o.prompt, r, o.clean_only, o.max_train);
-  auto val =
-      load_sft_split(o.data, "val", codec, o.conditioning, o.prompt, r, o.clean_only, o.sft.eval_examples);
-  auto test = load_sft_split(o.data, "test", codec, o.conditioning, o.prompt, r, o.clean_only, o.max_test);
+  auto train = load_sft_split(o.data, "train", codec, o.conditioning, o.prompt, r, o.clean_only, o.max_train,
+                              base.format);
+  auto val = load_sft_split(o.data, "val", codec, o.conditioning, o.prompt, r, o.clean_only,
+                            o.sft.eval_examples, base.format);
+  auto test = load_sft_split(o.data, "test", codec, o.conditioning, o.prompt, r, o.clean_only, o.max_test,
+                             base.format);
   WarmStartResult result;
   result.train_sequences = train.size(), result.val_sequences = val.size(),
   result.test_sequences = test.size();
@@ -396,7 +467,13 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const TextCod
       {"adapter_hidden", adapter ? adapter->hidden() : 0},
       {"adapter_output", adapter && adapter->vocabulary() ? "vocabulary_mixture" : "vectors"},
       {"tokenizer", o.tokenizer.string()},
-      {"base", o.base},
+      // A GGUF path absolute, so the pitch model finds its tokenizer from any folder; names as given.
+      {"base", std::filesystem::path(o.base).extension() == ".gguf"
+                   ? std::filesystem::absolute(o.base).string()
+                   : o.base},
+      {"tokenizer_name", codec.name},
+      {"prompt_format", to_string(base.format)},
+      {"train_top_layers", o.sft.train_top_layers},
       {"cf", with_cf ? std::filesystem::absolute(o.cf).string() : ""},
       {"max_prompt_tokens", o.prompt.max_prompt_tokens},
       {"max_pitch_tokens", o.prompt.max_pitch_tokens},
@@ -441,7 +518,7 @@ inline WarmStartResult run_warm_start(const WarmStartOptions& o) {
   auto base = load_base_lm(o.base, o.scratch, o.sft.seed);
   return std::visit(
       [&](auto& lm) {
-        const TextCodec codec = codec_for(lm.config(), o.tokenizer);
+        const BaseCodec codec = base_codec(o.base, lm.config(), o.tokenizer);
         const int dim = o.conditioning == Conditioning::cf ? cf::embeddings_dim(o.cf) : 32;
         return with_adapter_dim(dim, [&](auto d) {
           return detail::warm_start_impl<std::decay_t<decltype(lm)>, decltype(d)::value>(lm, o, codec);

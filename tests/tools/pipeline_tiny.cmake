@@ -1,6 +1,8 @@
 # End-to-end: `p4lm run --preset tiny` runs every pipeline stage on the bundled data, then a second run
 # in the same folder reuses every artifact. Checks the files, their line counts and JSON fields.
-# -DP4LM=<p4lm binary> -DOUT=<scratch folder>
+# With the sentence encoder present (-DENCODER=<folder>), stages [6]-[8] too: reward heads, PPO and
+# Table 1, reused by the second run and giving the same table.
+# -DP4LM=<p4lm binary> -DOUT=<scratch folder> -DENCODER=<all-minilm-l6-v2 folder of the model cache>
 file(REMOVE_RECURSE "${OUT}")
 
 function(run_tiny log_var)
@@ -53,6 +55,11 @@ foreach(stage "\\[1\\] data inventory" "\\[2\\] collaborative filtering" "\\[3\\
   expect_match("${first}" "${stage}")
 endforeach()
 expect_match("${first}" "test: .*rmse=[0-9.]+")
+if(EXISTS "${ENCODER}/model.safetensors")
+  set(with_rewards ON)
+else()
+  set(with_rewards OFF)
+endif()
 expect_match("${first}" "6 steps; held-out loss per pitch token: test [0-9.]+, with shuffled user embeddings [0-9.]+")
 
 foreach(file config.json inventory.json summary.json cf/cf.safetensors cf/config.json data/stats.json
@@ -86,6 +93,28 @@ foreach(field "{\"movie_id\":[0-9]+," "\"pitch\":\"[^\"]" "\"user_id\":[0-9]+}\n
   endif()
 endforeach()
 
+if(with_rewards)
+  foreach(stage "\\[6\\] reward models" "\\[7\\] RL: PPO" "\\[8\\] Table 1: 4 held-out users"
+                "\\| SFT \\| own \\|" "\\| P4LM \\| shuffled \\|")
+    expect_match("${first}" "${stage}")
+  endforeach()
+  foreach(reward precision appeal personalization preference_relevance)
+    if(NOT EXISTS "${OUT}/rewards/${reward}.safetensors")
+      message(FATAL_ERROR "missing ${OUT}/rewards/${reward}.safetensors")
+    endif()
+  endforeach()
+  expect_json(summary.json 2 rl iterations)
+  expect_number(summary.json rewards appeal pair_accuracy)
+  expect_number(summary.json table1 SFT gold/precision)
+  expect_number(summary.json table1 "P4LM (shuffled users)" rewards/appeal)
+  expect_lines(rl/metrics.jsonl 3)  # the evaluation before training, then one row per iteration
+  expect_lines(table1.csv 5)        # header, SFT and P4LM with own and shuffled users
+  expect_lines(table1_pitches.jsonl 16)
+  file(READ "${OUT}/table1.csv" table_first)
+else()
+  expect_match("${first}" "\\[6-8\\] reward models, RL and Table 1 skipped: all-MiniLM-L6-v2 is not in the model cache")
+endif()
+
 # The same command again: every stage reuses its artifact, and the seeded pitches are the same.
 run_tiny(second)
 expect_match("${second}" "reusing [^\n]*cf.safetensors")
@@ -96,4 +125,12 @@ if(NOT pitches_first STREQUAL pitches_second)
   message(FATAL_ERROR "a second run wrote other pitches:\n${pitches_first}\nvs\n${pitches_second}")
 endif()
 expect_json(summary.json ON sft reused)
+if(with_rewards)
+  expect_match("${second}" "reusing [^\n]*rewards")
+  expect_match("${second}" "reusing [^\n]*rl")
+  file(READ "${OUT}/table1.csv" table_second)
+  if(NOT table_first STREQUAL table_second)
+    message(FATAL_ERROR "a second run wrote another Table 1:\n${table_first}\nvs\n${table_second}")
+  endif()
+endif()
 file(REMOVE_RECURSE "${OUT}")

@@ -57,6 +57,7 @@
 #include "p4lm/reward/preference_relevance.hpp"
 #include "p4lm/reward/reward_mix.hpp"
 #include "p4lm/reward/text_features.hpp"
+#include "p4lm/rl/greedy_generate.hpp"
 #include "p4lm/rl/pitch_policy.hpp"
 #include "p4lm/rl/policy_gradient.hpp"
 #include "p4lm/rl/ppo_trainer.hpp"
@@ -294,8 +295,11 @@ inline void write_rl_curves(const std::filesystem::path& path, const std::vector
   std::map<std::string, eval::Series> series;
   for (const auto& r : rows)
     for (const auto& [k, v] : r.items()) {
-      const bool wanted = k.starts_with("rewards/") || k.starts_with("gold/") || k.starts_with("eval/") ||
-                          k == "objective/kl" || k == "objective/scores";
+      // Scores only (not the gold judge's claim and word counts), so the legend leaves room for the plot.
+      const bool count = k.ends_with("/claims") || k.ends_with("/words") || k.ends_with("/contradicted");
+      const bool wanted =
+          !count && (k.starts_with("rewards/") || k.starts_with("gold/") || k.starts_with("eval/") ||
+                     k == "objective/kl" || k == "objective/scores");
       if (!wanted || !v.is_number()) continue;
       auto& s = series[k];
       s.label = k;
@@ -307,7 +311,9 @@ inline void write_rl_curves(const std::filesystem::path& path, const std::vector
   for (auto& [k, s] : series) lines.push_back(std::move(s));
   if (lines.empty()) return;
   eval::write_line_plot(path, lines,
-                        {.title = "RL: reward components, KL and gold scores", .x_label = "iteration"});
+                        {.title = "RL: reward components, KL and gold scores",
+                         .x_label = "iteration",
+                         .height = 260 + 18 * static_cast<int>(lines.size())});
 }
 
 }  // namespace detail
@@ -421,19 +427,9 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       auto evaluate = [&](std::size_t iteration) {
         nlohmann::json m = nlohmann::json::object();
         if (eval_prompts.empty()) return m;
-        auto& pol = objective.model().policy;
-        const std::size_t B = eval_prompts.size(), P = pol.prefix_length();
-        CpuTensor<float> prefix(Shape{B, P, pol.lm().config().d_model});
-        std::vector<std::size_t> ks;
-        std::vector<std::vector<std::int32_t>> ids;
-        for (const auto& p : eval_prompts) ks.push_back(p.key), ids.push_back(p.ids);
-        pol.write_prefix(prefix.view(), ks);
-        SamplingOptions s;
-        s.temperature = 0;
-        s.max_new_tokens = std::size_t(*c.response_length);
-        s.eos = eos;
-        Generator<LlamaLM<float>> gen(pol.lm());
-        const auto g = gen.generate(ids, s, prefix.view());
+        const std::size_t B = eval_prompts.size();
+        const auto g =
+            rl::greedy_generate(objective.model().policy, eval_prompts, std::size_t(*c.response_length), eos);
         std::vector<PitchToScore> pitches;
         std::vector<eval::PitchToJudge> judged;
         for (std::size_t b = 0; b < B; ++b) {

@@ -1,7 +1,7 @@
 #pragma once
-// The pipeline in one call: every stage that exists, in-process, each writing its artifacts under
-// config.out and reusing them when they are there (a killed run picks up where it stopped; SFT resumes
-// from its last checkpoint). `p4lm run` is this function with flags.
+// The pipeline in one call: every stage of P4LM, in-process, each writing its artifacts under
+// config.out and reusing them when they are there (a killed run picks up where it stopped; SFT, the
+// reward heads and RL resume from their last checkpoints). `p4lm run` is this function with flags.
 //
 //   auto c = p4lm::pipeline::preset("tiny");
 //   *c.out = "/tmp/tiny";
@@ -9,22 +9,23 @@
 //
 // The stages and their artifacts (completion marker first):
 //   [1] data inventory             inventory.json (always rewritten)
-//   [2] collaborative filtering    cf/cf.safetensors, cf/config.json, cf/metrics.jsonl       (cf_stage.hpp)
+//   [2] collaborative filtering    cf/cf.safetensors, cf/config.json, cf/metrics.jsonl (cf_stage.hpp)
 //   [3] catalog, profiles, teacher data/stats.json, data/*.jsonl, data/sft/, data/heldout/, ...
 //   (data_stage.hpp) [4] SFT warm start             sft/result.json + sft/model.safetensors, checkpoint,
 //   curves (sft_stage.hpp) [5] pitches for test users     pitches.jsonl (always rewritten) (pitch_stage.hpp)
+//   [6] reward models              rewards/heldout.json + rewards/<reward>.safetensors (reward/training.hpp)
+//   [7] RL (PPO with a KL penalty) rl/result.json + rl/policy.safetensors, metrics, curves, samples
+//   (rl_stage.hpp) [8] Table 1                    table1.md, table1.csv, table1_pitches.jsonl
+//   (evaluation_stage.hpp)
 // and config.json (the RunConfig) and summary.json (what each stage did and its headline figures).
-//
-// Stages still to come, each a function of its own header with a reflected config, called here after
-// [5] and reusing its artifact the same way:
-//   [6] reward models   precision (NLI), appeal, personalization and relevance judges trained on the
-//                       data stage's datasets (the reward-model issue)
-//   [7] RL              PPO with a KL penalty against the SFT model, rewards from [6] (the RL issue)
-//   [8] evaluation      held-out rewards and the paper's tables for SFT and RL models (the tables issue)
+// Stages [6]-[8] need the sentence encoder of the model cache (scripts/fetch-models.sh); without it the
+// run says so and stops after [5].
 
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -35,13 +36,17 @@
 #include "p4lm/cf/widths.hpp"
 #include "p4lm/core/config.hpp"
 #include "p4lm/core/data_dir.hpp"
+#include "p4lm/core/model_cache.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/pipeline/cf_stage.hpp"
 #include "p4lm/pipeline/data_stage.hpp"
+#include "p4lm/pipeline/evaluation_stage.hpp"
 #include "p4lm/pipeline/inventory.hpp"
 #include "p4lm/pipeline/pitch_stage.hpp"
+#include "p4lm/pipeline/rl_stage.hpp"
 #include "p4lm/pipeline/run_config.hpp"
 #include "p4lm/pipeline/sft_stage.hpp"
+#include "p4lm/reward/training.hpp"
 
 namespace p4lm::pipeline {
 
@@ -54,6 +59,13 @@ struct RunPlan {
   DataBuildConfig data;
   train::WarmStartOptions sft;
   TestPitchOptions pitches;
+  std::string base_notice;        // why the base model differs from the one asked for (empty: it does not)
+  std::filesystem::path encoder;  // the reward models' sentence encoder (empty: none found)
+  reward::RewardsTraining rewards;
+  RlConfig rl;
+  bool rl_enabled = true;
+  EvaluationSettings evaluation;
+  std::size_t table_pairs = 0;
 };
 
 inline RunPlan plan_run(const RunConfig& c) {
@@ -81,10 +93,21 @@ inline RunPlan plan_run(const RunConfig& c) {
   s.data = p.out / "data";
   s.cf = cf_file;
   s.out = p.out / "sft";
-  if (!p.root.empty()) {
+  std::string base = *c.base;
+  if (base != "smollm2" && base != "stories260K")
+    fail<InvalidArgument>("--base: '", base, "', expected smollm2 or stories260K");
+  if (base == "smollm2" && !smollm2_path()) {
+    p.base_notice = "SmolLM2-135M-Instruct is not in the model cache " + model_cache_dir().string() +
+                    " (scripts/fetch-models.sh): using the bundled stories260K";
+    base = "stories260K";
+  }
+  if (base == "smollm2") {
+    s.base = "smollm2";
+  } else if (!p.root.empty()) {
     s.base = (p.root / "tiny-lm/stories260K/stories260K.bin").string();
     s.tokenizer = p.root / "tiny-lm/stories260K/tok512.bin";
   }
+  // s.train_top_layers = static_cast<std::size_t>(*c.train_top_layers);  // TODO(helper: top-layer option)
   s.max_train = static_cast<std::size_t>(*c.max_train);
   s.max_test = static_cast<std::size_t>(*c.max_test);  // bounds the final evaluation's time
   s.sft.seed = static_cast<std::uint64_t>(*c.seed);
@@ -107,6 +130,46 @@ inline RunPlan plan_run(const RunConfig& c) {
   p.pitches.users = static_cast<std::size_t>(*c.pitch_users);
   p.pitches.seed = static_cast<std::uint64_t>(*c.seed);
   p.pitches.max_new_tokens = static_cast<std::size_t>(*c.pitch_tokens);
+
+  if (!c.encoder->empty()) {
+    p.encoder = *c.encoder;
+  } else if (const auto cache = cached_models(); cache[1].present) {
+    p.encoder = cache[1].path;
+  }
+  p.rewards.data = s.data;
+  p.rewards.out = p.out / "rewards";
+  p.rewards.cf = cf_file;
+  auto& ro = p.rewards.options;
+  ro.max_train = static_cast<std::size_t>(*c.reward_train);
+  ro.max_test = static_cast<std::size_t>(*c.reward_test);
+  ro.steps = static_cast<std::size_t>(*c.reward_steps);
+  ro.seed = static_cast<std::uint64_t>(*c.seed);
+  ro.progress = *c.progress;
+
+  auto& r = p.rl;
+  *r.sft = s.out.string();
+  *r.data = s.data.string();
+  *r.rewards = p.rewards.out.string();
+  *r.encoder = p.encoder.string();
+  *r.out = (p.out / "rl").string();
+  *r.weights = *c.weights;
+  *r.iterations = std::max<long>(*c.rl_iterations, 1);
+  *r.batch_size = *c.rl_batch;
+  *r.mini_batch_size = *c.rl_mini_batch;
+  *r.ppo_epochs = *c.rl_epochs;
+  *r.learning_rate = *c.rl_lr;
+  *r.init_kl_coef = *c.rl_init_kl_coef;
+  *r.target = *c.rl_target_kl;
+  *r.response_length = *c.rl_response_length;
+  *r.eval_every = std::max<long>(1, *c.rl_iterations / 4);
+  *r.eval_pairs = std::min<long>(8, *c.table_pairs);
+  *r.save_every = std::max<long>(1, *c.rl_iterations / 4);
+  *r.seed = *c.seed;
+  *r.progress = *c.progress;
+  p.rl_enabled = *c.rl_iterations > 0;
+
+  p.evaluation.max_new_tokens = static_cast<std::size_t>(*c.rl_response_length);
+  p.table_pairs = static_cast<std::size_t>(*c.table_pairs);
   return p;
 }
 
@@ -116,6 +179,9 @@ struct RunResult {
   nlohmann::json data_stats;        // data/stats.json, built or reused
   train::WarmStartResult sft;
   std::vector<nlohmann::json> pitches;
+  std::map<std::string, reward::Figures> rewards;  // held-out figures per reward model (empty: stage skipped)
+  std::optional<RlResult> rl;
+  std::vector<TableRow> table1;
   nlohmann::json summary() const {
     nlohmann::json j = nlohmann::json::object();
     j["cf"]["reused"] = !cf.has_value();
@@ -127,6 +193,10 @@ struct RunResult {
     j["sft"] = sft.json();
     j["sft"]["reused"] = sft.reused;
     j["pitches"] = pitches.size();
+    if (!rewards.empty()) j["rewards"] = rewards;
+    if (rl) j["rl"] = rl->json();
+    for (const auto& row : table1)
+      j["table1"][row.name + (row.shuffled ? " (shuffled users)" : "")] = row.evaluation.means;
     return j;
   }
 };
@@ -169,7 +239,11 @@ inline RunResult run_main(const RunConfig& c, std::ostream& log = std::cout) {
         << r.data_stats["splits"]["test"]["sft"] << " test)\n";
   }
 
-  log << "[4] SFT warm start: stage 1 CF adapters (transformer frozen), stage 2 everything" << std::endl;
+  log << "[4] SFT warm start of " << plan.sft.base << ": stage 1 CF adapters (transformer frozen), stage 2 "
+      << (*c.train_top_layers ? "the adapters and the top " + std::to_string(*c.train_top_layers) + " blocks"
+                              : std::string("everything"))
+      << std::endl;
+  if (!plan.base_notice.empty()) log << "    notice: " << plan.base_notice << '\n';
   r.sft = run_sft(plan.sft);
   log << "    " << (r.sft.reused ? "reused: " : "") << r.sft.steps
       << " steps; held-out loss per pitch token: test " << r.sft.test_loss
@@ -183,9 +257,93 @@ inline RunResult run_main(const RunConfig& c, std::ostream& log = std::cout) {
         << ": " << pitch << '\n';
   });
 
-  io::write_file_atomically(out / "summary.json", r.summary().dump(2) + "\n");
-  log << "artifacts in " << out.string() << '\n';
-  return r;
+  const auto finish = [&] {
+    io::write_file_atomically(out / "summary.json", r.summary().dump(2) + "\n");
+    log << "artifacts in " << out.string() << '\n';
+    return r;
+  };
+  if (plan.encoder.empty()) {
+    log << "[6-8] reward models, RL and Table 1 skipped: all-MiniLM-L6-v2 is not in the model cache "
+        << model_cache_dir().string() << " (run scripts/fetch-models.sh, or give --encoder)\n";
+    return finish();
+  }
+
+  log << "[6] reward models: frozen sentence encoder, trained heads" << std::endl;
+  const auto rewards_dir = plan.rewards.out;
+  if (std::filesystem::exists(rewards_dir / "heldout.json")) {
+    log << "    reusing " << rewards_dir.string() << '\n';
+    r.rewards = nlohmann::json::parse(io::read_file(rewards_dir / "heldout.json"))
+                    .get<std::map<std::string, reward::Figures>>();
+  } else {
+    auto features = std::make_shared<reward::TextFeatures>(plan.encoder);
+    r.rewards =
+        reward::train_rewards(features, plan.rewards, [&](const std::string& name, const reward::Figures& f) {
+          log << "    " << name << ':';
+          for (const auto& [k, v] : f) log << ' ' << k << '=' << format_metric(v);
+          log << std::endl;
+        });
+  }
+
+  std::filesystem::path policy = plan.sft.out / "model.safetensors";
+  if (plan.rl_enabled) {
+    log << "[7] RL: PPO with a KL penalty on the reward mix (" << *plan.rl.weights << ")" << std::endl;
+    const std::filesystem::path rl_out = *plan.rl.out;
+    if (std::filesystem::exists(rl_out / "result.json") &&
+        std::filesystem::exists(rl_out / "policy.safetensors")) {
+      log << "    reusing " << rl_out.string() << '\n';
+      r.rl.emplace();
+      const auto j = nlohmann::json::parse(io::read_file(rl_out / "result.json"));
+      r.rl->iterations = j.at("iterations").get<std::size_t>();
+      r.rl->first_eval = j.at("first_eval"), r.rl->last_eval = j.at("last_eval");
+    } else {
+      r.rl = run_rl(plan.rl);
+    }
+    const auto shown = [&](const nlohmann::json& e, const char* key) {
+      return e.contains(key) ? format_metric(e.at(key).get<double>()) : std::string("-");
+    };
+    log << "    " << r.rl->iterations << " iterations; evaluation reward "
+        << shown(r.rl->first_eval, "eval/reward") << " -> " << shown(r.rl->last_eval, "eval/reward")
+        << ", KL to the warm start " << shown(r.rl->last_eval, "objective/kl") << " nats\n";
+    policy = rl_out / "policy.safetensors";
+  }
+
+  log << "[8] Table 1: " << plan.table_pairs
+      << " held-out users, greedy pitches, own and shuffled CF embeddings" << std::endl;
+  {
+    const auto sft_loader = rl::PitchPolicyLoader::open(plan.sft.out);
+    const auto reward =
+        load_reward_mix(rewards_dir, *plan.rl.weights, plan.encoder, plan.sft.data, sft_loader);
+    const auto judge = eval::GoldJudge::load(plan.sft.data);
+    const auto own = evaluation_pairs(plan.sft.data, plan.table_pairs);
+    const auto shuffled = evaluation_pairs(plan.sft.data, plan.table_pairs, /*shuffled=*/true);
+    std::vector<std::pair<std::string, std::filesystem::path>> models{
+        {"SFT", plan.sft.out / "model.safetensors"}};
+    if (plan.rl_enabled) models.emplace_back("P4LM", policy);
+    for (const auto& [name, file] : models) {
+      const auto loader = rl::PitchPolicyLoader::open(file);
+      for (const bool shuffle : {false, true}) {
+        r.table1.push_back({name, shuffle,
+                            evaluate_pitch_model(loader, plan.sft.data, shuffle ? shuffled : own,
+                                                 plan.evaluation, reward, &judge)});
+        log << "    " << name << (shuffle ? ", shuffled users" : "") << ": done" << std::endl;
+      }
+    }
+    write_table(out, "table1", r.table1);
+    log << '\n' << table_markdown(r.table1) << '\n';
+    // The same held-out users before and after RL.
+    const std::size_t shown = std::min<std::size_t>(3, own.size());
+    for (std::size_t i = 0; i < shown; ++i) {
+      const auto& first = r.table1.front().evaluation.rows[i];
+      log << "    user " << first.at("user_id") << ", movie " << first.at("movie_id") << '\n';
+      for (const auto& row : r.table1)
+        if (!row.shuffled)
+          log << "      " << row.name << ": " << row.evaluation.rows[i].at("pitch").get<std::string>()
+              << '\n';
+    }
+    log << "    tables: " << (out / "table1.md").string() << ", " << (out / "table1.csv").string()
+        << "; pitches: " << (out / "table1_pitches.jsonl").string() << '\n';
+  }
+  return finish();
 }
 
 }  // namespace p4lm::pipeline

@@ -10,11 +10,12 @@
 //   p4lm run --preset tiny --out /tmp/tiny --stage2-steps 8   // flags override the preset's values
 //
 // parse_run_flags reads --preset first, then applies every flag on top of that preset. The presets:
-//   main  the main job (the default): CF dim 32, SFT 60 + 240 steps, 300 test sequences
-//   tiny  the end-to-end check: CF dim 16 for 2 epochs, 2 pitches per user, SFT 2 + 4 steps of
-//         batch 4, 32 test sequences, 2 sample pitches of at most 48 tokens (seconds, not minutes)
-// To add one (the coming `default` and `paper`), add a function returning its RunConfig and a row to
-// presets(); its name is then valid for --preset and for preset(), and the CLI's help lists it.
+//   default  the main job: SmolLM2-135M-Instruct (stories260K when the model cache lacks it), CF dim 32,
+//            reward heads on the frozen MiniLM encoder, SFT 30 + 60 steps training the top 4 blocks,
+//            PPO, Table 1 on 32 held-out users
+//   tiny     the end-to-end check: stories260K, a few steps per stage (seconds, not minutes)
+// To add one (`paper`), add a function returning its RunConfig and a row to presets(); its name is
+// then valid for --preset and for preset(), and the CLI's help lists it.
 
 #include <algorithm>
 #include <cstdint>
@@ -32,7 +33,7 @@
 namespace p4lm::pipeline {
 
 struct RunConfig {
-  Param<std::string> preset{"main", "named defaults the other flags override: main or tiny"};
+  Param<std::string> preset{"default", "named defaults the other flags override (list below)"};
   Param<std::string> data{"", "data folder (default: P4LM_DATA, install prefix, source tree)"};
   Param<std::string> out{"runs/main", "output folder for every artifact of the run"};
   Param<long> seed{1, "seed of every random choice in the run"};
@@ -42,6 +43,12 @@ struct RunConfig {
   // [3] data
   Param<long> pitches_per_user{20, "teacher pitches per user", at_least(1)};
   // [4] SFT
+  Param<std::string> base{
+      "smollm2",
+      "pitch model's base LM: smollm2 (model cache; stories260K with a notice when absent) "
+      "or stories260K (bundled)"};
+  Param<long> train_top_layers{0, "SFT stage 2 trains the CF adapters and only the top N blocks (0: all)",
+                               at_least(0)};
   Param<long> stage1_steps{60, "SFT stage 1 steps (CF adapters only)", at_least(0)};
   Param<long> stage2_steps{240, "SFT stage 2 steps (everything)", at_least(0)};
   Param<long> batch_size{8, "SFT sequences per step", at_least(1)};
@@ -57,15 +64,36 @@ struct RunConfig {
   // [5] pitches
   Param<long> pitch_users{5, "test users that get a sample pitch", at_least(0)};
   Param<long> pitch_tokens{0, "longest sample pitch in tokens (0: the pitch writer's default)", at_least(0)};
+  // [6] reward models (frozen sentence encoder, trained heads)
+  Param<std::string> encoder{
+      "", "sentence encoder of the reward models (empty: all-minilm-l6-v2 in the model cache)"};
+  Param<long> reward_train{800, "training examples per reward model", at_least(1)};
+  Param<long> reward_test{400, "held-out examples per reward model", at_least(1)};
+  Param<long> reward_steps{600, "optimizer steps per reward head", at_least(1)};
+  // [7] RL: PPO with a KL penalty on the reward mix, from the SFT model
+  Param<std::string> weights{"precision=1,appeal=1,personalization=1,relevance=1", "reward mix weights"};
+  Param<long> rl_iterations{20, "PPO iterations (0: no RL stage)", at_least(0)};
+  Param<long> rl_batch{16, "PPO samples per iteration", at_least(1)};
+  Param<long> rl_mini_batch{4, "PPO samples per optimizer step", at_least(1)};
+  Param<long> rl_epochs{2, "PPO passes over each batch", at_least(1)};
+  Param<double> rl_lr{1e-5, "PPO learning rate", above(0)};
+  Param<double> rl_init_kl_coef{0.1, "initial KL coefficient", at_least(0)};
+  Param<double> rl_target_kl{4, "AdaptiveKL's target per-pitch KL in nats", above(0)};
+  Param<long> rl_response_length{64, "new tokens per RL sample and per evaluated pitch", at_least(2)};
+  // [8] evaluation (Table 1)
+  Param<long> table_pairs{32, "held-out (user, movie) pairs of distinct test users in Table 1", at_least(2)};
   Param<bool> progress{true, "show progress on stderr"};
 };
 
 }  // namespace p4lm::pipeline
 
 BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RunConfig, preset, data, out, seed, cf_dim, cf_epochs,
-                        pitches_per_user, stage1_steps, stage2_steps, batch_size, stage1_lr, stage2_lr,
-                        stage2_adapter_lr, link_weight, eval_every, eval_examples, checkpoint_every,
-                        max_train, max_test, pitch_users, pitch_tokens, progress);
+                        pitches_per_user, base, train_top_layers, stage1_steps, stage2_steps, batch_size,
+                        stage1_lr, stage2_lr, stage2_adapter_lr, link_weight, eval_every, eval_examples,
+                        checkpoint_every, max_train, max_test, pitch_users, pitch_tokens, encoder,
+                        reward_train, reward_test, reward_steps, weights, rl_iterations, rl_batch,
+                        rl_mini_batch, rl_epochs, rl_lr, rl_init_kl_coef, rl_target_kl, rl_response_length,
+                        table_pairs, progress);
 
 namespace p4lm::pipeline {
 
@@ -75,9 +103,23 @@ struct Preset {
   RunConfig (*make)();
 };
 
-// The main job: RunConfig's own defaults (docs/results.md reports its figures).
-inline RunConfig main_preset() {
-  return {};
+// The main job: RunConfig's own defaults. SmolLM2-135M-Instruct as the base, its top blocks and the
+// CF adapters trained, short schedules sized to the main job's budget (README).
+inline RunConfig default_preset() {
+  RunConfig c;
+  c.stage1_steps = 30;
+  c.stage2_steps = 60;
+  c.stage2_lr = 1e-4;  // a pretrained 135M model: a small step keeps its English
+  c.train_top_layers = 4;
+  c.eval_every = 0;
+  c.eval_examples = 32;
+  c.checkpoint_every = 30;
+  c.max_test = 64;
+  c.pitch_users = 3;
+  c.reward_train = 400;
+  c.reward_test = 200;
+  c.reward_steps = 300;
+  return c;
 }
 
 // The whole pipeline on stories260K in seconds: what the end-to-end test runs.
@@ -85,6 +127,7 @@ inline RunConfig tiny_preset() {
   RunConfig c;
   c.preset = "tiny";
   c.out = "runs/tiny";
+  c.base = "stories260K";
   c.cf_dim = 16;
   c.cf_epochs = 2;
   c.pitches_per_user = 2;
@@ -98,12 +141,23 @@ inline RunConfig tiny_preset() {
   c.max_test = 32;
   c.pitch_users = 2;
   c.pitch_tokens = 48;
+  c.reward_train = 24;
+  c.reward_test = 16;
+  c.reward_steps = 6;
+  c.rl_iterations = 2;
+  c.rl_batch = 4;
+  c.rl_mini_batch = 2;
+  c.rl_epochs = 1;
+  c.rl_lr = 1e-3;  // a visible change in two iterations
+  c.rl_response_length = 16;
+  c.table_pairs = 4;
   return c;
 }
 
 inline const std::vector<Preset>& presets() {
   static const std::vector<Preset> table{
-      {"main", "the main job on the bundled data (CF dim 32, SFT 60 + 240 steps)", main_preset},
+      {"default", "the main job: SmolLM2 base, every stage, short schedules (README's budget)",
+       default_preset},
       {"tiny", "every stage in seconds on stories260K (the end-to-end test)", tiny_preset}};
   return table;
 }
@@ -120,7 +174,7 @@ inline RunConfig preset(std::string_view name) {
 
 // --preset NAME (or --preset=NAME) picks the defaults; every flag then applies on top of them.
 inline RunConfig parse_run_flags(std::span<const std::string> args) {
-  std::string name = "main";
+  std::string name = "default";
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--preset" && i + 1 < args.size()) name = args[i + 1];
     if (args[i].starts_with("--preset=")) name = args[i].substr(9);
@@ -128,9 +182,10 @@ inline RunConfig parse_run_flags(std::span<const std::string> args) {
   return parse_flags<RunConfig>(args, preset(name));
 }
 
-// Help for `p4lm run`: the flags with the main preset's defaults, then the presets.
+// Help for `p4lm run`: the flags with the default preset's values, then the presets.
 inline std::string run_help() {
-  std::string help = flags_help<RunConfig>() + "\npresets (--preset NAME sets these defaults):\n";
+  std::string help =
+      flags_help<RunConfig>(default_preset()) + "\npresets (--preset NAME sets these defaults):\n";
   for (const auto& p : presets()) help += "  " + std::string(p.name) + "  " + std::string(p.summary) + '\n';
   return help;
 }

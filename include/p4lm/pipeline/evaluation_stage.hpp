@@ -1,0 +1,219 @@
+#pragma once
+// Held-out evaluation of pitch models: greedy pitches for the same held-out (user, movie) pairs from
+// each model, scored by the reward models and by the gold judge, with the shuffled-user control
+// (each pitch written from another test user's CF embedding, scored against the real user). The
+// pipeline's Table 1 is one row per (model, control) pair of this evaluation.
+//
+//   auto pairs = p4lm::pipeline::evaluation_pairs("runs/main/data", 32);
+//   auto loader = p4lm::rl::PitchPolicyLoader::open("runs/main/sft");
+//   auto reward = p4lm::pipeline::load_reward_mix("runs/main/rewards", "", encoder, data, loader);
+//   auto judge = p4lm::eval::GoldJudge::load("runs/main/data");
+//   auto sft = p4lm::pipeline::evaluate_pitch_model(loader, data, pairs, {}, reward, &judge);
+//   // sft.means["rewards/appeal"], sft.means["gold/precision"], ...; sft.rows: one JSON per pitch
+//
+// Greedy decoding (temperature 0) makes a row a function of the model alone: the same model gives
+// the same table. Pitches are written in batches by the batched KV-cache decoder.
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <span>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "p4lm/core/error.hpp"
+#include "p4lm/data/datasets.hpp"
+#include "p4lm/eval/gold_judge.hpp"
+#include "p4lm/io/atomic_file.hpp"
+#include "p4lm/pipeline/rl_stage.hpp"
+#include "p4lm/rl/greedy_generate.hpp"
+#include "p4lm/rl/pitch_policy.hpp"
+
+namespace p4lm::pipeline {
+
+// A held-out pair, and whose CF embedding the model reads for it (the user's own, or another test
+// user's in the shuffled control).
+struct EvaluationPair {
+  std::int64_t user_id = 0, movie_id = 0, embedding_user_id = 0;
+};
+
+// The first `n` held-out test pairs of distinct users (heldout/test.jsonl order), each reading its
+// own user's embedding; with `shuffled`, pair i reads the user of pair (i + n/2) mod n instead: a
+// fixed derangement, so the control needs no seed and is the same for every model.
+inline std::vector<EvaluationPair> evaluation_pairs(const std::filesystem::path& data, std::size_t n,
+                                                    bool shuffled = false) {
+  const auto heldout = data::read_records<data::HeldoutPair>(data / "heldout" / "test.jsonl");
+  std::vector<EvaluationPair> pairs;
+  std::set<std::int64_t> users;
+  for (const auto& h : heldout) {
+    if (pairs.size() >= n) break;
+    if (users.insert(h.user_id).second) pairs.push_back({h.user_id, h.movie_id, h.user_id});
+  }
+  if (pairs.empty()) fail<InvalidArgument>((data / "heldout" / "test.jsonl").string(), ": no held-out pair");
+  if (shuffled) {
+    if (pairs.size() < 2)
+      fail<InvalidArgument>("evaluation: the shuffled-user control needs at least 2 held-out users");
+    const std::size_t shift = std::max<std::size_t>(1, pairs.size() / 2);
+    for (std::size_t i = 0; i < pairs.size(); ++i)
+      pairs[i].embedding_user_id = pairs[(i + shift) % pairs.size()].user_id;
+  }
+  return pairs;
+}
+
+struct EvaluationSettings {
+  std::size_t max_new_tokens = 64;  // pitch budget in tokens (EOS included)
+  std::size_t batch = 16;           // sequences decoded together
+};
+
+struct ModelEvaluation {
+  std::vector<nlohmann::json> rows;     // one per pair: ids, pitch, every score
+  std::map<std::string, double> means;  // the rows' means of every score
+};
+
+// Pitches of the model `loader` opened for `pairs`, scored by `reward` (against each pair's real user)
+// and by `judge` (null: no gold columns). Scores per pitch: rewards/<name>, reward (the mix),
+// gold/... (eval::gold_metrics), ended (1 when EOS came within the budget), tokens.
+inline ModelEvaluation evaluate_pitch_model(const rl::PitchPolicyLoader& loader,
+                                            const std::filesystem::path& data,
+                                            std::span<const EvaluationPair> pairs,
+                                            const EvaluationSettings& s, const PitchReward& reward,
+                                            const eval::GoldJudge* judge) {
+  const train::PitchSources sources(data);
+  return loader.with_policy([&](auto policy) {
+    rl::PitchPrompter prompter(loader, sources, policy.prefix().keys());
+    std::vector<rl::Prompt> prompts;
+    for (const auto& p : pairs) {
+      // The prompt of the embedding's user: the movie's text is the same, the prefix reads that user.
+      try {
+        prompts.push_back(prompter.prompt(p.embedding_user_id, p.movie_id));
+      } catch (const InvalidArgument& e) {
+        fail<InvalidArgument>("evaluation: ", e.what(), " (", loader.cf_path().string(), ")");
+      }
+    }
+    const auto eos = loader.codec().eos;
+    const auto g = rl::greedy_generate(policy, prompts, s.max_new_tokens, eos, s.batch);
+    std::vector<PitchToScore> pitches;
+    std::vector<eval::PitchToJudge> judged;
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      auto t = g.tokens[i];
+      const bool ended = !t.empty() && t.back() == eos;
+      if (ended) t.pop_back();
+      pitches.push_back(
+          {pairs[i].user_id, pairs[i].movie_id, detail::SampleReward::decode(loader.codec(), t), ended});
+      judged.push_back({pairs[i].user_id, pairs[i].movie_id, pitches.back().pitch});
+    }
+    const auto scores = reward ? reward(pitches) : PitchRewardScores{};
+    const auto gold = judge ? judge->score(judged) : std::vector<eval::GoldScores>{};
+    ModelEvaluation e;
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      nlohmann::json row{{"user_id", pairs[i].user_id},
+                         {"movie_id", pairs[i].movie_id},
+                         {"embedding_user_id", pairs[i].embedding_user_id},
+                         {"pitch", pitches[i].pitch},
+                         {"ended", pitches[i].ended ? 1.0 : 0.0},
+                         {"tokens", static_cast<double>(g.tokens[i].size())}};
+      if (reward) {
+        row["reward"] = scores.total.at(i);
+        for (const auto& [name, v] : scores.components) row["rewards/" + name] = v.at(i);
+      }
+      if (judge)
+        for (const auto& [name, v] : eval::gold_metrics(gold[i])) row[name] = v;
+      for (const auto& [k, v] : row.items())
+        if (v.is_number_float()) e.means[k] += v.template get<double>() / double(pairs.size());
+      e.rows.push_back(std::move(row));
+    }
+    return e;
+  });
+}
+
+// ---- Table 1 ----
+
+// One row of the table: a model, read with its users' embeddings or with shuffled ones.
+struct TableRow {
+  std::string name;  // "SFT", "P4LM", ...
+  bool shuffled = false;
+  ModelEvaluation evaluation;
+};
+
+// The columns: what a reader compares between rows (reward-model scores, the gold judge, fluency).
+struct TableColumn {
+  std::string title, key;
+};
+inline const std::vector<TableColumn>& table1_columns() {
+  static const std::vector<TableColumn> c{{"precision (RM)", "rewards/precision"},
+                                          {"personalization (RM)", "rewards/personalization"},
+                                          {"appeal (RM)", "rewards/appeal"},
+                                          {"preference relevance (RM)", "rewards/preference_relevance"},
+                                          {"gold precision", "gold/precision"},
+                                          {"gold personalization", "gold/personalization"},
+                                          {"non-word share", "gold/fluency/unknown_share"},
+                                          {"words", "gold/fluency/words"},
+                                          {"ended", "ended"}};
+  return c;
+}
+
+inline std::string format_cell(double v) {
+  std::ostringstream s;
+  s.setf(std::ios::fixed);
+  s.precision(std::abs(v) >= 10 ? 1 : 3);
+  s << v;
+  return s.str();
+}
+
+inline std::string table_markdown(std::span<const TableRow> rows) {
+  std::ostringstream md;
+  md << "| model | users |";
+  for (const auto& c : table1_columns()) md << ' ' << c.title << " |";
+  md << "\n| --- | --- |";
+  for (std::size_t i = 0; i < table1_columns().size(); ++i) md << " --- |";
+  md << '\n';
+  for (const auto& r : rows) {
+    md << "| " << r.name << " | " << (r.shuffled ? "shuffled" : "own") << " |";
+    for (const auto& c : table1_columns()) {
+      const auto it = r.evaluation.means.find(c.key);
+      md << ' ' << (it == r.evaluation.means.end() ? "-" : format_cell(it->second)) << " |";
+    }
+    md << '\n';
+  }
+  return md.str();
+}
+
+inline std::string table_csv(std::span<const TableRow> rows) {
+  std::ostringstream csv;
+  csv << "model,users";
+  for (const auto& c : table1_columns()) csv << ',' << c.key;
+  csv << '\n';
+  csv.precision(9);
+  for (const auto& r : rows) {
+    csv << r.name << ',' << (r.shuffled ? "shuffled" : "own");
+    for (const auto& c : table1_columns()) {
+      csv << ',';
+      if (const auto it = r.evaluation.means.find(c.key); it != r.evaluation.means.end()) csv << it->second;
+    }
+    csv << '\n';
+  }
+  return csv.str();
+}
+
+// table1.md, table1.csv and eval_pitches.jsonl (every row's pitches, tagged with model and users).
+inline void write_table(const std::filesystem::path& dir, const std::string& stem,
+                        std::span<const TableRow> rows) {
+  io::write_file_atomically(dir / (stem + ".md"), table_markdown(rows));
+  io::write_file_atomically(dir / (stem + ".csv"), table_csv(rows));
+  io::write_jsonl_with(dir / (stem + "_pitches.jsonl"), [&](auto&& emit) {
+    for (const auto& r : rows)
+      for (auto row : r.evaluation.rows) {
+        row["model"] = r.name;
+        row["users"] = r.shuffled ? "shuffled" : "own";
+        emit(row);
+      }
+  });
+}
+
+}  // namespace p4lm::pipeline

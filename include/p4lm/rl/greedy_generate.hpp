@@ -1,0 +1,48 @@
+#pragma once
+// Greedy continuations of prompts by a prefixed policy (rl::PrefixedPolicy, e.g. the P4LM pitch
+// policy): what evaluations decode, so that a row of a table is a function of the model alone.
+//
+//   auto g = p4lm::rl::greedy_generate(policy, prompts, 64, codec.eos);   // g.tokens[i], g.stopped[i]
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "p4lm/model/generate.hpp"
+#include "p4lm/rl/rollout.hpp"
+
+namespace p4lm::rl {
+
+// `batch` sequences at a time through the batched KV-cache decoder (one weight read per step for all
+// of them). Each sequence's tokens end with EOS when it was emitted.
+template <class Policy>
+Generation greedy_generate(Policy& policy, std::span<const rl::Prompt> prompts, std::size_t max_new_tokens,
+                           std::int32_t eos, std::size_t batch = 16) {
+  Generation all;
+  const std::size_t P = policy.prefix_length(), D = policy.lm().config().d_model;
+  SamplingOptions s;
+  s.temperature = 0;
+  s.max_new_tokens = max_new_tokens;
+  s.eos = eos;
+  for (std::size_t first = 0; first < prompts.size(); first += batch) {
+    const std::size_t B = std::min(batch, prompts.size() - first);
+    CpuTensor<float> prefix(Shape{B, P, D});
+    std::vector<std::size_t> keys;
+    std::vector<std::vector<std::int32_t>> ids;
+    for (std::size_t b = 0; b < B; ++b)
+      keys.push_back(prompts[first + b].key), ids.push_back(prompts[first + b].ids);
+    policy.write_prefix(prefix.view(), keys);
+    Generator<std::decay_t<decltype(policy.lm())>> gen(policy.lm());
+    auto g = gen.generate(ids, s, prefix.view());
+    for (std::size_t b = 0; b < B; ++b) {
+      all.tokens.push_back(std::move(g.tokens[b]));
+      all.logprobs.push_back(std::move(g.logprobs[b]));
+      all.stopped.push_back(g.stopped[b]);
+    }
+  }
+  return all;
+}
+
+}  // namespace p4lm::rl

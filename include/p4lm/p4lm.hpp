@@ -133,6 +133,7 @@
 #include "p4lm/train/next_token.hpp"
 #include "p4lm/train/pitch_model.hpp"
 #include "p4lm/train/pitch_writer.hpp"
+#include "p4lm/train/prompt_format.hpp"
 #include "p4lm/train/sft.hpp"
 #include "p4lm/train/sft_data.hpp"
 #include "p4lm/train/sft_objective.hpp"

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "p4lm/cf/embeddings.hpp"
+#include "p4lm/core/data_dir.hpp"
 #include "p4lm/core/model_cache.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/data/datasets.hpp"
@@ -67,6 +68,10 @@ TEST_CASE("smollm2 base: the GGUF codec round-trips text and lays prompts out in
   // The same from a .gguf path as the base, and as a tokenizer override of another name.
   CHECK(p4lm::train::base_codec(path->string(), config).codec.eos == codec.eos);
   CHECK(p4lm::train::base_codec("scratch", config, *path).format == p4lm::train::PromptFormat::chatml);
+  // A non-GGUF tokenizer for a GGUF base is refused (stories260K's 512 pieces fit its vocabulary).
+  CHECK_THROWS_WITH(
+      p4lm::train::base_codec("smollm2", config, p4lm::data_path("tiny-lm/stories260K/tok512.bin")),
+      Catch::Contains("brings its own tokenizer"));
 
   for (const std::string text :
        {"Heat (1995). Action, Crime, Thriller.", "Am\xc3\xa9lie: na\xc3\xafve caf\xc3\xa9 in 2001, 42% off!",

@@ -163,6 +163,11 @@ struct BaseCodec {
 inline BaseCodec base_codec(const std::string& base, const ModelConfig& config,
                             const std::filesystem::path& tokenizer = {}) {
   const auto gguf = gguf_file_of(tokenizer.empty() ? base : tokenizer.string());
+  // A GGUF model's embedding rows are its own tokenizer's pieces: another tokenizer whose vocabulary
+  // merely fits (llama2.c's 512 pieces) would train on the wrong rows without a word.
+  if (gguf.empty() && !gguf_file_of(base).empty())
+    fail<InvalidArgument>("base model ", base, " brings its own tokenizer; the tokenizer ",
+                          tokenizer.string(), " is not a GGUF file (leave the tokenizer empty)");
   if (gguf.empty()) return {codec_for(config, tokenizer), PromptFormat::plain};
   BaseCodec b{gguf_codec(gguf), PromptFormat::plain};
   if (b.codec.vocab_size > config.vocab_size)

@@ -156,6 +156,7 @@
 
 // reinforcement learning: PPO with a KL penalty and the KL-regularised policy gradient (RLOO)
 #include "p4lm/rl/gae.hpp"
+#include "p4lm/rl/greedy_generate.hpp"
 #include "p4lm/rl/kl_controller.hpp"
 #include "p4lm/rl/kl_estimator.hpp"
 #include "p4lm/rl/masked.hpp"
@@ -177,8 +178,10 @@
 // the pipeline: each stage as a library call, and the main job
 #include "p4lm/pipeline/cf_stage.hpp"
 #include "p4lm/pipeline/data_stage.hpp"
+#include "p4lm/pipeline/evaluation_stage.hpp"
 #include "p4lm/pipeline/inventory.hpp"
 #include "p4lm/pipeline/pitch_stage.hpp"
+#include "p4lm/pipeline/reproduce.hpp"
 #include "p4lm/pipeline/rl_stage.hpp"
 #include "p4lm/pipeline/run.hpp"
 #include "p4lm/pipeline/run_config.hpp"

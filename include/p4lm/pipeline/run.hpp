@@ -66,6 +66,7 @@ struct RunPlan {
   bool rl_enabled = true;
   EvaluationSettings evaluation;
   std::size_t table_pairs = 0;
+  nlohmann::json config;  // the RunConfig, written to out/config.json
 };
 
 inline RunPlan plan_run(const RunConfig& c) {
@@ -107,7 +108,7 @@ inline RunPlan plan_run(const RunConfig& c) {
     s.base = (p.root / "tiny-lm/stories260K/stories260K.bin").string();
     s.tokenizer = p.root / "tiny-lm/stories260K/tok512.bin";
   }
-  // s.train_top_layers = static_cast<std::size_t>(*c.train_top_layers);  // TODO(helper: top-layer option)
+  s.sft.train_top_layers = static_cast<std::size_t>(*c.train_top_layers);
   s.max_train = static_cast<std::size_t>(*c.max_train);
   s.max_test = static_cast<std::size_t>(*c.max_test);  // bounds the final evaluation's time
   s.sft.seed = static_cast<std::uint64_t>(*c.seed);
@@ -170,6 +171,7 @@ inline RunPlan plan_run(const RunConfig& c) {
 
   p.evaluation.max_new_tokens = static_cast<std::size_t>(*c.rl_response_length);
   p.table_pairs = static_cast<std::size_t>(*c.table_pairs);
+  p.config = to_json(c);
   return p;
 }
 
@@ -201,13 +203,24 @@ struct RunResult {
   }
 };
 
-// Runs every stage (see the file comment); `log` gets one line per stage and indented details.
-inline RunResult run_main(const RunConfig& c, std::ostream& log = std::cout) {
-  const auto plan = plan_run(c);
+// The same run with its own warm start, RL and table in `dir`, sharing CF, data and reward models with
+// `p` (p4lm reproduce's variants: single-stage warm start, RL on one reward).
+inline RunPlan variant_of(RunPlan p, const std::filesystem::path& dir) {
+  p.out = dir;
+  p.sft.out = dir / "sft";
+  p.pitches.model = p.sft.out / "model.safetensors";
+  p.pitches.out = dir / "pitches.jsonl";
+  *p.rl.sft = p.sft.out.string();
+  *p.rl.out = (dir / "rl").string();
+  return p;
+}
+
+// Runs every stage of a plan (see the file comment); `log` gets one line per stage and details.
+inline RunResult run_plan(const RunPlan& plan, std::ostream& log = std::cout) {
   const auto& out = plan.out;
   const auto root = plan.root.empty() ? data_dir() : plan.root;
   std::filesystem::create_directories(out);
-  io::write_file_atomically(out / "config.json", to_json(c).dump(2) + "\n");
+  io::write_file_atomically(out / "config.json", plan.config.dump(2) + "\n");
   RunResult r;
 
   log << "[1] data inventory\n";
@@ -240,8 +253,9 @@ inline RunResult run_main(const RunConfig& c, std::ostream& log = std::cout) {
   }
 
   log << "[4] SFT warm start of " << plan.sft.base << ": stage 1 CF adapters (transformer frozen), stage 2 "
-      << (*c.train_top_layers ? "the adapters and the top " + std::to_string(*c.train_top_layers) + " blocks"
-                              : std::string("everything"))
+      << (plan.sft.sft.train_top_layers
+              ? "the adapters and the top " + std::to_string(plan.sft.sft.train_top_layers) + " blocks"
+              : std::string("everything"))
       << std::endl;
   if (!plan.base_notice.empty()) log << "    notice: " << plan.base_notice << '\n';
   r.sft = run_sft(plan.sft);
@@ -344,6 +358,11 @@ inline RunResult run_main(const RunConfig& c, std::ostream& log = std::cout) {
         << "; pitches: " << (out / "table1_pitches.jsonl").string() << '\n';
   }
   return finish();
+}
+
+// Runs every stage with the settings of `c` (p4lm run).
+inline RunResult run_main(const RunConfig& c, std::ostream& log = std::cout) {
+  return run_plan(plan_run(c), log);
 }
 
 }  // namespace p4lm::pipeline

@@ -152,6 +152,7 @@ class PitchPolicyLoader {
                        "written with the soft tokens before BOS; the RL policy needs the BOS-first layout "
                        "(re-run p4lm sft)");
     l.dim_ = info.at("cf_dim").get<int>();
+    l.top_layers_ = info.value("train_top_layers", std::size_t{0});
     l.hidden_ = info.value("adapter_hidden", std::size_t{0});
     l.mixture_ = info.value("adapter_output", std::string("vectors")) == "vocabulary_mixture";
     l.prompt_.max_prompt_tokens = info.at("max_prompt_tokens");
@@ -199,8 +200,15 @@ class PitchPolicyLoader {
       train::PitchModel<LlamaLM<float>, Adapter> bundle(lm, &adapter);
       load_checkpoint_into(bundle, file_);
     }
-    // Everything trains in RL, whatever the warm start froze last.
-    for (auto& p : lm.parameters()) p.trainable = true;
+    // RL trains what the warm start's stage 2 trained: everything, or with train_top_layers the
+    // adapters, the top blocks and the final norm (the frozen rest costs no weight gradients and no
+    // AdamW moments, which is what makes RL on a 135M model affordable on a CPU).
+    const std::size_t L = config_.n_layers;
+    const bool partial = top_layers_ > 0 && top_layers_ < L;
+    for (auto& p : lm.parameters()) {
+      const auto block = train::PitchModel<LlamaLM<float>, Adapter>::block_of(p.name);
+      p.trainable = !partial || p.name == "norm.weight" || (block && *block >= L - top_layers_);
+    }
     for (auto& p : adapter.parameters()) p.trainable = true;
     auto cf = std::make_shared<const cf::Embeddings<Dim>>(cf::load_embeddings<Dim>(cf_));
     auto keys = std::make_shared<PitchKeys>(train::CfRows(*cf));
@@ -215,7 +223,7 @@ class PitchPolicyLoader {
   train::PromptOptions prompt_;
   train::PromptFormat format_ = train::PromptFormat::plain;
   int dim_ = 0;
-  std::size_t hidden_ = 0;
+  std::size_t hidden_ = 0, top_layers_ = 0;
   bool mixture_ = false;
 };
 

@@ -11,8 +11,8 @@
 //
 // parse_run_flags reads --preset first, then applies every flag on top of that preset. The presets:
 //   default  the main job: SmolLM2-135M-Instruct (stories260K when the model cache lacks it), CF dim 32,
-//            reward heads on the frozen MiniLM encoder, SFT 10 + 30 steps training the adapters and
-//            the top 4 blocks, 8 PPO iterations of 8 pitches, Table 1 on 16 held-out users
+//            reward heads on the frozen MiniLM encoder, SFT 10 + 50 steps training the adapters and
+//            the top 4 blocks, 12 PPO iterations of 8 pitches, Table 1 on 16 held-out users
 //   tiny     the end-to-end check: stories260K, a few steps per stage (seconds, not minutes)
 // To add one (`paper`), add a function returning its RunConfig and a row to presets(); its name is
 // then valid for --preset and for preset(), and the CLI's help lists it.
@@ -108,7 +108,7 @@ struct Preset {
 inline RunConfig default_preset() {
   RunConfig c;
   c.stage1_steps = 10;
-  c.stage2_steps = 30;
+  c.stage2_steps = 50;
   c.stage2_lr = 5e-4;  // the top blocks of a pretrained model: small steps keep its English
   c.train_top_layers = 4;
   c.eval_every = 0;
@@ -119,11 +119,11 @@ inline RunConfig default_preset() {
   c.reward_train = 300;
   c.reward_test = 150;
   c.reward_steps = 300;
-  c.rl_iterations = 8;
+  c.rl_iterations = 12;
   c.rl_batch = 8;
   c.rl_mini_batch = 4;
   c.rl_epochs = 1;
-  c.rl_lr = 2e-5;
+  c.rl_lr = 5e-5;
   c.table_pairs = 16;
   return c;
 }

@@ -77,8 +77,8 @@ TEST_CASE("one list of CF widths, one message for the others", "[pipeline][width
 
 TEST_CASE("presets: named defaults that flags override, in any order", "[pipeline][presets]") {
   const auto main = pipeline::parse_run_flags({});
-  CHECK(*main.preset == "main");
-  CHECK(*main.stage2_steps == 240);
+  CHECK(*main.preset == "default");
+  CHECK(*main.stage2_steps == 50);
   const auto tiny = pipeline::parse_run_flags(args({"--stage2-steps", "8", "--preset", "tiny", "--seed=3"}));
   CHECK(*tiny.preset == "tiny");
   CHECK(*tiny.stage2_steps == 8);  // the flag wins over the preset, before or after it
@@ -86,17 +86,16 @@ TEST_CASE("presets: named defaults that flags override, in any order", "[pipelin
   CHECK(*tiny.cf_dim == 16);
   CHECK(*tiny.seed == 3);
   CHECK(*pipeline::parse_run_flags(args({"--preset=tiny"})).cf_epochs == 2);
-  CHECK(message_of([] { pipeline::preset("huge"); }) == "--preset huge: expected one of main, tiny");
+  CHECK(message_of([] { pipeline::preset("huge"); }) == "--preset huge: expected one of default, tiny");
   for (const auto& p : pipeline::presets()) {
     CHECK(*p.make().preset == p.name);  // a preset's config.json says which it was
     CHECK(pipeline::run_help().find(std::string(p.name)) != std::string::npos);
   }
 }
 
-TEST_CASE("the main preset gives the stages the main job's settings", "[pipeline][presets]") {
-  // The values `p4lm run` passed before the pipeline moved into the library; the main job's
-  // held-out figures depend on them.
-  auto c = pipeline::preset("main");
+TEST_CASE("the default preset gives the stages the main job's settings", "[pipeline][presets]") {
+  // The main job's measured budget (README) and its Table 1 (docs/results.md) depend on these.
+  auto c = pipeline::preset("default");
   *c.out = "/tmp/p4lm_main";
   const auto p = pipeline::plan_run(c);
   CHECK(*p.cf.out == "/tmp/p4lm_main/cf");
@@ -104,25 +103,37 @@ TEST_CASE("the main preset gives the stages the main job's settings", "[pipeline
   CHECK(*p.cf.epochs == 15);
   CHECK(*p.cf.seed == 1);
   CHECK(*p.cf.model == "als");
-  CHECK(p.cf.data->empty());  // the library's default data folder, as before
+  CHECK(p.cf.data->empty());  // the library's default data folder
   CHECK(*p.data.cf == "/tmp/p4lm_main/cf/cf.safetensors");
   CHECK(*p.data.pitches_per_user == 20);
-  CHECK(p.data.overviews->empty());
-  CHECK(p.sft.base == "stories260K");
-  CHECK(p.sft.max_test == 300);
-  CHECK(p.sft.max_train == 0);
-  CHECK(p.sft.sft.stage1_steps == 60);
-  CHECK(p.sft.sft.stage2_steps == 240);
+  // SmolLM2 when the model cache has it; otherwise the bundled model, with a notice.
+  CHECK(p.sft.base == (smollm2_path() ? "smollm2" : "stories260K"));
+  CHECK(p.base_notice.empty() == smollm2_path().has_value());
+  CHECK(p.sft.max_test == 32);
+  CHECK(p.sft.sft.stage1_steps == 10);
+  CHECK(p.sft.sft.stage2_steps == 50);
+  CHECK(p.sft.sft.train_top_layers == 4);
   CHECK(p.sft.sft.batch_size == 8);
-  CHECK(p.sft.sft.stage1_lr == 3e-3);
-  CHECK(p.sft.sft.stage2_lr == 2e-3);
-  CHECK(p.sft.sft.stage2_adapter_lr == 1e-2);
+  CHECK(p.sft.sft.stage2_lr == 5e-4);
   CHECK(p.sft.sft.link_weight == 5);
-  CHECK(p.sft.sft.eval_every == 50);
-  CHECK(p.sft.sft.eval_examples == 128);
-  CHECK(p.sft.sft.checkpoint_every == 50);
-  CHECK(p.pitches.users == 5);
-  CHECK(p.pitches.max_new_tokens == 0);
+  CHECK(p.rewards.options.max_train == 300);
+  CHECK(p.rewards.options.steps == 300);
+  CHECK(p.rewards.out == fs::path("/tmp/p4lm_main/rewards"));
+  CHECK(*p.rl.sft == "/tmp/p4lm_main/sft");
+  CHECK(*p.rl.rewards == "/tmp/p4lm_main/rewards");
+  CHECK(*p.rl.iterations == 12);
+  CHECK(*p.rl.batch_size == 8);
+  CHECK(*p.rl.learning_rate == 5e-5);
+  CHECK(*p.rl.weights == "precision=1,appeal=1,personalization=1,relevance=1");
+  CHECK(p.table_pairs == 16);
+  CHECK(p.last_stage == 8);
+  // A variant shares CF, data and the reward models and moves the rest.
+  const auto v = pipeline::variant_of(p, "/tmp/p4lm_main/single");
+  CHECK(v.sft.out == fs::path("/tmp/p4lm_main/single/sft"));
+  CHECK(*v.rl.sft == "/tmp/p4lm_main/single/sft");
+  CHECK(*v.rl.out == "/tmp/p4lm_main/single/rl");
+  CHECK(v.rewards.out == p.rewards.out);
+  CHECK(*v.data.cf == *p.data.cf);
 }
 
 TEST_CASE("the stages in-process on tiny settings, each reused from its artifact", "[pipeline][run]") {
@@ -131,6 +142,7 @@ TEST_CASE("the stages in-process on tiny settings, each reused from its artifact
   auto c = pipeline::preset("tiny");
   *c.out = out.string();
   *c.progress = false;
+  *c.last_stage = 5;  // rewards, RL and Table 1: cli/run_tiny_end_to_end
   const auto plan = pipeline::plan_run(c);
 
   // [2] CF on its own: the saved file re-evaluates to the metrics the training reported.

@@ -66,6 +66,7 @@ struct RunPlan {
   bool rl_enabled = true;
   EvaluationSettings evaluation;
   std::size_t table_pairs = 0;
+  int last_stage = 8;     // stages after it are not run
   nlohmann::json config;  // the RunConfig, written to out/config.json
 };
 
@@ -171,6 +172,7 @@ inline RunPlan plan_run(const RunConfig& c) {
 
   p.evaluation.max_new_tokens = static_cast<std::size_t>(*c.rl_response_length);
   p.table_pairs = static_cast<std::size_t>(*c.table_pairs);
+  p.last_stage = static_cast<int>(*c.last_stage);
   p.config = to_json(c);
   return p;
 }
@@ -276,6 +278,7 @@ inline RunResult run_plan(const RunPlan& plan, std::ostream& log = std::cout) {
     log << "artifacts in " << out.string() << '\n';
     return r;
   };
+  if (plan.last_stage < 6) return finish();
   if (plan.encoder.empty()) {
     log << "[6-8] reward models, RL and Table 1 skipped: all-MiniLM-L6-v2 is not in the model cache "
         << model_cache_dir().string() << " (run scripts/fetch-models.sh, or give --encoder)\n";
@@ -299,7 +302,8 @@ inline RunResult run_plan(const RunPlan& plan, std::ostream& log = std::cout) {
   }
 
   std::filesystem::path policy = plan.sft.out / "model.safetensors";
-  if (plan.rl_enabled) {
+  const bool with_rl = plan.rl_enabled && plan.last_stage >= 7;
+  if (with_rl) {
     log << "[7] RL: PPO with a KL penalty on the reward mix (" << *plan.rl.weights << ")" << std::endl;
     const std::filesystem::path rl_out = *plan.rl.out;
     if (std::filesystem::exists(rl_out / "result.json") &&
@@ -321,6 +325,7 @@ inline RunResult run_plan(const RunPlan& plan, std::ostream& log = std::cout) {
     policy = rl_out / "policy.safetensors";
   }
 
+  if (plan.last_stage < 8) return finish();
   log << "[8] Table 1: " << plan.table_pairs
       << " held-out users, greedy pitches, own and shuffled CF embeddings" << std::endl;
   {
@@ -332,7 +337,7 @@ inline RunResult run_plan(const RunPlan& plan, std::ostream& log = std::cout) {
     const auto shuffled = evaluation_pairs(plan.sft.data, plan.table_pairs, /*shuffled=*/true);
     std::vector<std::pair<std::string, std::filesystem::path>> models{
         {"SFT", plan.sft.out / "model.safetensors"}};
-    if (plan.rl_enabled) models.emplace_back("P4LM", policy);
+    if (with_rl) models.emplace_back("P4LM", policy);
     for (const auto& [name, file] : models) {
       const auto loader = rl::PitchPolicyLoader::open(file);
       for (const bool shuffle : {false, true}) {

@@ -82,6 +82,7 @@ struct RunConfig {
   Param<long> rl_response_length{64, "new tokens per RL sample and per evaluated pitch", at_least(2)};
   // [8] evaluation (Table 1)
   Param<long> table_pairs{32, "held-out (user, movie) pairs of distinct test users in Table 1", at_least(2)};
+  Param<long> last_stage{8, "stop after this stage (5: no reward models, RL or Table 1)", between(5, 8)};
   Param<bool> progress{true, "show progress on stderr"};
 };
 

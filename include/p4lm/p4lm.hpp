@@ -25,6 +25,7 @@
 // file formats: CSV, JSONL, safetensors, GGUF, llama2.c; atomic files, metrics files, output locks
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/csv.hpp"
+#include "p4lm/io/documents.hpp"
 #include "p4lm/io/finite.hpp"
 #include "p4lm/io/gguf.hpp"
 #include "p4lm/io/jsonl.hpp"

@@ -6,7 +6,6 @@
 // finished run); changed options that change the result are refused (docs/reliability.md).
 
 #include <cstdint>
-#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -14,7 +13,7 @@
 #include <vector>
 
 #include <p4lm/core/config.hpp>
-#include <p4lm/io/jsonl.hpp>
+#include <p4lm/io/documents.hpp>
 #include <p4lm/train/next_token.hpp>
 
 #include "p4lm/command.hpp"
@@ -35,16 +34,16 @@ struct TrainLmConfig {
   Param<int> n_kv_heads{0, "new model (llama): key/value heads (0: n_heads)"};
   Param<int> d_ff{0, "new model: MLP width (0: 4 d_model)"};
   Param<int> max_seq{256, "new model: context length"};
-  Param<int> steps{1000, "optimizer steps in total (a resumed run continues to this count)"};
-  Param<int> batch{8, "sequences per step"};
-  Param<int> seq{64, "tokens per sequence"};
+  Param<int> steps{1000, "optimizer steps in total (a resumed run continues to this count)", at_least(0)};
+  Param<int> batch{8, "sequences per step", at_least(1)};
+  Param<int> seq{64, "tokens per sequence", at_least(2)};
   Param<double> lr{3e-4, "peak learning rate", above(0)};
   Param<double> min_lr{3e-5, "final learning rate of the cosine decay", at_least(0)};
-  Param<int> warmup{50, "linear warmup steps"};
+  Param<int> warmup{50, "linear warmup steps", at_least(0)};
   Param<double> weight_decay{0.1, "AdamW weight decay (matrices only)", at_least(0)};
   Param<double> max_grad_norm{1.0, "gradient clipping (0: none)", at_least(0)};
   Param<std::uint64_t> seed{0, "initialisation seed of a new model"};
-  Param<int> save_every{100, "checkpoint every N steps (and at the end)"};
+  Param<int> save_every{100, "checkpoint every N steps (and at the end)", at_least(0)};
   Param<std::string> out{"runs/train-lm",
                          "output folder: checkpoint.safetensors, metrics.jsonl, metrics.csv"};
   Param<bool> resume{true, "continue from out/checkpoint.safetensors when it exists"};
@@ -61,29 +60,12 @@ BOOST_HANA_ADAPT_STRUCT(p4lm::cli::TrainLmConfig, data, text_field, model, token
 namespace p4lm::cli {
 namespace {
 
-// Documents as one token stream: llama2.c tokenizers start each with BOS, GPT-2 ends each with EOT.
+// The corpus's documents as one token stream.
 std::vector<std::int32_t> read_corpus(const TrainLmConfig& c, const lm::AnyTokenizer& tok) {
   std::vector<std::int32_t> stream;
-  auto add = [&](const std::string& text) {
-    std::visit(
-        [&](const auto& t) {
-          using Tok = std::decay_t<decltype(t)>;
-          std::vector<std::int32_t> ids;
-          if constexpr (std::is_same_v<Tok, text::Llama2cTokenizer>)
-            ids = t.encode(text, {.bos = true});
-          else
-            ids = t.encode(text);
-          stream.insert(stream.end(), ids.begin(), ids.end());
-          if constexpr (std::is_same_v<Tok, text::Gpt2Tokenizer>) stream.push_back(*t.eos_id());
-        },
-        tok);
-  };
-  const std::filesystem::path path(*c.data);
-  if (path.extension() != ".jsonl") return add(io::read_file(path)), stream;
-  io::for_each_jsonl(path, [&](const nlohmann::json& j, std::size_t line) {
-    if (!j.contains(*c.text_field) || !j[*c.text_field].is_string())
-      throw ParseError(path, line, *c.text_field, "missing or not a string");
-    add(j[*c.text_field].get<std::string>());
+  io::for_each_document(*c.data, *c.text_field, [&](const std::string& text) {
+    const auto ids = lm::encode_document(tok, text);
+    stream.insert(stream.end(), ids.begin(), ids.end());
   });
   return stream;
 }
@@ -103,15 +85,12 @@ AnyLM new_model(const TrainLmConfig& c, std::size_t vocab) {
     fail<UsageError>(e.what());
   }
   Rng rng(*c.seed);
-  auto init = [&](auto m) -> AnyLM { return m.init_random(rng), AnyLM(std::move(m)); };
-  return mc.arch == "gpt2" ? init(GPT2LM<float>(mc)) : init(LlamaLM<float>(mc));
+  return random_any_lm(mc, rng);
 }
 
 int run_train_lm(std::span<const std::string> args) {
   const auto c = parse_flags<TrainLmConfig>(args);
   if (c.data->empty()) fail<UsageError>("--data is required");
-  if (*c.batch <= 0 || *c.seq <= 1 || *c.steps < 0 || *c.warmup < 0 || *c.save_every < 0)
-    fail<UsageError>("need --batch >= 1, --seq >= 2 and --steps, --warmup, --save-every >= 0");
   // A pretrained model brings its tokenizer (a GGUF file its own, as generate and logits do); a new
   // model takes --tokenizer or the default of its architecture.
   std::optional<AnyLM> model;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -71,6 +72,24 @@ inline std::vector<std::int32_t> encode_prompt(const AnyTokenizer& tok, const st
       [&](const auto& t) -> std::vector<std::int32_t> {
         auto ids = t.encode(prompt);
         if (ids.empty() && t.eos_id()) ids.push_back(*t.eos_id());
+        return ids;
+      },
+      tok);
+}
+
+// Ids of a training document: llama2.c tokenizers start it with BOS, GPT-2 ends it with EOT, so
+// that documents concatenated into one stream stay apart.
+inline std::vector<std::int32_t> encode_document(const AnyTokenizer& tok, const std::string& text) {
+  return std::visit(
+      [&](const auto& t) {
+        using Tok = std::decay_t<decltype(t)>;
+        std::vector<std::int32_t> ids;
+        if constexpr (std::is_same_v<Tok, text::Llama2cTokenizer>) {
+          ids = t.encode(text, {.bos = true});
+        } else {
+          ids = t.encode(text);
+          ids.push_back(*t.eos_id());
+        }
         return ids;
       },
       tok);

@@ -29,6 +29,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "p4lm/core/rng.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/finite.hpp"
 #include "p4lm/io/llama2c.hpp"
@@ -305,6 +306,12 @@ Model load_checkpoint(const std::filesystem::path& path, AdamW<T>* optimizer = n
 // ---- any format ----
 
 using AnyLM = std::variant<GPT2LM<float>, LlamaLM<float>>;
+
+// A new model of config.arch ("gpt2" or "llama") with random weights (init_random).
+inline AnyLM random_any_lm(const ModelConfig& config, Rng& rng) {
+  auto init = [&](auto model) -> AnyLM { return model.init_random(rng), AnyLM(std::move(model)); };
+  return config.arch == "gpt2" ? init(GPT2LM<float>(config)) : init(LlamaLM<float>(config));
+}
 
 // Loads a llama2.c .bin, a p4lm checkpoint, or a Hugging Face GPT-2 (file or folder), by content.
 inline AnyLM load_any_lm(const std::filesystem::path& path) {

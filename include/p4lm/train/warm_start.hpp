@@ -91,10 +91,8 @@ inline AnyLM load_base_lm(const std::string& base, const ScratchShape& scratch =
     c.vocab_size = text::Llama2cTokenizer::bundled().vocab_size();
     c.d_model = scratch.d_model, c.n_layers = scratch.n_layers, c.n_heads = scratch.n_heads;
     c.n_kv_heads = scratch.n_kv_heads, c.d_ff = scratch.d_ff, c.max_seq = scratch.max_seq;
-    LlamaLM<float> lm(c);
     Rng rng(seed, 0x5c7a7c4ULL);
-    lm.init_random(rng);
-    return lm;
+    return random_any_lm(c, rng);
   }
   return load_any_lm(base);
 }

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     if (!row.shuffled) rows.push_back(row);
   rows.push_back(
       {"RL on appeal", false,
-       pipeline::evaluate_pitch_model(policy, plan.sft.data, pairs, plan.evaluation, mix, &judge)});
+       pipeline::evaluate_pitch_model(policy, plan.sft.data, {pairs}, plan.evaluation, mix, &judge).front()});
   std::cout << '\n' << pipeline::table_markdown(rows);
   std::cout << "RL on appeal, first user: "
             << rows.back().evaluation.rows.front().at("pitch").get<std::string>() << '\n';

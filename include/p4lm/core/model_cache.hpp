@@ -6,7 +6,7 @@
 // the bundled stories260K model).
 //
 //   for (const auto& m : p4lm::cached_models()) std::cout << m.name << (m.present ? "" : " (absent)");
-//   if (auto gguf = p4lm::smollm2_path()) ...
+//   if (auto gguf = p4lm::smollm2_path()) ...           // minilm_path(): the sentence encoder
 
 #include <cstdlib>
 #include <filesystem>
@@ -49,6 +49,12 @@ inline std::vector<CachedModel> cached_models(const std::filesystem::path& cache
 // The SmolLM2 GGUF file when the cache holds it.
 inline std::optional<std::filesystem::path> smollm2_path() {
   const auto m = cached_models().front();
+  return m.present ? std::optional(m.path) : std::nullopt;
+}
+
+// The all-MiniLM-L6-v2 folder when the cache holds it.
+inline std::optional<std::filesystem::path> minilm_path() {
+  const auto m = cached_models()[1];
   return m.present ? std::optional(m.path) : std::nullopt;
 }
 

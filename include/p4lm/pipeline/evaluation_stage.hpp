@@ -8,7 +8,7 @@
 //   auto loader = p4lm::rl::PitchPolicyLoader::open("runs/main/sft");
 //   auto reward = p4lm::pipeline::load_reward_mix("runs/main/rewards", "", encoder, data, loader);
 //   auto judge = p4lm::eval::GoldJudge::load("runs/main/data");
-//   auto sft = p4lm::pipeline::evaluate_pitch_model(loader, data, pairs, {}, reward, &judge);
+//   auto sft = p4lm::pipeline::evaluate_pitch_model(loader, data, {pairs}, {}, reward, &judge).front();
 //   // sft.means["rewards/appeal"], sft.means["gold/precision"], ...; sft.rows: one JSON per pitch
 //
 // Greedy decoding (temperature 0) makes a row a function of the model alone: the same model gives
@@ -76,59 +76,70 @@ struct ModelEvaluation {
   std::map<std::string, double> means;  // the rows' means of every score
 };
 
-// Pitches of the model `loader` opened for `pairs`, scored by `reward` (against each pair's real user)
+// Pitches of a loaded pitch policy for `pairs`, scored by `reward` (against each pair's real user)
 // and by `judge` (null: no gold columns). Scores per pitch: rewards/<name>, reward (the mix),
 // gold/... (eval::gold_metrics), ended (1 when EOS came within the budget), tokens.
-inline ModelEvaluation evaluate_pitch_model(const rl::PitchPolicyLoader& loader,
-                                            const std::filesystem::path& data,
-                                            std::span<const EvaluationPair> pairs,
-                                            const EvaluationSettings& s, const PitchReward& reward,
-                                            const eval::GoldJudge* judge) {
+template <class Policy>
+ModelEvaluation evaluate_pitch_policy(Policy& policy, const rl::PitchPolicyLoader& loader,
+                                      const train::PitchSources& sources,
+                                      std::span<const EvaluationPair> pairs, const EvaluationSettings& s,
+                                      const PitchReward& reward, const eval::GoldJudge* judge) {
+  rl::PitchPrompter prompter(loader, sources, policy.prefix().keys());
+  std::vector<rl::Prompt> prompts;
+  for (const auto& p : pairs) {
+    // The prompt of the embedding's user: the movie's text is the same, the prefix reads that user.
+    try {
+      prompts.push_back(prompter.prompt(p.embedding_user_id, p.movie_id));
+    } catch (const InvalidArgument& e) {
+      fail<InvalidArgument>("evaluation: ", e.what(), " (", loader.cf_path().string(), ")");
+    }
+  }
+  const auto eos = loader.codec().eos;
+  const auto g = rl::greedy_generate(policy, prompts, s.max_new_tokens, eos, s.batch);
+  std::vector<PitchToScore> pitches;
+  std::vector<eval::PitchToJudge> judged;
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    auto t = g.tokens[i];
+    const bool ended = !t.empty() && t.back() == eos;
+    if (ended) t.pop_back();
+    pitches.push_back(
+        {pairs[i].user_id, pairs[i].movie_id, detail::SampleReward::decode(loader.codec(), t), ended});
+    judged.push_back({pairs[i].user_id, pairs[i].movie_id, pitches.back().pitch});
+  }
+  const auto scores = reward ? reward(pitches) : PitchRewardScores{};
+  const auto gold = judge ? judge->score(judged) : std::vector<eval::GoldScores>{};
+  ModelEvaluation e;
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    nlohmann::json row{{"user_id", pairs[i].user_id},
+                       {"movie_id", pairs[i].movie_id},
+                       {"embedding_user_id", pairs[i].embedding_user_id},
+                       {"pitch", pitches[i].pitch},
+                       {"ended", pitches[i].ended ? 1.0 : 0.0},
+                       {"tokens", static_cast<double>(g.tokens[i].size())}};
+    if (reward) {
+      row["reward"] = scores.total.at(i);
+      for (const auto& [name, v] : scores.components) row["rewards/" + name] = v.at(i);
+    }
+    if (judge)
+      for (const auto& [name, v] : eval::gold_metrics(gold[i])) row[name] = v;
+    for (const auto& [k, v] : row.items())
+      if (v.is_number_float()) e.means[k] += v.template get<double>() / double(pairs.size());
+    e.rows.push_back(std::move(row));
+  }
+  return e;
+}
+
+// The model `loader` opened, loaded once, evaluated on each set of pairs (e.g. own and shuffled users).
+inline std::vector<ModelEvaluation> evaluate_pitch_model(
+    const rl::PitchPolicyLoader& loader, const std::filesystem::path& data,
+    const std::vector<std::vector<EvaluationPair>>& pair_sets, const EvaluationSettings& s,
+    const PitchReward& reward, const eval::GoldJudge* judge) {
   const train::PitchSources sources(data);
   return loader.with_policy([&](auto policy) {
-    rl::PitchPrompter prompter(loader, sources, policy.prefix().keys());
-    std::vector<rl::Prompt> prompts;
-    for (const auto& p : pairs) {
-      // The prompt of the embedding's user: the movie's text is the same, the prefix reads that user.
-      try {
-        prompts.push_back(prompter.prompt(p.embedding_user_id, p.movie_id));
-      } catch (const InvalidArgument& e) {
-        fail<InvalidArgument>("evaluation: ", e.what(), " (", loader.cf_path().string(), ")");
-      }
-    }
-    const auto eos = loader.codec().eos;
-    const auto g = rl::greedy_generate(policy, prompts, s.max_new_tokens, eos, s.batch);
-    std::vector<PitchToScore> pitches;
-    std::vector<eval::PitchToJudge> judged;
-    for (std::size_t i = 0; i < pairs.size(); ++i) {
-      auto t = g.tokens[i];
-      const bool ended = !t.empty() && t.back() == eos;
-      if (ended) t.pop_back();
-      pitches.push_back(
-          {pairs[i].user_id, pairs[i].movie_id, detail::SampleReward::decode(loader.codec(), t), ended});
-      judged.push_back({pairs[i].user_id, pairs[i].movie_id, pitches.back().pitch});
-    }
-    const auto scores = reward ? reward(pitches) : PitchRewardScores{};
-    const auto gold = judge ? judge->score(judged) : std::vector<eval::GoldScores>{};
-    ModelEvaluation e;
-    for (std::size_t i = 0; i < pairs.size(); ++i) {
-      nlohmann::json row{{"user_id", pairs[i].user_id},
-                         {"movie_id", pairs[i].movie_id},
-                         {"embedding_user_id", pairs[i].embedding_user_id},
-                         {"pitch", pitches[i].pitch},
-                         {"ended", pitches[i].ended ? 1.0 : 0.0},
-                         {"tokens", static_cast<double>(g.tokens[i].size())}};
-      if (reward) {
-        row["reward"] = scores.total.at(i);
-        for (const auto& [name, v] : scores.components) row["rewards/" + name] = v.at(i);
-      }
-      if (judge)
-        for (const auto& [name, v] : eval::gold_metrics(gold[i])) row[name] = v;
-      for (const auto& [k, v] : row.items())
-        if (v.is_number_float()) e.means[k] += v.template get<double>() / double(pairs.size());
-      e.rows.push_back(std::move(row));
-    }
-    return e;
+    std::vector<ModelEvaluation> out;
+    for (const auto& pairs : pair_sets)
+      out.push_back(evaluate_pitch_policy(policy, loader, sources, pairs, s, reward, judge));
+    return out;
   });
 }
 

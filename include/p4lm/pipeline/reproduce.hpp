@@ -234,7 +234,7 @@ inline void reproduce(const ReproduceConfig& c, std::ostream& log) {
             rl::PitchPolicyLoader::open(std::filesystem::path(*rl.out) / "policy.safetensors");
         add_row(table3,
                 {"RL on " + reward, false,
-                 evaluate_pitch_model(loader, plan.sft.data, pairs, plan.evaluation, mix, &judge)},
+                 evaluate_pitch_model(loader, plan.sft.data, {pairs}, plan.evaluation, mix, &judge).front()},
                 "RL on " + reward);
       }
     }

@@ -7,16 +7,15 @@
 //   *c.out = "/tmp/tiny";
 //   auto r = p4lm::pipeline::run_main(c, std::cout);   // one line (and indented details) per stage
 //
-// The stages and their artifacts (completion marker first):
-//   [1] data inventory             inventory.json (always rewritten)
-//   [2] collaborative filtering    cf/cf.safetensors, cf/config.json, cf/metrics.jsonl (cf_stage.hpp)
-//   [3] catalog, profiles, teacher data/stats.json, data/*.jsonl, data/sft/, data/heldout/, ...
-//   (data_stage.hpp) [4] SFT warm start             sft/result.json + sft/model.safetensors, checkpoint,
-//   curves (sft_stage.hpp) [5] pitches for test users     pitches.jsonl (always rewritten) (pitch_stage.hpp)
-//   [6] reward models              rewards/heldout.json + rewards/<reward>.safetensors (reward/training.hpp)
-//   [7] RL (PPO with a KL penalty) rl/result.json + rl/policy.safetensors, metrics, curves, samples
-//   (rl_stage.hpp) [8] Table 1                    table1.md, table1.csv, table1_pitches.jsonl
-//   (evaluation_stage.hpp)
+// The stages, their headers and their artifacts (completion marker first):
+//   [1] data inventory (inventory.hpp): inventory.json, always rewritten
+//   [2] collaborative filtering (cf_stage.hpp): cf/cf.safetensors, cf/config.json, cf/metrics.jsonl
+//   [3] catalog, profiles, teacher corpus (data_stage.hpp): data/stats.json, data/*.jsonl, data/sft/
+//   [4] SFT warm start (sft_stage.hpp): sft/result.json + sft/model.safetensors, checkpoint, curves
+//   [5] pitches for test users (pitch_stage.hpp): pitches.jsonl, always rewritten
+//   [6] reward models (reward/training.hpp): rewards/heldout.json + rewards/<reward>.safetensors
+//   [7] RL, PPO with a KL penalty (rl_stage.hpp): rl/result.json + rl/policy.safetensors, curves
+//   [8] Table 1 (evaluation_stage.hpp): table1.md, table1.csv, table1_pitches.jsonl
 // and config.json (the RunConfig) and summary.json (what each stage did and its headline figures).
 // Stages [6]-[8] need the sentence encoder of the model cache (scripts/fetch-models.sh); without it the
 // run says so and stops after [5].
@@ -135,8 +134,8 @@ inline RunPlan plan_run(const RunConfig& c) {
 
   if (!c.encoder->empty()) {
     p.encoder = *c.encoder;
-  } else if (const auto cache = cached_models(); cache[1].present) {
-    p.encoder = cache[1].path;
+  } else if (const auto minilm = minilm_path()) {
+    p.encoder = *minilm;
   }
   p.rewards.data = s.data;
   p.rewards.out = p.out / "rewards";
@@ -339,13 +338,11 @@ inline RunResult run_plan(const RunPlan& plan, std::ostream& log = std::cout) {
         {"SFT", plan.sft.out / "model.safetensors"}};
     if (with_rl) models.emplace_back("P4LM", policy);
     for (const auto& [name, file] : models) {
-      const auto loader = rl::PitchPolicyLoader::open(file);
-      for (const bool shuffle : {false, true}) {
-        r.table1.push_back({name, shuffle,
-                            evaluate_pitch_model(loader, plan.sft.data, shuffle ? shuffled : own,
-                                                 plan.evaluation, reward, &judge)});
-        log << "    " << name << (shuffle ? ", shuffled users" : "") << ": done" << std::endl;
-      }
+      auto e = evaluate_pitch_model(rl::PitchPolicyLoader::open(file), plan.sft.data, {own, shuffled},
+                                    plan.evaluation, reward, &judge);
+      r.table1.push_back({name, false, std::move(e[0])});
+      r.table1.push_back({name, true, std::move(e[1])});
+      log << "    " << name << ": done" << std::endl;
     }
     write_table(out, "table1", r.table1);
     log << '\n' << table_markdown(r.table1) << '\n';

@@ -72,6 +72,9 @@ class P4lmConan(ConanFile):
                                    "P4LM_BUILD_TOOLS": "OFF", "P4LM_BUILD_BENCHMARKS": "OFF",
                                    "P4LM_BUILD_FUZZERS": "OFF",
                                    "P4LM_INSTALL": "ON", "P4LM_ARCH": "none",
+                                   # The installed config is MPI-free either way (a consumer
+                                   # defines P4LM_WITH_MPI and links MPI itself).
+                                   "P4LM_ENABLE_MPI": "OFF",
                                    "P4LM_ENABLE_CUDA": "ON" if self.options.with_cuda else "OFF"})
 
     def package(self):

@@ -19,6 +19,9 @@ vcpkg_cmake_configure(
     -DP4LM_BUILD_FUZZERS=OFF
     -DP4LM_INSTALL=ON
     -DP4LM_ARCH=none
+    # The installed config is MPI-free either way (docs/distributed.md: a consumer defines
+    # P4LM_WITH_MPI and links MPI itself), so the package does not build the MPI tests.
+    -DP4LM_ENABLE_MPI=OFF
     ${feature_options})
 vcpkg_cmake_install()
 vcpkg_cmake_config_fixup(CONFIG_PATH share/cmake/p4lm)

@@ -350,7 +350,11 @@ inline std::map<std::string, Figures> train_rewards(
     const std::function<void(const std::string&, const Figures&)>& on_trained = {}) {
   for (const char* name : reward_names) (void)reward_wanted(r.only, name);  // unknown names first
   std::filesystem::create_directories(r.out);
-  const io::OutputLock lock(r.out);  // one run per folder (each head's Trainer takes it again)
+  // Data parallel (mpirun, docs/distributed.md): every rank trains each head; rank 0 alone locks the
+  // folder and writes into it.
+  const bool root = dist::world().is_root();
+  io::OutputLock lock;  // one run per folder (each head's Trainer takes it again)
+  if (root) lock = io::OutputLock(r.out);
   RewardTrainOptions o = r.options;
   o.out = r.out;
   std::map<std::string, Figures> table;
@@ -360,30 +364,30 @@ inline std::map<std::string, Figures> train_rewards(
   };
   if (reward_wanted(r.only, "precision")) {
     auto [model, fig] = train_precision(f, r.data, o);
-    model.save(r.out / "precision.safetensors");
+    if (root) model.save(r.out / "precision.safetensors");
     done("precision", fig);
   }
   if (reward_wanted(r.only, "appeal")) {
     auto [model, fig] = train_appeal(f, r.data, o);
-    model.save(r.out / "appeal.safetensors");
+    if (root) model.save(r.out / "appeal.safetensors");
     done("appeal", fig);
   }
   if (reward_wanted(r.only, "personalization")) {
     auto [model, fig] = train_personalization(f, r.data, o);
-    model.save(r.out / "personalization.safetensors");
+    if (root) model.save(r.out / "personalization.safetensors");
     done("personalization", fig);
   }
   if (reward_wanted(r.only, "preference_relevance")) {
     const auto cf_file = relevance_cf_path(r.data, r.cf);
     cf::with_cf_dim(cf::embeddings_dim(cf_file), [&](auto d) {
       auto [model, fig] = train_relevance<decltype(d)::value>(f, r.data, cf_file, o);
-      model.save(r.out / "preference_relevance.safetensors");
+      if (root) model.save(r.out / "preference_relevance.safetensors");
       done("preference_relevance", fig);
     });
   }
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [name, fig] : table) j[name] = fig;
-  io::write_file_atomically(r.out / "heldout.json", j.dump(2) + "\n");
+  if (root) io::write_file_atomically(r.out / "heldout.json", j.dump(2) + "\n");
   return table;
 }
 

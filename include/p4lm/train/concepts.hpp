@@ -49,6 +49,11 @@ namespace p4lm::train {
 struct StepLoss {
   double loss = 0;
   std::size_t tokens = 0;
+  // Data parallel: what the gradient is a mean over (tokens, or SFT's link-weighted token sum) when
+  // that differs between the ranks' batches; 0 when every rank's batch counts the same. With it the
+  // Trainer weighs each rank's gradient by its share of the sum over the ranks (and the loss by its
+  // share of the tokens), so N ranks take the step of one process on all their data.
+  double weight = 0;
 };
 
 template <class M>

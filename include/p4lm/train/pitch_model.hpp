@@ -39,6 +39,9 @@ class PitchModel {
   const ModelConfig& config() const { return lm_->config(); }
   std::span<Parameter<T>> parameters() noexcept { return params_; }
   std::span<const Parameter<T>> parameters() const noexcept { return params_; }
+  // Every parameter, frozen ones included (the forward pass reads them too): what a data-parallel
+  // Trainer broadcasts so that the replicas agree on the frozen ones as well.
+  std::span<Parameter<T>> all_parameters() noexcept { return all_; }
   LM& lm() noexcept { return *lm_; }
   Adapter* adapter() noexcept { return adapter_; }
   const Adapter* adapter() const noexcept { return adapter_; }
@@ -49,6 +52,7 @@ class PitchModel {
     for (const auto& p : lm_->parameters()) params_.push_back(p);
     if (adapter_)
       for (const auto& p : adapter_->parameters()) params_.push_back(p);
+    all_ = params_;
   }
   // The trainable flags of the full list back into the modules (not after set_stage trimmed it).
   void sync_to_modules() {
@@ -107,7 +111,7 @@ class PitchModel {
  private:
   LM* lm_;
   Adapter* adapter_;
-  std::vector<Parameter<T>> params_;
+  std::vector<Parameter<T>> params_, all_;
   bool trimmed_ = false;
 };
 

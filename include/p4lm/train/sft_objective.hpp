@@ -6,8 +6,11 @@
 //
 // Batches: step g reads the sequences at flat data positions g·B .. g·B + B - 1; epoch e of the data
 // is a Fisher-Yates permutation drawn from Rng(seed, e), so the order is a pure function of (seed,
-// step) and a resumed run sees the same batches. The loss is the mean cross-entropy over pitch
-// tokens; with link_weight != 1 the link sentence's tokens weigh more (through the log-prob path:
+// step) and a resumed run sees the same batches. Data parallel (docs/distributed.md): on N ranks of
+// batch B, rank r reads positions (g·N + r)·B .. + B - 1 of global step g (the one-process order of
+// batch N·B split by rank), the link weight follows the global step, and checkpoints record the
+// global batch N·B, so a run resumes on any number of ranks that keeps it. The loss is the mean cross-entropy
+// over pitch tokens; with link_weight != 1 the link sentence's tokens weigh more (through the log-prob path:
 // d loss / d log p = -w / sum(w)), and the reported loss stays the unweighted mean.
 
 #include <algorithm>
@@ -28,6 +31,8 @@
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/core/tensor.hpp"
+#include "p4lm/dist/communicator.hpp"
+#include "p4lm/dist/shard.hpp"
 #include "p4lm/model/cf_adapter.hpp"
 #include "p4lm/nn/adamw.hpp"
 #include "p4lm/train/concepts.hpp"
@@ -159,20 +164,27 @@ class SftObjective {
 
   // ---- the Objective interface ----
 
-  Batch batch(std::size_t step, std::size_t micro) {
+  // This rank's batch of global step `step` (the Trainer passes its shard; see the file comment).
+  Batch batch(std::size_t step, std::size_t micro, const dist::Shard& shard) {
     if (micro != 0)
       fail<InvalidArgument>("SftTrainer: one batch of batch_size sequences per step (no micro-batches)");
     Batch b{step, std::vector<const SftSequence*>(o_.batch_size)};
-    const std::size_t first = step * o_.batch_size;
+    const std::size_t first = shard.batch_step(step) * o_.batch_size;
     for (std::size_t k = 0; k < o_.batch_size; ++k) b.seqs[k] = &train_[example_at(first + k)];
     return b;
   }
+  // The batch of step `step` on one process.
+  Batch batch(std::size_t step, std::size_t micro) { return batch(step, micro, dist::Shard{}); }
+
+  // The ranks the Trainer runs on: checkpoints record the global batch (batch_size × ranks).
+  void set_communicator(const dist::Communicator& c) { ranks_ = static_cast<std::size_t>(c.size()); }
 
   StepLoss loss(Model& model, const Batch& b) {
     batch_.build(b.seqs, prefix_len(), bos_in_prefix());
     const double w = link_weight_at(b.step);
+    double weight_sum = static_cast<double>(batch_.counted);  // what the gradient is a mean over
     const double loss = w == 1.0 ? static_cast<double>(model.lm().forward(batch_input(model)))
-                                 : weighted_forward_backward(model, b.seqs, w);
+                                 : weighted_forward_backward(model, b.seqs, w, weight_sum);
     if (w == 1.0) model.lm().backward();
     if (Adapter* adapter = model.adapter()) {
       if (soft_)
@@ -180,7 +192,8 @@ class SftObjective {
       else
         adapter->backward(model.lm().prefix_grad());
     }
-    return {loss, batch_.counted};
+    // The ranks' batches hold different numbers of pitch tokens: the Trainer weighs them by weight.
+    return {loss, batch_.counted, weight_sum};
   }
 
   void begin_phase(Model& model, std::size_t p) { model.set_stage(stage_of_phase(p), o_.train_top_layers); }
@@ -208,17 +221,20 @@ class SftObjective {
   bool has_eval() const noexcept { return !eval_.empty(); }
 
   // The data order's position: a pure function of (seed, step); saved for inspection and checked.
+  // batch_size is the global batch (batch_size × ranks).
   nlohmann::json state() const {
     return {{"data_seed", o_.seed},
             {"data_epoch", perm_epoch_},
             {"data_rng_position", data_rng_.position()},
-            {"batch_size", o_.batch_size}};
+            {"batch_size", global_batch()}};
   }
   void load_state(const nlohmann::json& s) {
     if (s.is_object() &&
-        (s.value("data_seed", o_.seed) != o_.seed || s.value("batch_size", o_.batch_size) != o_.batch_size))
+        (s.value("data_seed", o_.seed) != o_.seed || s.value("batch_size", global_batch()) != global_batch()))
       fail<InvalidArgument>("SftTrainer: checkpoint's data order (seed ", s.value("data_seed", o_.seed),
-                            ", batch ", s.value("batch_size", o_.batch_size), ") differs from this run's");
+                            ", global batch ", s.value("batch_size", global_batch()),
+                            ") differs from this run's (seed ", o_.seed, ", global batch ", global_batch(),
+                            ")");
   }
 
   // ---- evaluation ----
@@ -281,6 +297,8 @@ class SftObjective {
  private:
   using Prompt = SoftPrompt<LM, Adapter>;
 
+  std::size_t global_batch() const noexcept { return o_.batch_size * ranks_; }
+
   // Sequence index of flat data position k: epoch k / N reads a Fisher-Yates permutation drawn from
   // Rng(seed, epoch). The permutation of the current epoch is cached.
   std::size_t example_at(std::size_t k) {
@@ -319,7 +337,7 @@ class SftObjective {
   // The link-weighted objective through the log-prob path: d loss / d log p = -w / sum(w). Returns
   // the unweighted mean cross-entropy, so that the training curve stays comparable across weights.
   double weighted_forward_backward(Model& model, const std::vector<const SftSequence*>& seqs,
-                                   double link_weight) {
+                                   double link_weight, double& weight_total) {
     const std::size_t S = batch_.targets.dim(1);
     logprobs_.resize(Shape{seqs.size(), S});
     dlogprobs_.resize(Shape{seqs.size(), S});
@@ -339,6 +357,7 @@ class SftObjective {
       for (std::size_t k = 0; k < dlogprobs_.numel(); ++k)
         dlogprobs_.data()[k] = static_cast<T>(-static_cast<double>(dlogprobs_.data()[k]) / weight_sum);
     model.lm().backward_logprobs(dlogprobs_.view());
+    weight_total = weight_sum;
     return count ? nll / static_cast<double>(count) : 0.0;
   }
 
@@ -352,6 +371,7 @@ class SftObjective {
   std::vector<std::size_t> perm_;
   std::size_t perm_epoch_ = static_cast<std::size_t>(-1);
   Rng data_rng_;
+  std::size_t ranks_ = 1;
 };
 
 }  // namespace p4lm::train

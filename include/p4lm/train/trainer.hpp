@@ -126,6 +126,22 @@ concept ObjectiveShardsBatch = requires(O& o, std::size_t step, const dist::Shar
   o.batch(step, step, shard);
 };
 
+// A model whose parameters() lists only what the current phase trains (PitchModel after set_stage)
+// defines all_parameters(): every parameter, frozen ones included. Data parallel, the Trainer
+// broadcasts those from rank 0, so the replicas also agree on what the forward pass reads frozen.
+template <class M>
+concept ModelListsAllParameters = requires(M& m) {
+  { m.all_parameters() } -> std::convertible_to<std::span<Parameter<typename M::value_type>>>;
+};
+
+// An objective that reduces statistics of its own over the ranks (PPO's advantage whitening and
+// metrics, SFT's checkpointed global batch) defines set_communicator(const dist::Communicator&): the
+// Trainer hands it TrainerOptions::comm when it is built, before resume() and fit().
+template <class O>
+concept ObjectiveTakesCommunicator = requires(O& o, const dist::Communicator& c) {
+  o.set_communicator(c);
+};
+
 template <class Model, class Objective, class Optimizer = AdamW<typename Model::value_type>,
           class... Callbacks>
 class Trainer {
@@ -165,6 +181,7 @@ class Trainer {
         if (!std::isfinite(lr) || lr < 0)
           fail<InvalidArgument>("Trainer: learning rates must be finite and >= 0, got ", lr);
     }
+    if constexpr (ObjectiveTakesCommunicator<Objective>) objective_->set_communicator(o_.comm);
     if (writes_files()) {
       lock_ = io::OutputLock(o_.out);
       remove_stale_temporaries();
@@ -287,8 +304,8 @@ class Trainer {
         objective_->load_state(j.value("objective", nlohmann::json()));
       log_loss_sum_ = j.at("log_loss_sum"), log_loss_n_ = j.at("log_loss_count");
     }
+    broadcast_model();
     auto params = model_->parameters();
-    dist::broadcast_parameters<T>(c, std::span<Parameter<T>>(params.data(), params.size()));
     for (std::size_t i = 0; i < params.size(); ++i) {
       c.broadcast(opt_.m(i, params[i].value.shape()).span());
       c.broadcast(opt_.v(i, params[i].value.shape()).span());
@@ -303,10 +320,7 @@ class Trainer {
     FitResult result;
     if (o_.phases.empty()) fail<InvalidArgument>("Trainer: no phases to train");
     step_seconds_ = reduce_seconds_ = 0;
-    if (o_.comm.distributed()) {  // identical replicas, whatever each rank's initialisation did
-      auto params = model_->parameters();
-      dist::broadcast_parameters<T>(o_.comm, std::span<Parameter<T>>(params.data(), params.size()));
-    }
+    if (o_.comm.distributed()) broadcast_model();  // identical replicas, whatever each rank's init did
     if (writes_files())  // records after the checkpoint's step were logged by a run that died
       for (const auto* name : {&o_.train_metrics, &o_.eval_metrics})
         MetricsSink::drop_after(static_cast<long>(step_), o_.out / (*name + ".jsonl"),
@@ -322,7 +336,13 @@ class Trainer {
     bool first = true;
     while (step_ < end) {
       const std::size_t p = phase_of(step_);
-      if (p != phase_ready_) begin_phase(p);
+      if (p != phase_ready_) {
+        const bool switching = phase_ready_ != std::numeric_limits<std::size_t>::max();
+        begin_phase(p);
+        // A phase may list parameters the last one did not (SFT's stage 2), which the broadcast
+        // when fit() started missed unless the model lists them all: every rank takes rank 0's.
+        if (switching && o_.comm.distributed() && !ModelListsAllParameters<Model>) broadcast_model();
+      }
       const StepInfo info = train_step(p);
       if (first) write_run_files(), first = false;
       log_loss_sum_ += info.loss, ++log_loss_n_;
@@ -408,6 +428,16 @@ class Trainer {
   }
 
  private:
+  // Every rank takes rank 0's parameters (all of them, frozen included, where the model lists them).
+  void broadcast_model() {
+    if constexpr (ModelListsAllParameters<Model>) {
+      dist::broadcast_parameters<T>(o_.comm, model_->all_parameters());
+    } else {
+      auto params = model_->parameters();
+      dist::broadcast_parameters<T>(o_.comm, std::span<Parameter<T>>(params.data(), params.size()));
+    }
+  }
+
   // Rank 0 writes the run's files (one process: that process); the others compute only.
   bool writes_files() const noexcept { return !o_.out.empty() && o_.comm.is_root(); }
 
@@ -462,11 +492,11 @@ class Trainer {
     using Clock = std::chrono::steady_clock;
     const auto started = Clock::now();
     model_->zero_grad();
-    double loss = 0;
+    double loss = 0, weight = 0;
     std::size_t tokens = 0;
     for (std::size_t k = 0; k < o_.micro_batches; ++k) {
       const StepLoss l = objective_->loss(*model_, batch(k));
-      loss += l.loss, tokens += l.tokens;
+      loss += l.loss, tokens += l.tokens, weight += l.weight;
     }
     const std::size_t at = step_ + 1;  // the step being made, as the guard's messages count
     auto params = model_->parameters();
@@ -479,9 +509,19 @@ class Trainer {
     }
     if (o_.comm.distributed()) {  // the mean over the ranks, before clipping and AdamW
       const auto reducing = Clock::now();
-      double shared[2] = {loss, static_cast<double>(tokens)};
+      double shared[4] = {loss, loss * static_cast<double>(tokens), static_cast<double>(tokens), weight};
       o_.comm.all_reduce_sum(std::span<double>(shared));
-      loss = shared[0] / o_.comm.size(), tokens = static_cast<std::size_t>(shared[1]);
+      tokens = static_cast<std::size_t>(shared[2]);
+      if (shared[3] > 0) {  // StepLoss::weight: this rank's share of the sum (exact for one micro-batch)
+        loss = shared[2] > 0 ? shared[1] / shared[2] : shared[0] / o_.comm.size();
+        const T scale = static_cast<T>(weight * o_.comm.size() / shared[3]);
+        if (scale != T(1))
+          for (auto& prm : params)
+            if (prm.trainable)
+              for (auto& g : prm.grad.span()) g *= scale;
+      } else {
+        loss = shared[0] / o_.comm.size();
+      }
       reducer_.average(std::span<Parameter<T>>(params.data(), params.size()));
       reduce_seconds_ += std::chrono::duration<double>(Clock::now() - reducing).count();
     }

@@ -20,6 +20,10 @@
 // rebuild and prompt it), checkpoint.safetensors (resume), train_metrics/eval_metrics .jsonl/.csv,
 // curves.svg, link_curves.svg (CF runs: held-out link loss with real and shuffled users per evaluation),
 // result.json (held-out losses, with shuffled user embeddings as the control).
+//
+// Data parallel (`mpirun -np N p4lm sft ...`, docs/distributed.md): every rank trains, rank 0 alone
+// locks `out` and writes into it; a finished run is recognised, and a killed one resumed, from rank
+// 0's folder. Every rank returns the same result.
 
 #include <chrono>
 #include <cmath>
@@ -45,6 +49,7 @@
 #include "p4lm/core/model_cache.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/data/datasets.hpp"
+#include "p4lm/dist/communicator.hpp"
 #include "p4lm/eval/svg_plot.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/jsonl.hpp"
@@ -396,7 +401,7 @@ struct RunPlots {
   const WarmStartOptions* options;
   template <class Trainer>
   void end_run(Trainer&) const {
-    write_run_plots(*options);
+    if (dist::world().is_root()) write_run_plots(*options);
   }
 };
 
@@ -442,7 +447,7 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const BaseCod
   SftTrainer<LM, Adapter, RunPlots> trainer(lm, adapter ? &*adapter : nullptr, cf ? &*cf : nullptr,
                                             std::move(train), std::move(val), o.sft, o.out,
                                             warm_start_fingerprint(o), o.run_files, plots);
-  if (o.resume && trainer.resume() && o.sft.progress)
+  if (o.resume && trainer.resume() && o.sft.progress && dist::world().is_root())
     std::cerr << "sft: resuming " << o.out.string() << " at step " << trainer.position().step << '\n';
   result.val_loss = trainer.fit();
   result.steps = trainer.position().step;
@@ -482,8 +487,10 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const BaseCod
       {"max_pitch_tokens", o.prompt.max_pitch_tokens},
       {"first_sentence_only", o.prompt.first_sentence_only},
       {"marker", o.prompt.marker}};
-  trainer.save_model(o.out / "model.safetensors", {{"pitch_model", pitch_model.dump()}});
-  io::write_file_atomically(o.out / "result.json", result.json().dump(2) + "\n");
+  if (dist::world().is_root()) {
+    trainer.save_model(o.out / "model.safetensors", {{"pitch_model", pitch_model.dump()}});
+    io::write_file_atomically(o.out / "result.json", result.json().dump(2) + "\n");
+  }
   return result;
 }
 
@@ -492,15 +499,23 @@ WarmStartResult warm_start_impl(LM& lm, const WarmStartOptions& o, const BaseCod
 // Runs (or resumes) the warm start. See the file comment. A finished run folder (result.json and
 // model.safetensors) is reused: its result is read back and its plots are redrawn from its metrics.
 inline WarmStartResult run_warm_start(const WarmStartOptions& o) {
-  const io::OutputLock lock(o.out);  // one run per folder (the trainer inside takes it again)
-  if (!o.resume)
-    for (const char* f :
-         {"checkpoint.safetensors", "model.safetensors", "result.json", "train_metrics.jsonl",
-          "train_metrics.csv", "eval_metrics.jsonl", "eval_metrics.csv", "curves.svg", "link_curves.svg"})
-      std::filesystem::remove(o.out / f);
-  if (o.resume && std::filesystem::exists(o.out / "result.json") &&
-      std::filesystem::exists(o.out / "model.safetensors")) {
-    const auto j = nlohmann::json::parse(io::read_file(o.out / "result.json"));
+  const auto comm = dist::world();  // rank 0 alone locks and writes the folder
+  io::OutputLock lock;              // one run per folder (the trainer inside takes it again)
+  std::string finished;             // result.json of a finished run to reuse, read on rank 0
+  if (comm.is_root()) {
+    lock = io::OutputLock(o.out);
+    if (!o.resume)
+      for (const char* f :
+           {"checkpoint.safetensors", "model.safetensors", "result.json", "train_metrics.jsonl",
+            "train_metrics.csv", "eval_metrics.jsonl", "eval_metrics.csv", "curves.svg", "link_curves.svg"})
+        std::filesystem::remove(o.out / f);
+    if (o.resume && std::filesystem::exists(o.out / "result.json") &&
+        std::filesystem::exists(o.out / "model.safetensors"))
+      finished = io::read_file(o.out / "result.json");
+  }
+  comm.broadcast(finished);
+  if (!finished.empty()) {
+    const auto j = nlohmann::json::parse(finished);
     WarmStartResult r;
     auto num = [&](const char* k) { return j.at(k).is_number() ? j.at(k).get<double>() : NAN; };
     r.val_loss = num("val_loss"), r.test_loss = num("test_loss"),
@@ -515,7 +530,7 @@ inline WarmStartResult run_warm_start(const WarmStartOptions& o) {
     r.train_sequences = j.at("train_sequences"), r.val_sequences = j.at("val_sequences");
     r.test_sequences = j.at("test_sequences"), r.steps = j.at("steps"), r.seconds = j.value("seconds", 0.0);
     r.reused = true;
-    write_run_plots(o);  // the metrics are the run's own; the plotting may be newer
+    if (comm.is_root()) write_run_plots(o);  // the metrics are the run's own; the plotting may be newer
     return r;
   }
   auto base = load_base_lm(o.base, o.scratch, o.sft.seed);

@@ -93,3 +93,23 @@ TEST_CASE("communicator: world() is one process while a SingleProcess lives", "[
   }
   CHECK(p4lm::dist::world().size() == size);
 }
+
+TEST_CASE("communicator: gather collects every rank's string at the root, in rank order",
+          "[dist][communicator]") {
+  const auto world = p4lm::dist::world();
+  // Rank r sends r × 1000 copies of the letter 'a' + r (rank 0 an empty string).
+  const std::string mine(static_cast<std::size_t>(world.rank()) * 1000,
+                         static_cast<char>('a' + world.rank()));
+  for (int root = 0; root < world.size(); ++root) {
+    const auto all = world.gather(mine, root);
+    if (world.rank() != root) {
+      CHECK(all.empty());
+      continue;
+    }
+    REQUIRE(all.size() == static_cast<std::size_t>(world.size()));
+    for (int r = 0; r < world.size(); ++r)
+      CHECK(all[static_cast<std::size_t>(r)] ==
+            std::string(static_cast<std::size_t>(r) * 1000, static_cast<char>('a' + r)));
+  }
+  CHECK(p4lm::dist::Communicator().gather("alone") == std::vector<std::string>{"alone"});
+}

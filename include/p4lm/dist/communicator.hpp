@@ -1,8 +1,8 @@
 #pragma once
 // Who this process is among the processes of a data-parallel job, and the collectives p4lm needs
-// (sum and max all-reduce, broadcast, barrier). With P4LM_ENABLE_MPI (which defines P4LM_WITH_MPI)
-// they are MPI's own collectives on an MPI communicator; a default-constructed Communicator is one
-// process alone, rank 0 of 1, whose collectives leave the data as it is, so code written for N ranks
+// (sum and max all-reduce, broadcast, gather of strings, barrier). With P4LM_ENABLE_MPI (which defines
+// P4LM_WITH_MPI) they are MPI's own collectives on an MPI communicator; a default-constructed Communicator is
+// one process alone, rank 0 of 1, whose collectives leave the data as it is, so code written for N ranks
 // compiles and runs unchanged without MPI.
 //
 //   p4lm::dist::Environment mpi(argc, argv);       // dist/environment.hpp: MPI_Init under mpirun
@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #if defined(P4LM_WITH_MPI)
 #include <mpi.h>
@@ -107,6 +108,39 @@ class Communicator {
     const auto n = broadcast_value<std::uint64_t>(s.size(), root);
     s.resize(static_cast<std::size_t>(n));
     broadcast(std::span<char>(s.data(), s.size()), root);
+  }
+
+  // Every rank's string, in rank order, at `root` (the other ranks get an empty list); one process:
+  // {s}. Rank-local state that rank 0 alone saves (PPO's share of a rollout) travels this way.
+  std::vector<std::string> gather(const std::string& s, int root = 0) const {
+    if (!distributed()) return {s};
+    std::vector<std::string> out;
+#if defined(P4LM_WITH_MPI)
+    const auto n = static_cast<std::uint64_t>(s.size());
+    std::vector<std::uint64_t> sizes(rank_ == root ? static_cast<std::size_t>(size_) : 0);
+    check(MPI_Gather(&n, 1, MPI_UINT64_T, sizes.data(), 1, MPI_UINT64_T, root, comm_), "MPI_Gather");
+    std::vector<int> counts, offsets;
+    std::string all;
+    if (rank_ == root) {
+      std::uint64_t total = 0;
+      for (const auto k : sizes) {
+        offsets.push_back(static_cast<int>(total)), counts.push_back(static_cast<int>(k)), total += k;
+        if (total > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+          fail<InvalidArgument>("Communicator::gather: more than 2 GiB in all");
+      }
+      all.resize(static_cast<std::size_t>(total));
+    }
+    if (n > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+      fail<InvalidArgument>("Communicator::gather: a string of more than 2 GiB");
+    check(MPI_Gatherv(s.data(), static_cast<int>(n), MPI_CHAR, all.data(), counts.data(), offsets.data(),
+                      MPI_CHAR, root, comm_),
+          "MPI_Gatherv");
+    for (std::size_t k = 0; k < counts.size(); ++k)
+      out.push_back(all.substr(static_cast<std::size_t>(offsets[k]), static_cast<std::size_t>(counts[k])));
+#else
+    (void)root;
+#endif
+    return out;
   }
 
   void barrier() const {

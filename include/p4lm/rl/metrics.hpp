@@ -5,13 +5,17 @@
 // reward after the missing-EOS penalty), objective/non_score_reward (-β · objective/kl),
 // objective/rlhf_reward (their sum), env/* (the raw reward, ended fraction, response length) and
 // time/rollout/* (seconds in generation, the policy's and the reference's forward, scoring).
+// Data parallel: given the ranks' communicator, the means are over every rank's samples (sums and
+// counts all-reduced); the wall times stay this rank's.
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <map>
+#include <span>
 #include <string>
 
+#include "p4lm/dist/communicator.hpp"
 #include "p4lm/rl/masked.hpp"
 #include "p4lm/rl/rollout.hpp"
 
@@ -22,18 +26,28 @@ using Metrics = std::map<std::string, double>;
 
 // The metrics every algorithm reports about its rollout (objective/*, env/*, time/*).
 template <class T>
-void rollout_metrics(Metrics& m, const Rollout<T>& r, double beta) {
-  const double B = static_cast<double>(r.size());
-  const double kl = mean_row_sum(r.kl.view(), r.mask.view());
-  double score = 0, raw = 0, raw2 = 0, ended = 0, length = 0;
+void rollout_metrics(Metrics& m, const Rollout<T>& r, double beta,
+                     const dist::Communicator& comm = dist::Communicator()) {
+  detail::check_same("rollout_metrics: kl", r.kl.view(), r.mask.view());
+  detail::check_same("rollout_metrics: entropy", r.entropy.view(), r.mask.view());
+  // Sums over this rank's samples: kl and entropy tokens, score, raw, raw², ended, length, samples.
+  double sums[8] = {0, 0, 0, 0, 0, 0, 0, static_cast<double>(r.size())};
+  for (std::size_t i = 0; i < r.mask.numel(); ++i)
+    if (r.mask.data()[i] > T(0)) sums[0] += static_cast<double>(r.kl.data()[i]);
+  for (std::size_t i = 0; i < r.mask.numel(); ++i)
+    if (r.mask.data()[i] > T(0)) sums[1] += static_cast<double>(r.entropy.data()[i]);
   for (std::size_t b = 0; b < r.size(); ++b) {
-    score += r.scores[b], raw += r.raw_scores[b], raw2 += r.raw_scores[b] * r.raw_scores[b];
-    ended += r.ended[b], length += static_cast<double>(r.responses[b].size());
+    sums[2] += r.scores[b], sums[3] += r.raw_scores[b], sums[4] += r.raw_scores[b] * r.raw_scores[b];
+    sums[5] += r.ended[b], sums[6] += static_cast<double>(r.responses[b].size());
   }
+  comm.all_reduce_sum(std::span<double>(sums));
+  const double B = sums[7];
+  const double kl = B > 0 ? sums[0] / B : 0.0;
+  double score = sums[2], raw = sums[3], raw2 = sums[4], ended = sums[5], length = sums[6];
   score /= B, raw /= B;
   m["objective/kl"] = kl;
   m["objective/kl_coef"] = beta;
-  m["objective/entropy"] = mean_row_sum(r.entropy.view(), r.mask.view());
+  m["objective/entropy"] = B > 0 ? sums[1] / B : 0.0;
   m["objective/scores"] = score;
   m["objective/non_score_reward"] = -beta * kl;
   m["objective/rlhf_reward"] = score - beta * kl;

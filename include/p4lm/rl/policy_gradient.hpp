@@ -14,6 +14,12 @@
 //
 //   rl::PolicyGradientTrainer<Policy, Reward> pg(policy, reward, {.batch_size = 32, .rloo_k = 4});
 //   auto metrics = pg.step(prompts);   // batch_size / rloo_k distinct prompts
+//
+// Data parallel (the Trainer's communicator of N ranks, docs/distributed.md): the prompts
+// (batch_size / rloo_k) and mini_batch_size must be multiples of N; rank r samples its contiguous
+// share of the prompts, rloo_k times each, from its own seed, so every leave-one-out group stays on
+// one rank; the loss is normalised by this rank's samples and the Trainer's average over the ranks
+// makes it the global (1 / B) sum. normalize_advantage and every metric reduce over all ranks.
 
 #include <algorithm>
 #include <chrono>
@@ -27,6 +33,8 @@
 #include <nlohmann/json.hpp>
 
 #include "p4lm/core/error.hpp"
+#include "p4lm/dist/communicator.hpp"
+#include "p4lm/dist/shard.hpp"
 #include "p4lm/rl/kl_controller.hpp"
 #include "p4lm/rl/kl_estimator.hpp"
 #include "p4lm/rl/masked.hpp"
@@ -146,32 +154,38 @@ class PolicyGradientObjective {
     if (!prompts_) fail<InvalidArgument>("PolicyGradientObjective: no prompts (give it a PromptSource)");
     const auto prompts = prompts_(state_.iteration);
     check_prompts(prompts);
+    const auto [first, last] = dist::Shard::of(comm_).range(prompts.size());  // this rank's share
     repeated_.clear();
-    for (const auto& p : prompts)
-      for (std::size_t j = 0; j < c.rloo_k; ++j) repeated_.push_back(p);
+    for (std::size_t i = first; i < last; ++i)
+      for (std::size_t j = 0; j < c.rloo_k; ++j) repeated_.push_back(prompts[i]);
     auto& r = rollout_;
-    collector_.collect(r, repeated_, rollout_options(c, state_.sampling_seed()), reward_, nullptr);
+    collector_.collect(r, repeated_,
+                       rollout_options(c, state_.sampling_seed(static_cast<std::size_t>(comm_.rank()))),
+                       reward_, nullptr);
     const double beta = state_.kl.value();
     shape_rewards(r, beta, c.estimator());
     const auto returns = regularised_returns(r, beta);
     adv_ = rloo_advantages(returns, c.rloo_k);
-    if (c.normalize_advantage) {
-      double mean = 0, var = 0;
-      for (double a : adv_) mean += a;
-      mean /= static_cast<double>(adv_.size());
-      for (double a : adv_) var += (a - mean) * (a - mean);
-      const double sd = std::sqrt(var / static_cast<double>(adv_.size()) + 1e-8);
+    if (c.normalize_advantage) {  // over every rank's samples
+      double mean[2] = {0, static_cast<double>(adv_.size())}, var = 0;
+      for (double a : adv_) mean[0] += a;
+      comm_.all_reduce_sum(std::span<double>(mean));
+      mean[0] /= mean[1];
+      for (double a : adv_) var += (a - mean[0]) * (a - mean[0]);
+      var = comm_.sum(var);
+      const double sd = std::sqrt(var / mean[1] + 1e-8);
       for (double& a : adv_) a /= sd;
     }
     metrics_.clear();
-    rollout_metrics(metrics_, r, beta);
+    rollout_metrics(metrics_, r, beta, comm_);
     update_start_ = std::chrono::steady_clock::now();
     return r;
   }
 
   // -(1/B) Σ_i A_i Σ_t log π(y_{i,t}) over the whole rollout, minibatch by minibatch.
   train::StepLoss loss(Model& s, const Rollout<T>& r) {
-    const std::size_t B = r.size(), R = r.response_len, mb = config_.mini_batch_size;
+    const std::size_t B = r.size(), R = r.response_len;
+    const std::size_t mb = config_.mini_batch_size / static_cast<std::size_t>(comm_.size());  // this rank's
     double loss = 0;
     for (std::size_t start = 0; start < B; start += mb) {
       rows_.resize(mb);
@@ -196,14 +210,18 @@ class PolicyGradientObjective {
   template <class Info>
   Metrics end_step(Model& s, const Info& info) {
     auto& m = metrics_;
-    double adv_abs = 0;
-    for (double a : adv_) adv_abs += std::abs(a);
-    m["loss/policy"] = last_loss_;
+    double sums[2] = {0, last_loss_};  // |advantage| over this rank's samples, its loss
+    for (double a : adv_) sums[0] += std::abs(a);
+    if (comm_.distributed()) {
+      comm_.all_reduce_sum(std::span<double>(sums));
+      sums[1] /= static_cast<double>(comm_.size());  // the Trainer's loss: the mean over the ranks
+    }
+    m["loss/policy"] = sums[1];
     m["policy/grad_norm"] = info.grad_norm;
-    m["policy/advantage_abs_mean"] = adv_abs / static_cast<double>(rollout_.size());
+    m["policy/advantage_abs_mean"] = sums[0] / static_cast<double>(config_.batch_size);
     m["time/update"] =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - update_start_).count();
-    s.kl.update(m["objective/kl"], rollout_.size());
+    s.kl.update(m["objective/kl"], config_.batch_size);
     ++s.iteration;
     m["iteration"] = static_cast<double>(s.iteration);
     return without_times(m);
@@ -214,6 +232,15 @@ class PolicyGradientObjective {
   void load_state(const nlohmann::json& j) { state_.load_state(j); }
 
   void set_prompts(PromptSource prompts) { prompts_ = std::move(prompts); }
+  // The ranks the Trainer runs on (see the file comment); each takes an equal share of the prompts.
+  void set_communicator(const dist::Communicator& c) {
+    const auto n = static_cast<std::size_t>(c.size());
+    if ((config_.batch_size / config_.rloo_k) % n || config_.mini_batch_size % n)
+      fail<InvalidArgument>("RLOO on ", n, " ranks: the prompts per iteration (batch_size / rloo_k = ",
+                            config_.batch_size / config_.rloo_k, ") and mini_batch_size ",
+                            config_.mini_batch_size, " must be multiples of the number of ranks");
+    comm_ = c;
+  }
   void check_prompts(std::span<const Prompt> prompts) const {
     if (prompts.size() * config_.rloo_k != config_.batch_size)
       fail<InvalidArgument>("PolicyGradientTrainer::step: ", prompts.size(), " prompts x rloo_k ",
@@ -247,6 +274,7 @@ class PolicyGradientObjective {
   CpuTensor<T> dlp_;
   double last_loss_ = 0;
   Metrics metrics_;
+  dist::Communicator comm_;  // the Trainer's ranks (set_communicator)
   std::chrono::steady_clock::time_point update_start_{};
 };
 

@@ -23,8 +23,19 @@
 //      (AdaptiveKL moves β toward `target`) and the iteration's metrics go into the step record.
 // Non-finite rollouts or losses stop the run with the iteration, epoch, minibatch and quantity named;
 // the Trainer's guard names non-finite gradients and parameters.
+//
+// Data parallel (the Trainer's communicator of N ranks, docs/distributed.md): batch_size and
+// mini_batch_size stay global and must be multiples of N. Rank r takes its contiguous share of the
+// iteration's prompts (dist::Shard::range) and samples it from its own seed
+// (RLState::sampling_seed(r)); reward whitening, advantage whitening and every rollout metric reduce
+// over all ranks' tokens and samples (ppo_advantages); each Trainer step is a minibatch of
+// mini_batch_size / N rows on every rank, whose gradients the Trainer averages; the minibatch
+// statistics and the approx-KL early stop are means over the ranks. last_rollout() is this rank's
+// share. A checkpoint inside an iteration holds every rank's share (gathered on rank 0) and resumes
+// on the same number of ranks; one at an iteration's end resumes on any number.
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -37,6 +48,8 @@
 #include <vector>
 
 #include "p4lm/core/error.hpp"
+#include "p4lm/dist/communicator.hpp"
+#include "p4lm/dist/shard.hpp"
 #include "p4lm/rl/gae.hpp"
 #include "p4lm/rl/kl_controller.hpp"
 #include "p4lm/rl/masked.hpp"
@@ -53,6 +66,22 @@
 #include "p4lm/train/concepts.hpp"
 
 namespace p4lm::rl {
+
+// Steps 2-3 of a PPO iteration on a collected rollout (this rank's rows of the batch), and the
+// rollout's metrics: rewards shaped with β, optionally whitened, GAE, advantages whitened; every
+// statistic over the tokens and samples of all ranks of comm.
+template <class T>
+void ppo_advantages(Rollout<T>& r, double beta, const PPOConfig& c, Metrics& m,
+                    const dist::Communicator& comm = dist::Communicator()) {
+  shape_rewards(r, beta, c.estimator());
+  if (c.whiten_rewards) whiten(r.rewards.view(), r.mask.view(), comm, false);
+  gae(r.advantages.view(), r.returns.view(), r.rewards.view(), r.values.view(), r.mask.view(), c.gamma,
+      c.lam);
+  whiten(r.advantages.view(), r.mask.view(), comm);
+  rollout_metrics(m, r, beta, comm);
+  m["val/vpred_rollout"] = masked_mean(r.values.view(), r.mask.view(), comm);
+  m["ppo/returns/mean"] = masked_mean(r.returns.view(), r.mask.view(), comm);
+}
 
 template <Policy P, class RewardFn, class KLControl = AdaptiveKL>
 class PPOObjective {
@@ -88,7 +117,17 @@ class PPOObjective {
       ++epoch_, k_ = 0;
       shuffle();
     }
-    return Rows(order_.data() + k_ * config_.mini_batch_size, config_.mini_batch_size);
+    const std::size_t mb = config_.mini_batch_size / ranks();  // this rank's rows of a minibatch
+    return Rows(order_.data() + k_ * mb, mb);
+  }
+
+  // The ranks the Trainer runs on (see the file comment); each takes an equal share of a batch.
+  void set_communicator(const dist::Communicator& c) {
+    const auto n = static_cast<std::size_t>(c.size());
+    if (config_.batch_size % n || config_.mini_batch_size % n)
+      fail<InvalidArgument>("PPO on ", n, " ranks: batch_size ", config_.batch_size, " and mini_batch_size ",
+                            config_.mini_batch_size, " must be multiples of the number of ranks");
+    comm_ = c;
   }
 
   // Clipped policy loss + vf_coef × clipped value loss on one minibatch; gradients into policy and
@@ -117,18 +156,28 @@ class PPOObjective {
     if (!std::isfinite(pl.loss)) fail<Error>(where(), "loss/policy is ", pl.loss);
     if (!std::isfinite(vl.loss)) fail<Error>(where(), "loss/value is ", vl.loss);
     pass_.backward(s.policy, &s.head, dlp_.view(), dv_.view());
-    sums_.pl += pl.loss, sums_.vl += vl.loss, sums_.akl += pl.approxkl, sums_.cf += pl.clipfrac;
-    sums_.vcf += vl.clipfrac, sums_.ratio += pl.ratio_mean;
-    sums_.vpred += masked_mean(pass_.values(), mask_.view());
-    if (c.early_stopping && pl.approxkl > 1.5 * c.target_kl) early_ = true;
+    step_ = {pl.loss,
+             vl.loss,
+             pl.approxkl,
+             pl.clipfrac,
+             vl.clipfrac,
+             pl.ratio_mean,
+             masked_mean(pass_.values(), mask_.view())};
     ++k_;
-    return {pl.loss + c.vf_coef * vl.loss, mb};
+    return {pl.loss + c.vf_coef * vl.loss, mb, static_cast<double>(mask_count(mask_.view()))};
   }
 
   // After each AdamW step: at the iteration's last one, the iteration's metrics (without wall times),
   // the KL controller's update and the next iteration; {} otherwise.
   template <class Info>
   Metrics end_step(Model& s, const Info& info) {
+    if (comm_.distributed()) {  // the minibatch's statistics: means over the ranks
+      comm_.all_reduce_sum(std::span<double>(step_));
+      for (double& v : step_) v /= static_cast<double>(comm_.size());
+    }
+    sums_.pl += step_[0], sums_.vl += step_[1], sums_.akl += step_[2], sums_.cf += step_[3];
+    sums_.vcf += step_[4], sums_.ratio += step_[5], sums_.vpred += step_[6];
+    if (config_.early_stopping && step_[2] > 1.5 * config_.target_kl) early_ = true;
     sums_.norm += info.grad_norm, ++sums_.steps;
     const bool last = early_ || (k_ == config_.minibatches_per_epoch() && epoch_ + 1 == config_.ppo_epochs);
     if (!last) return {};
@@ -148,7 +197,7 @@ class PPOObjective {
     m["ppo/early_stopped"] = early_ ? 1.0 : 0.0;
     m["time/update"] =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - update_start_).count();
-    s.kl.update(m["objective/kl"], rollout_.size());
+    s.kl.update(m["objective/kl"], config_.batch_size);
     ++s.iteration;
     m["iteration"] = static_cast<double>(s.iteration);
     in_iteration_ = false;
@@ -158,15 +207,28 @@ class PPOObjective {
   // Checkpointed with the Trainer's: iteration, β, RNG position and, between two steps of one
   // iteration, the rollout buffer and the cursor in it (the policy that sampled it has moved on, so
   // it cannot be rebuilt).
+  // Data parallel: rank 0's state, with the other ranks' shares of the rollout (rank_rollouts).
   nlohmann::json state() const {
     auto j = state_.state();
     if (in_iteration_) j["buffer"] = buffer_json();
+    if (in_iteration_ && comm_.distributed()) j["rank_rollouts"] = rank_rollouts_;
     return j;
   }
   void load_state(const nlohmann::json& j) {
     state_.load_state(j);
     in_iteration_ = j.contains("buffer");
-    if (in_iteration_) load_buffer(j.at("buffer"));
+    rank_rollouts_.clear();
+    if (!in_iteration_) return;
+    const std::size_t saved = j.contains("rank_rollouts") ? j.at("rank_rollouts").size() + 1 : 1;
+    if (saved != ranks())
+      fail<InvalidArgument>("PPO: the checkpoint was saved inside iteration ", state_.iteration + 1, " by ",
+                            saved, " rank(s), each holding its share of the rollout: resume it on ", saved,
+                            " rank(s) (a checkpoint at an iteration's end resumes on any number)");
+    load_buffer(j.at("buffer"));
+    if (saved > 1) {
+      rank_rollouts_ = j.at("rank_rollouts").get<std::vector<nlohmann::json>>();
+      if (comm_.rank() > 0) load_rollout(rank_rollouts_.at(static_cast<std::size_t>(comm_.rank()) - 1));
+    }
   }
 
   void set_prompts(PromptSource prompts) { prompts_ = std::move(prompts); }
@@ -191,23 +253,26 @@ class PPOObjective {
     return c;
   }
 
+  std::size_t ranks() const noexcept { return static_cast<std::size_t>(comm_.size()); }
+
   void begin_iteration() {
     const auto& c = config_;
     if (!prompts_) fail<InvalidArgument>("PPOObjective: no prompts (give it a PromptSource)");
     const auto prompts = prompts_(state_.iteration);
     check_prompts(prompts);
+    const auto [first, last] = dist::Shard::of(comm_).range(prompts.size());  // this rank's share
     auto& r = rollout_;
-    collector_.collect(r, prompts, rollout_options(c, state_.sampling_seed()), reward_, &state_.head);
-    const double beta = state_.kl.value();
-    shape_rewards(r, beta, c.estimator());
-    if (c.whiten_rewards) whiten(r.rewards.view(), r.mask.view(), false);
-    gae(r.advantages.view(), r.returns.view(), r.rewards.view(), r.values.view(), r.mask.view(), c.gamma,
-        c.lam);
-    whiten(r.advantages.view(), r.mask.view());
+    collector_.collect(r, std::span<const Prompt>(prompts).subspan(first, last - first),
+                       rollout_options(c, state_.sampling_seed(static_cast<std::size_t>(comm_.rank()))),
+                       reward_, &state_.head);
     metrics_.clear();
-    rollout_metrics(metrics_, r, beta);
-    metrics_["val/vpred_rollout"] = masked_mean(r.values.view(), r.mask.view());
-    metrics_["ppo/returns/mean"] = masked_mean(r.returns.view(), r.mask.view());
+    ppo_advantages(r, state_.kl.value(), c, metrics_, comm_);
+    if (comm_.distributed()) {  // rank 0 saves the checkpoints: it keeps every rank's share
+      const auto shares = comm_.gather(rollout_json().dump());
+      rank_rollouts_.clear();
+      for (std::size_t k = 1; k < shares.size(); ++k)
+        rank_rollouts_.push_back(nlohmann::json::parse(shares[k]));
+    }
     update_start_ = std::chrono::steady_clock::now();
     sums_ = {};
     early_ = false;
@@ -221,29 +286,39 @@ class PPOObjective {
     for (std::size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[state_.rng.below(i)]);
   }
 
-  nlohmann::json buffer_json() const {
+  // This rank's rollout (the buffer_json fields that differ between ranks).
+  nlohmann::json rollout_json() const {
     const auto& r = rollout_;
-    nlohmann::json j{{"prefix_len", r.prefix_len},
-                     {"text_len", r.text_len},
-                     {"response_len", r.response_len},
-                     {"responses", r.responses},
-                     {"ended", r.ended},
-                     {"raw_scores", r.raw_scores},
-                     {"scores", r.scores},
-                     {"order", order_},
-                     {"epoch", epoch_},
-                     {"minibatch", k_},
-                     {"early", early_},
-                     {"metrics", metrics_},
-                     {"sums", std::vector<double>{sums_.pl, sums_.vl, sums_.akl, sums_.cf, sums_.vcf,
-                                                  sums_.ratio, sums_.norm, sums_.vpred}},
-                     {"steps", sums_.steps}};
+    nlohmann::json j{{"prefix_len", r.prefix_len}, {"text_len", r.text_len}, {"response_len", r.response_len},
+                     {"responses", r.responses},   {"ended", r.ended},       {"raw_scores", r.raw_scores},
+                     {"scores", r.scores}};
     for (const auto& p : r.prompts) j["prompts"].push_back({{"key", p.key}, {"ids", p.ids}});
     for (const auto& [name, t] : tensors(const_cast<Rollout<T>&>(r)))
       j["tensors"][name] = std::vector<T>(t->data(), t->data() + r.size() * r.response_len);
     return j;
   }
+  // The rollout and the cursor in it (the same on every rank).
+  nlohmann::json buffer_json() const {
+    nlohmann::json j = rollout_json();
+    j["order"] = order_, j["epoch"] = epoch_, j["minibatch"] = k_, j["early"] = early_;
+    j["metrics"] = metrics_;
+    j["sums"] = std::vector<double>{sums_.pl,  sums_.vl,    sums_.akl,  sums_.cf,
+                                    sums_.vcf, sums_.ratio, sums_.norm, sums_.vpred};
+    j["steps"] = sums_.steps;
+    return j;
+  }
   void load_buffer(const nlohmann::json& j) {
+    load_rollout(j);
+    j.at("order").get_to(order_);
+    epoch_ = j.at("epoch"), k_ = j.at("minibatch"), early_ = j.at("early");
+    j.at("metrics").get_to(metrics_);
+    const auto sums = j.at("sums").get<std::vector<double>>();
+    sums_ = {sums.at(0), sums.at(1), sums.at(2),
+             sums.at(3), sums.at(4), sums.at(5),
+             sums.at(6), sums.at(7), j.at("steps").get<std::size_t>()};
+    update_start_ = std::chrono::steady_clock::now();
+  }
+  void load_rollout(const nlohmann::json& j) {
     auto& r = rollout_;
     r.prompts.clear();
     for (const auto& p : j.at("prompts"))
@@ -258,14 +333,6 @@ class PPOObjective {
       t->resize(Shape{r.size(), r.response_len});
       std::copy(v.begin(), v.end(), t->data());
     }
-    j.at("order").get_to(order_);
-    epoch_ = j.at("epoch"), k_ = j.at("minibatch"), early_ = j.at("early");
-    j.at("metrics").get_to(metrics_);
-    const auto sums = j.at("sums").get<std::vector<double>>();
-    sums_ = {sums.at(0), sums.at(1), sums.at(2),
-             sums.at(3), sums.at(4), sums.at(5),
-             sums.at(6), sums.at(7), j.at("steps").get<std::size_t>()};
-    update_start_ = std::chrono::steady_clock::now();
   }
   static std::vector<std::pair<const char*, CpuTensor<T>*>> tensors(Rollout<T>& r) {
     return {{"mask", &r.mask},       {"logprobs", &r.logprobs},     {"ref_logprobs", &r.ref_logprobs},
@@ -291,7 +358,10 @@ class PPOObjective {
   std::vector<std::size_t> order_;
   std::size_t epoch_ = 0, k_ = 0;
   Sums sums_;
+  std::array<double, 7> step_{};  // the last minibatch's pl, vl, approxkl, clipfrac, vclipfrac, ratio, vpred
   Metrics metrics_;
+  dist::Communicator comm_;                    // the Trainer's ranks (set_communicator)
+  std::vector<nlohmann::json> rank_rollouts_;  // rank 0: ranks 1..N-1's shares of the current rollout
   std::chrono::steady_clock::time_point update_start_{};
 };
 

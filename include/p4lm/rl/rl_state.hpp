@@ -63,6 +63,13 @@ class RLState {
     return (std::uint64_t{Rng::u32_at(seed_, 0x5253, iteration)} << 32) |
            Rng::u32_at(seed_, 0x5254, iteration);
   }
+  // Data parallel: rank r samples its share of the prompts from a seed of its own, so the union over
+  // the ranks is a pure function of (seed, iteration, ranks); rank 0's is the one-process seed.
+  std::uint64_t sampling_seed(std::size_t rank) const noexcept {
+    const std::uint64_t s = sampling_seed();
+    if (rank == 0) return s;
+    return (std::uint64_t{Rng::u32_at(s, 0x5255, rank)} << 32) | Rng::u32_at(s, 0x5256, rank);
+  }
 
   // β (as JSON: shortest round-trip digits), the RNG position and the iteration.
   nlohmann::json state() const {

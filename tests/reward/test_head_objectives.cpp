@@ -1,5 +1,6 @@
 // Reward heads and their objectives: MlpHead's backward by finite differences in double, the
-// Bradley-Terry and NLI (logistic) losses against their formulas and gradients, the data order.
+// Bradley-Terry and NLI (logistic, per row and over token rows) losses against their formulas and gradients,
+// the data order.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -101,6 +102,44 @@ TEST_CASE("NLI objective: logistic loss on the entailment logit and its gradient
     INFO(p.name << ": " << r.str());
     CHECK(r.max_relative_error < 1e-5);
   }
+}
+
+TEST_CASE("Token NLI objective: soft minimum over each example's token scores, loss and gradient",
+          "[reward][nli]") {
+  const std::size_t width = 3;
+  const std::vector<std::size_t> offsets = {0, 2, 3, 7};  // 2, 1 and 4 token rows
+  const std::vector<double> y = {1, 0, 1};
+  Rng rng(5, 2);
+  std::vector<double> x(offsets.back() * width);
+  for (auto& v : x) v = rng.normal();
+  MlpHead<double> h(width, 4, 1, 5);
+  reward::TokenNliObjective<double> obj(x, offsets, y, width, 3);
+  const auto b = obj.batch(0, 0);
+  // Independent recomputation: each example's rows through the head alone, z = -log Σ exp(c).
+  double expect = 0;
+  for (const auto i : b.rows) {
+    const std::vector<double> xi(x.begin() + long(offsets[i] * width),
+                                 x.begin() + long(offsets[i + 1] * width));
+    const auto c = h.forward(xi.data(), offsets[i + 1] - offsets[i]);
+    double sum = 0;
+    for (const double v : c) sum += std::exp(v);
+    const double z = -std::log(sum), p = 1 / (1 + std::exp(-z));
+    expect += -(y[i] * std::log(p) + (1 - y[i]) * std::log(1 - p)) / 3.0;
+  }
+  h.zero_grad();
+  CHECK(obj.loss(h, b).loss == Approx(expect).epsilon(1e-12));
+  for (auto& p : h.parameters()) {
+    const auto r = check_gradient(
+        [&] {
+          MlpHead<double> copy = h;
+          return obj.loss(copy, b).loss;
+        },
+        p.value, p.grad);
+    INFO(p.name << ": " << r.str());
+    CHECK(r.max_relative_error < 1e-5);
+  }
+  CHECK_THROWS_WITH(reward::TokenNliObjective<double>(x, {0, 2, 3}, y, width, 3),
+                    Catch::Contains("3 labels") && Catch::Contains("3 offsets"));
 }
 
 TEST_CASE("Example order: every example once per epoch, a pure function of the step", "[reward][order]") {

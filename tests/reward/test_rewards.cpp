@@ -32,7 +32,7 @@ TEST_CASE("Rewards score batches, save and load, refuse other types and widths",
     P4LM_SKIP("all-minilm-l6-v2 not fetched: run scripts/fetch-models.sh or set P4LM_MODELS");
   auto f = std::make_shared<reward::TextFeatures>(minilm_dir());
   const std::size_t d = f->dim();
-  reward::Precision<> prec(f, reward::MlpHead<float>(3 * d, 8, 1, 1));
+  reward::Precision<> prec(f, reward::MlpHead<float>(reward::Precision<>::head_width(d), 8, 1, 1));
   reward::Appeal<> app(f, reward::MlpHead<float>(d, 8, 1, 2));
   reward::Personalization<> pers(f, reward::MlpHead<float>(3 * d, 8, 1, 3));
   reward::PreferenceRelevance<backend::cpu, 4> rel(f, reward::MlpHead<float>(d, 8, 4, 4));
@@ -71,6 +71,12 @@ TEST_CASE("Rewards score batches, save and load, refuse other types and widths",
   CHECK_THROWS_WITH(
       reward::Personalization<>::load(dir / "appeal.safetensors", f),
       Catch::Contains("appeal.safetensors") && Catch::Contains("type") && Catch::Contains("'appeal'"));
+  // A precision head of another input width (the sentence-feature heads of older p4lm versions).
+  reward::save_head(dir / "old_precision.safetensors", "precision", 0,
+                    reward::MlpHead<float>(3 * d, 8, 1, 1));
+  CHECK_THROWS_WITH(
+      reward::Precision<>::load(dir / "old_precision.safetensors", f),
+      Catch::Contains("old_precision.safetensors") && Catch::Contains("'in'") && Catch::Contains("retrain"));
   CHECK_THROWS_WITH((reward::PreferenceRelevance<backend::cpu, 8>::load(dir / "rel.safetensors", f)),
                     Catch::Contains("cf_width") && Catch::Contains("width 4"));
 

@@ -31,6 +31,8 @@ struct RewardsConfig {
   Param<int> max_train{800, "training examples per reward (encoding them is the cost)", between(1, 1000000)};
   Param<int> max_test{400, "held-out examples per reward", between(1, 1000000)};
   Param<int> steps{600, "optimizer steps per head", between(1, 1000000)};
+  Param<int> precision_max_train{4000, "precision's training examples (0: --max-train)", between(0, 1000000)};
+  Param<int> precision_steps{1500, "precision's optimizer steps (0: --steps)", between(0, 1000000)};
   Param<bool> progress{false, "show training progress"};
   Param<bool> resume{true, "train: continue a killed run from its checkpoints in --out; false: start over"};
 };
@@ -38,7 +40,7 @@ struct RewardsConfig {
 }  // namespace p4lm::cli
 
 BOOST_HANA_ADAPT_STRUCT(p4lm::cli::RewardsConfig, data, out, models, only, encoder, cf, max_train, max_test,
-                        steps, progress, resume);
+                        steps, precision_max_train, precision_steps, progress, resume);
 
 namespace p4lm::cli {
 namespace {
@@ -82,6 +84,8 @@ int rewards_main(std::span<const std::string> args) {
   reward::RewardTrainOptions o{.max_train = std::size_t(*c.max_train),
                                .max_test = std::size_t(*c.max_test),
                                .steps = std::size_t(*c.steps),
+                               .precision_max_train = std::size_t(*c.precision_max_train),
+                               .precision_steps = std::size_t(*c.precision_steps),
                                .progress = *c.progress,
                                .resume = *c.resume};
   for (const char* name : reward::reward_names) (void)wanted(*c.only, name);  // a typo before the encoder

@@ -1,8 +1,9 @@
 #pragma once
 // The small trained part of every reward: a one-hidden-layer MLP over frozen encoder features,
 //   y = W2 tanh(W1 x + b1) + b2      x: (n, in) rows, y: (n, out)
-// with forward/backward and named parameters, so the shared Trainer (train/trainer.hpp) trains it
-// like any Model. out = 1 for the scalar rewards, the CF width for PreferenceRelevance.
+// with forward/backward (two GEMMs each way, OpenBLAS) and named parameters, so the shared Trainer
+// (train/trainer.hpp) trains it like any Model. out = 1 for the scalar rewards, the CF width for
+// PreferenceRelevance.
 //
 //   reward::MlpHead<float> head(1152, 64, 1, /*seed=*/1);
 //   auto y = head.forward(x.data(), n);   // kept for backward
@@ -18,6 +19,7 @@
 #include "p4lm/core/rng.hpp"
 #include "p4lm/core/tensor_view.hpp"
 #include "p4lm/nn/parameter.hpp"
+#include "p4lm/ops/matmul.hpp"
 
 namespace p4lm::reward {
 
@@ -64,52 +66,31 @@ class MlpHead {
     x_.assign(x, x + n * in_);
     h_.assign(n * hidden_, T(0));
     std::vector<T> y(n * out_);
-    const T *w1 = values_.data(), *b1 = w1 + hidden_ * in_, *w2 = values_.data() + w2_,
-            *b2 = w2 + out_ * hidden_;
-    for (std::size_t r = 0; r < n; ++r) {
-      const T* xr = x_.data() + r * in_;
-      T* hr = h_.data() + r * hidden_;
-      for (std::size_t j = 0; j < hidden_; ++j) {
-        T a = b1[j];
-        const T* wj = w1 + j * in_;
-        for (std::size_t k = 0; k < in_; ++k) a += wj[k] * xr[k];
-        hr[j] = std::tanh(a);
-      }
-      for (std::size_t o = 0; o < out_; ++o) {
-        T a = b2[o];
-        for (std::size_t j = 0; j < hidden_; ++j) a += w2[o * hidden_ + j] * hr[j];
-        y[r * out_ + o] = a;
-      }
-    }
+    if (n == 0) return y;
+    ops::matmul_forward(rows(h_.data(), n, hidden_), rows(x_.data(), n, in_), params_[0].value,
+                        params_[1].value);
+    for (auto& v : h_) v = std::tanh(v);
+    ops::matmul_forward(rows(y.data(), n, out_), rows(h_.data(), n, hidden_), params_[2].value,
+                        params_[3].value);
     n_ = n;
     return y;
   }
 
   // dy: (n, out) for the last forward(); adds to the parameter gradients.
   void backward(const T* dy) {
-    T *g1 = grads_.data(), *gb1 = g1 + hidden_ * in_, *g2 = grads_.data() + w2_, *gb2 = g2 + out_ * hidden_;
-    const T* w2 = values_.data() + w2_;
-    std::vector<T> dh(hidden_);
-    for (std::size_t r = 0; r < n_; ++r) {
-      const T *xr = x_.data() + r * in_, *hr = h_.data() + r * hidden_, *dyr = dy + r * out_;
-      std::fill(dh.begin(), dh.end(), T(0));
-      for (std::size_t o = 0; o < out_; ++o) {
-        gb2[o] += dyr[o];
-        for (std::size_t j = 0; j < hidden_; ++j) {
-          g2[o * hidden_ + j] += dyr[o] * hr[j];
-          dh[j] += dyr[o] * w2[o * hidden_ + j];
-        }
-      }
-      for (std::size_t j = 0; j < hidden_; ++j) {
-        const T da = dh[j] * (T(1) - hr[j] * hr[j]);
-        gb1[j] += da;
-        T* gj = g1 + j * in_;
-        for (std::size_t k = 0; k < in_; ++k) gj[k] += da * xr[k];
-      }
-    }
+    if (n_ == 0) return;
+    std::vector<T> dh(n_ * hidden_, T(0));
+    ops::matmul_backward(rows(dh.data(), n_, hidden_), params_[2].grad, params_[3].grad,
+                         rows(const_cast<T*>(dy), n_, out_), rows(h_.data(), n_, hidden_), params_[2].value);
+    for (std::size_t i = 0; i < dh.size(); ++i) dh[i] *= T(1) - h_[i] * h_[i];
+    ops::matmul_backward(ops::CpuView<T>{}, params_[0].grad, params_[1].grad, rows(dh.data(), n_, hidden_),
+                         rows(x_.data(), n_, in_), params_[0].value);
   }
 
  private:
+  static ops::CpuView<T> rows(T* p, std::size_t n, std::size_t width) {
+    return ops::CpuView<T>(p, Shape{n, width});
+  }
   std::size_t size() const noexcept { return hidden_ * in_ + hidden_ + out_ * hidden_ + out_; }
   void bind() {
     w2_ = hidden_ * in_ + hidden_;

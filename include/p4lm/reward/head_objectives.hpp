@@ -2,7 +2,8 @@
 // The three objectives the shared Trainer trains reward heads with (train/concepts.hpp: batch(step,
 // micro) and loss(model, batch)), over precomputed feature rows:
 //   BradleyTerryObjective   -log σ(r(chosen) - r(rejected))     Appeal, Personalization
-//   NliObjective            logistic loss on the entailment logit  Precision
+//   NliObjective            logistic loss on the entailment logit  (one feature row per example)
+//   TokenNliObjective       the same over ragged token rows        Precision
 //   RegressionObjective     mean squared error to a vector target  PreferenceRelevance
 // The losses are ops/losses.hpp's. Example order: a seeded shuffle per epoch, a pure function of the
 // step (what resuming from a checkpoint needs).
@@ -17,6 +18,7 @@
 #include "p4lm/core/tensor_view.hpp"
 #include "p4lm/ops/losses.hpp"
 #include "p4lm/reward/head.hpp"
+#include "p4lm/reward/token_alignment.hpp"
 #include "p4lm/train/concepts.hpp"
 
 namespace p4lm::reward {
@@ -125,6 +127,53 @@ class NliObjective {
 
  private:
   std::vector<T> x_, y_;
+  std::size_t width_;
+  ExampleOrder order_;
+};
+
+// Ragged token rows: example i owns rows offsets[i] .. offsets[i+1]-1 of x (n_rows, width); the head
+// scores each row and the example's entailment logit is soft_min_logits of its rows' scores.
+// labels: 1 entailment, 0 contradiction. Precision's objective (token_alignment.hpp).
+template <class T = float>
+class TokenNliObjective {
+ public:
+  struct Batch {
+    std::vector<std::size_t> rows;
+  };
+  TokenNliObjective(std::vector<T> x, std::vector<std::size_t> offsets, std::vector<T> labels,
+                    std::size_t width, std::size_t batch, std::uint64_t seed = 1)
+      : x_(std::move(x)),
+        offsets_(std::move(offsets)),
+        y_(std::move(labels)),
+        width_(width),
+        order_(y_.size(), batch, seed) {
+    if (offsets_.size() != y_.size() + 1 || offsets_.back() * width_ != x_.size())
+      fail<InvalidArgument>("TokenNliObjective: ", y_.size(), " labels, ", offsets_.size(), " offsets, ",
+                            x_.size(), " numbers of ", width_, "-wide rows");
+  }
+  Batch batch(std::size_t step, std::size_t /*micro*/) { return {order_.rows(step)}; }
+  train::StepLoss loss(MlpHead<T>& head, const Batch& b) {
+    const std::size_t n = b.rows.size();
+    std::vector<T> x;
+    std::vector<std::size_t> offsets{0};
+    for (const auto i : b.rows) {
+      x.insert(x.end(), x_.begin() + long(offsets_[i] * width_), x_.begin() + long(offsets_[i + 1] * width_));
+      offsets.push_back(offsets.back() + offsets_[i + 1] - offsets_[i]);
+    }
+    auto labels = gather_rows(y_, 1, b.rows);
+    const auto c = head.forward(x.data(), offsets.back());
+    auto z = soft_min_logits(c, offsets);
+    std::vector<T> dz(n, T(0));
+    const double loss = ops::bce_with_logits_forward(view(z, 0, n), view(labels, 0, n));
+    ops::bce_with_logits_backward(view(dz, 0, n), view(z, 0, n), view(labels, 0, n));
+    head.backward(soft_min_logits_backward(dz, c, z, offsets).data());
+    return {loss, n};
+  }
+
+ private:
+  std::vector<T> x_;
+  std::vector<std::size_t> offsets_;
+  std::vector<T> y_;
   std::size_t width_;
   ExampleOrder order_;
 };

@@ -1,7 +1,9 @@
 #pragma once
-// Precision: is the pitch factually consistent with the movie? A cross-encoder NLI classifier over
-// (premise = the movie's facts and overview, hypothesis = one pitch sentence), logit of entailment =
-// head(TextFeatures::pair_features(premise, sentence)), trained on nli/ with the logistic loss.
+// Precision: is the pitch factually consistent with the movie? An NLI classifier over (premise = the
+// movie's facts and overview, hypothesis = one pitch sentence): the sentence's tokens are aligned to
+// the premise's (reward/token_alignment.hpp), the head scores each token's alignment row as evidence
+// of contradiction, and the entailment logit is the soft minimum -log Σ_t exp(head(row_t)); trained
+// on nli/ with the logistic loss (TokenNliObjective).
 //
 // A pitch's score is the MINIMUM over its sentences of P(entailment): one false claim makes a pitch
 // imprecise however many true sentences surround it; a mean would let the policy dilute a
@@ -54,10 +56,24 @@ class Precision {
   static constexpr unsigned reads = reads_pitch | reads_premise;
   static constexpr std::size_t cf_width = 0;
 
-  Precision(std::shared_ptr<TextFeatures> f, MlpHead<float> head)
-      : f_(std::move(f)), head_(std::move(head)) {}
+  // The head's input width for an encoder of width d (one token-alignment row).
+  static constexpr std::size_t head_width(std::size_t d) { return alignment_width(d); }
+
+  Precision(std::shared_ptr<TextFeatures> f, MlpHead<float> head) : f_(std::move(f)), head_(std::move(head)) {
+    if (head_.in() != head_width(f_->dim()) || head_.out() != 1)
+      fail<InvalidArgument>("reward::Precision: the head maps ", head_.in(), " -> ", head_.out(),
+                            " numbers; token-alignment rows of a ", f_->dim(), "-wide encoder need ",
+                            head_width(f_->dim()), " -> 1 (a model file of an older p4lm: retrain it)");
+  }
   static Precision load(const std::filesystem::path& path, std::shared_ptr<TextFeatures> f) {
-    return Precision(std::move(f), load_head(path, name(), cf_width));
+    auto head = load_head(path, name(), cf_width);
+    if (head.in() != head_width(f->dim()))
+      throw ParseError(path, 0, "in",
+                       "the head reads " + std::to_string(head.in()) + " numbers, token-alignment rows of " +
+                           f->model_dir().filename().string() + " have " +
+                           std::to_string(head_width(f->dim())) +
+                           " (a precision model of an older p4lm or another encoder: retrain it)");
+    return Precision(std::move(f), std::move(head));
   }
   void save(const std::filesystem::path& path) const { save_head(path, name(), cf_width, head_); }
   MlpHead<float>& head() noexcept { return head_; }
@@ -65,8 +81,8 @@ class Precision {
   // Entailment logits of (premise[i], hypothesis[i]).
   std::vector<float> logits(const std::vector<std::string>& premise,
                             const std::vector<std::string>& hypothesis) {
-    const auto x = f_->pair_features(premise, hypothesis);
-    return head_.forward(x.data(), premise.size());
+    const auto a = f_->alignment(premise, hypothesis);
+    return soft_min_logits(head_.forward(a.rows.data(), a.offsets.back()), a.offsets);
   }
   std::vector<double> score(std::span<const Rollout> batch) {
     std::vector<std::string> prem, hyp;

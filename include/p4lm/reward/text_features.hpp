@@ -6,15 +6,18 @@
 //   auto f = std::make_shared<reward::TextFeatures>("models/all-minilm-l6-v2");
 //   auto e = f->single({"a pitch"});              // (n, 384) unit vectors, sentence-transformers' embed
 //   auto x = f->pair_features(premises, hyps);    // (n, 3·384): cross-encoding, e_a⊙e_b, |e_a-e_b|
+//   auto a = f->alignment(premises, hyps);        // token-alignment rows (token_alignment.hpp)
 //
 // pair_features is a frozen cross-encoder: [CLS] a [SEP] b [SEP] with token types 0/1 through the
 // same encoder (attention mixes the two texts), pooled as sentence-transformers pools, next to the two
 // bi-encoder interaction terms that make "is b stated by a" easy for a small head to read.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -22,6 +25,7 @@
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/tensor_view.hpp"
 #include "p4lm/model/bert_encoder.hpp"
+#include "p4lm/reward/token_alignment.hpp"
 
 namespace p4lm::reward {
 
@@ -107,6 +111,63 @@ class TextFeatures {
     return out;
   }
 
+  // Token states of each text (cached; special tokens dropped), in batches of batch_size.
+  std::vector<const TokenStates*> tokens(const std::vector<std::string>& texts) {
+    std::vector<std::string> todo;
+    for (const auto& t : texts)
+      if (!tokens_.count(t)) todo.push_back(t);
+    dedupe(todo);
+    // Batches of similar lengths pad less (the premises run from 40 to 250 tokens).
+    std::stable_sort(todo.begin(), todo.end(),
+                     [](const auto& a, const auto& b) { return a.size() < b.size(); });
+    auto& tok = enc_.tokenizer();
+    const std::size_t d = dim();
+    for (std::size_t s = 0; s < todo.size(); s += batch_size) {
+      const auto chunk = std::span<const std::string>(todo).subspan(s, std::min(batch_size, todo.size() - s));
+      auto batch = tok.encode_batch(chunk);
+      const TensorView<backend::cpu, std::int32_t> ids(batch.ids.data(), Shape{batch.batch, batch.length});
+      const TensorView<backend::cpu, std::int32_t> types(batch.type_ids.data(),
+                                                         Shape{batch.batch, batch.length});
+      const TensorView<backend::cpu, std::int32_t> lengths(batch.lengths.data(), Shape{batch.batch});
+      enc_.encoder().encode({.ids = ids, .type_ids = types, .lengths = lengths});
+      const float* hidden = enc_.encoder().hidden().data();
+      for (std::size_t r = 0; r < chunk.size(); ++r) {
+        TokenStates ts;
+        const std::size_t len = std::size_t(batch.lengths[r]);
+        for (std::size_t t = 1; t + 1 < len; ++t) {  // drop [CLS] and [SEP]
+          ts.ids.push_back(batch.ids[r * batch.length + t]);
+          const float* h = hidden + (r * batch.length + t) * d;
+          double norm = 0;
+          for (std::size_t k = 0; k < d; ++k) norm += double(h[k]) * h[k];
+          const float inv = norm > 0 ? float(1 / std::sqrt(norm)) : 0.f;
+          for (std::size_t k = 0; k < d; ++k) ts.unit.push_back(h[k] * inv);
+        }
+        tokens_.emplace(chunk[r], std::move(ts));
+      }
+    }
+    std::vector<const TokenStates*> out;
+    for (const auto& t : texts) out.push_back(&tokens_.at(t));
+    return out;
+  }
+
+  // Token-alignment rows of (premise[i], hypothesis[i]) (reward/token_alignment.hpp), pair i owning
+  // rows offsets[i] .. offsets[i+1]-1.
+  struct Alignment {
+    std::vector<float> rows;
+    std::vector<std::size_t> offsets;
+  };
+  Alignment alignment(const std::vector<std::string>& premise, const std::vector<std::string>& hypothesis) {
+    if (premise.size() != hypothesis.size())
+      fail<InvalidArgument>("TextFeatures::alignment: ", premise.size(), " premises, ", hypothesis.size(),
+                            " hypotheses");
+    const auto p = tokens(premise), h = tokens(hypothesis);
+    Alignment a;
+    a.offsets.push_back(0);
+    for (std::size_t i = 0; i < premise.size(); ++i)
+      a.offsets.push_back(a.offsets.back() + append_alignment_rows(*p[i], *h[i], dim(), a.rows));
+    return a;
+  }
+
  private:
   static std::string key(const std::string& a, const std::string& b) { return a + '\x1f' + b; }
   static void dedupe(std::vector<std::string>& v) {
@@ -121,6 +182,7 @@ class TextFeatures {
   SentenceEncoder enc_;
   std::size_t pair_max_;
   std::unordered_map<std::string, std::vector<float>> singles_, pairs_;
+  std::unordered_map<std::string, TokenStates> tokens_;
 };
 
 }  // namespace p4lm::reward

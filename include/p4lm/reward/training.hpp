@@ -46,6 +46,9 @@ struct RewardTrainOptions {
   std::size_t max_train = 800;  // examples (pairs) drawn from train.jsonl: encoding is the cost
   std::size_t max_test = 400;   // held-out examples from test.jsonl
   std::size_t steps = 600, batch = 32, hidden = 64;
+  // Precision reads token rows and needs more examples and steps than the sentence-level heads to
+  // generalise to unseen movies (docs/rewards.md); 0: max_train and steps.
+  std::size_t precision_max_train = 0, precision_steps = 0;
   double lr = 2e-3, weight_decay = 0.01;
   std::uint64_t seed = 1;
   bool progress = false;
@@ -212,9 +215,12 @@ inline double nli_accuracy(Precision<>& r, const std::vector<data::NliPair>& v) 
 inline std::pair<Precision<>, Figures> train_precision(std::shared_ptr<TextFeatures> f,
                                                        const std::filesystem::path& dir,
                                                        const RewardTrainOptions& o) {
-  const std::size_t width = 3 * f->dim();
+  const std::size_t width = Precision<>::head_width(f->dim());
   Precision<> r(f, MlpHead<float>(width, o.hidden, 1, o.seed));
-  const auto tr = take(data::read_records<data::NliPair>(dir / "nli" / "train.jsonl"), o.max_train, o.seed);
+  RewardTrainOptions po = o;
+  if (o.precision_max_train) po.max_train = o.precision_max_train;
+  if (o.precision_steps) po.steps = o.precision_steps;
+  const auto tr = take(data::read_records<data::NliPair>(dir / "nli" / "train.jsonl"), po.max_train, o.seed);
   std::vector<std::string> p, h;
   std::vector<float> y;
   for (const auto& x : tr) {
@@ -223,8 +229,11 @@ inline std::pair<Precision<>, Figures> train_precision(std::shared_ptr<TextFeatu
                             "' is not entailment/contradiction");
     p.push_back(x.premise), h.push_back(x.hypothesis), y.push_back(x.label == "entailment" ? 1.f : 0.f);
   }
-  NliObjective<float> obj(f->pair_features(p, h), std::move(y), width, o.batch, o.seed);
-  fit_head(r.head(), obj, o, "precision", reward_fingerprint(o, dir, f->model_dir()));
+  auto a = f->alignment(p, h);
+  TokenNliObjective<float> obj(std::move(a.rows), std::move(a.offsets), std::move(y), width, o.batch, o.seed);
+  auto fp = reward_fingerprint(po, dir, f->model_dir());
+  fp["features"] = "token_alignment";
+  fit_head(r.head(), obj, po, "precision", fp);
   const auto test = take(data::read_records<data::NliPair>(dir / "nli" / "test.jsonl"), o.max_test, o.seed);
   Figures fig{{"train_pairs", double(tr.size())},
               {"test_pairs", double(test.size())},

@@ -7,6 +7,7 @@
 
 #include <iostream>
 
+#include <p4lm/dist/communicator.hpp>
 #include <p4lm/pipeline/rl_stage.hpp>
 
 #include "p4lm/command.hpp"
@@ -25,6 +26,11 @@ void print_eval(const char* when, const nlohmann::json& row) {
 
 int rl_main(std::span<const std::string> args) {
   const auto c = parse_flags<pipeline::RlConfig>(args);
+  // The objectives split rollouts over MPI ranks, but the stage still locks and writes its folder on
+  // every rank (docs/distributed.md, "Limits"): say so rather than fail with "in use" on rank 1.
+  if (dist::world().distributed())
+    fail<UsageError>("data-parallel RL is not wired into this stage yet (docs/distributed.md): run p4lm rl ",
+                     "as one process, without mpirun");
   const auto r = pipeline::run_rl(c);
   std::cout << "rl: " << r.iterations << " iterations (" << *c.algo << ") in " << r.seconds
             << " s; artifacts in " << *c.out << '\n';

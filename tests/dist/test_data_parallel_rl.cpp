@@ -291,3 +291,20 @@ TEST_CASE("data parallel RL: batches that do not split evenly over the ranks are
   }
   CHECK_THAT(message, Catch::Contains("must be multiples of the number of ranks"));
 }
+
+TEST_CASE("data parallel PPO: the approx-KL early stop is one decision for every rank", "[dist][rl][ppo]") {
+  const auto world = p4lm::dist::world();
+  const auto n = static_cast<std::size_t>(world.size());
+  auto c = ppo_config();
+  c.batch_size = 4 * n, c.mini_batch_size = 2 * n, c.ppo_epochs = 4;
+  c.learning_rate = 3e-2, c.early_stopping = true, c.target_kl = 1e-7;  // any update exceeds it
+  p4lm::rl::PPOTrainer<RlPolicy, p4lm::rl_test::CountToken> ppo(RlPolicy(p4lm::rl_test::toy_lm(8)),
+                                                                p4lm::rl_test::CountToken{}, c);
+  const auto prompts = toy_prompts(c.batch_size);
+  (void)ppo.step(prompts);
+  const auto m = ppo.step(prompts);  // the first minibatch of an iteration starts at ratio 1: the second
+  CHECK(m.at("ppo/early_stopped") == 1.0);
+  CHECK(m.at("ppo/optimizer_steps") < double(c.ppo_epochs * 2));
+  for (const char* k : {"ppo/early_stopped", "ppo/optimizer_steps", "ppo/epochs", "policy/approxkl"})
+    CHECK(same_on_every_rank(world, m.at(k)));
+}

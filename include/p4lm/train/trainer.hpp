@@ -30,10 +30,12 @@
 // Data parallel (docs/distributed.md): with TrainerOptions::comm of N ranks (by default dist::world(),
 // MPI_COMM_WORLD under mpirun), rank r reads batch(g·N + r, k) at step g (dist/shard.hpp: the
 // single-process order split by rank), the gradients are averaged over the ranks before clipping and
-// AdamW, and the replicas stay identical. Rank 0 alone evaluates, writes metrics, run files and
-// checkpoints, shows progress and holds the lock; the loss, evaluation records and callbacks' stop
-// decisions are shared so every rank takes the same path. Fingerprint fields named in
-// per_rank_fingerprint count the global batch, so a run resumes on any number of ranks that keeps it.
+// AdamW (weighted by each rank's StepLoss::weight where the objective gives one), and the replicas
+// stay identical (rank 0's parameters, frozen ones included, are broadcast when fit() starts). Rank 0
+// alone evaluates, writes metrics, run files and checkpoints, shows progress and holds the lock; the
+// loss, evaluation records and callbacks' stop decisions are shared so every rank takes the same
+// path. Fingerprint fields named in per_rank_fingerprint count the global batch, so a run resumes on
+// any number of ranks that keeps it.
 
 #include <algorithm>
 #include <chrono>

@@ -23,6 +23,20 @@ double weighted_out(MlpHead<double>& h, const std::vector<double>& x, std::size_
   for (std::size_t i = 0; i < y.size(); ++i) s += c[i] * y[i];
   return s;
 }
+// The gradients the last obj.loss(h, b) accumulated in h against finite differences of the loss.
+template <class Objective>
+void check_objective_gradient(MlpHead<double>& h, Objective& obj, const typename Objective::Batch& b) {
+  for (auto& p : h.parameters()) {
+    const auto r = check_gradient(
+        [&] {  // loss only: the objective's own forward, gradients going to a scratch copy
+          MlpHead<double> copy = h;
+          return obj.loss(copy, b).loss;
+        },
+        p.value, p.grad);
+    INFO(p.name << ": " << r.str());
+    CHECK(r.max_relative_error < 1e-5);
+  }
+}
 }  // namespace
 
 TEST_CASE("MlpHead backward matches finite differences in double", "[reward][head]") {
@@ -63,17 +77,7 @@ TEST_CASE("Bradley-Terry objective: -log sigma(r_w - r_l) and its gradient", "[r
   const auto got = obj.loss(h, b);
   CHECK(got.loss == Approx(expect).epsilon(1e-12));
   CHECK(got.tokens == n);
-  for (auto& p : h.parameters()) {
-    const auto r = check_gradient(
-        [&] {
-          // loss only: the objective's own forward, gradients going to a scratch copy.
-          MlpHead<double> copy = h;
-          return obj.loss(copy, b).loss;
-        },
-        p.value, p.grad);
-    INFO(p.name << ": " << r.str());
-    CHECK(r.max_relative_error < 1e-5);
-  }
+  check_objective_gradient(h, obj, b);
 }
 
 TEST_CASE("NLI objective: logistic loss on the entailment logit and its gradient", "[reward][nli]") {
@@ -92,16 +96,7 @@ TEST_CASE("NLI objective: logistic loss on the entailment logit and its gradient
   }
   h.zero_grad();
   CHECK(obj.loss(h, b).loss == Approx(expect).epsilon(1e-12));
-  for (auto& p : h.parameters()) {
-    const auto r = check_gradient(
-        [&] {
-          MlpHead<double> copy = h;
-          return obj.loss(copy, b).loss;
-        },
-        p.value, p.grad);
-    INFO(p.name << ": " << r.str());
-    CHECK(r.max_relative_error < 1e-5);
-  }
+  check_objective_gradient(h, obj, b);
 }
 
 TEST_CASE("Token NLI objective: soft minimum over each example's token scores, loss and gradient",
@@ -128,16 +123,7 @@ TEST_CASE("Token NLI objective: soft minimum over each example's token scores, l
   }
   h.zero_grad();
   CHECK(obj.loss(h, b).loss == Approx(expect).epsilon(1e-12));
-  for (auto& p : h.parameters()) {
-    const auto r = check_gradient(
-        [&] {
-          MlpHead<double> copy = h;
-          return obj.loss(copy, b).loss;
-        },
-        p.value, p.grad);
-    INFO(p.name << ": " << r.str());
-    CHECK(r.max_relative_error < 1e-5);
-  }
+  check_objective_gradient(h, obj, b);
   CHECK_THROWS_WITH(reward::TokenNliObjective<double>(x, {0, 2, 3}, y, width, 3),
                     Catch::Contains("3 labels") && Catch::Contains("3 offsets"));
 }

@@ -187,3 +187,4 @@
 #include "p4lm/pipeline/run.hpp"
 #include "p4lm/pipeline/run_config.hpp"
 #include "p4lm/pipeline/sft_stage.hpp"
+#include "p4lm/pipeline/text_prompted_model.hpp"

@@ -1,8 +1,9 @@
 // The pipeline as a library: the one list of CF widths, the presets and flag parsing of `p4lm run`,
-// the mapping of the main preset onto the stages (the main job's settings), and the stages run
-// in-process on tiny settings: CF training and its re-evaluation from the saved file, the data build,
-// then run_main reusing those artifacts, training SFT and writing pitches, and a second run_main that
-// reuses everything and writes the same pitches.
+// the mapping of the main preset onto the stages (the main job's settings), Table 1's rows (Base in the
+// main run, SFT-Text and P4LM-S from reproduce's variants), and the stages run in-process on tiny
+// settings: CF training and its re-evaluation from the saved file, the data build, then run_main
+// reusing those artifacts, training SFT and writing pitches, a second run_main that reuses everything
+// and writes the same pitches, the prompted base and an SFT-Text warm start evaluated on held-out users.
 
 #include <catch2/catch.hpp>
 
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "p4lm/io/atomic_file.hpp"
+#include "p4lm/pipeline/reproduce.hpp"
 #include "p4lm/pipeline/run.hpp"
 
 namespace fs = std::filesystem;
@@ -86,6 +88,10 @@ TEST_CASE("presets: named defaults that flags override, in any order", "[pipelin
   CHECK(*tiny.cf_dim == 16);
   CHECK(*tiny.seed == 3);
   CHECK(*pipeline::parse_run_flags(args({"--preset=tiny"})).cf_epochs == 2);
+  CHECK(*pipeline::parse_run_flags(args({"--last-stage", "5"})).last_stage == 5);
+  CHECK(message_of([] {
+          pipeline::parse_run_flags(args({"--last-stage", "9"}));
+        }).find("--last-stage") != std::string::npos);
   CHECK(message_of([] { pipeline::preset("huge"); }) == "--preset huge: expected one of default, tiny");
   for (const auto& p : pipeline::presets()) {
     CHECK(*p.make().preset == p.name);  // a preset's config.json says which it was
@@ -134,6 +140,71 @@ TEST_CASE("the default preset gives the stages the main job's settings", "[pipel
   CHECK(*v.rl.out == "/tmp/p4lm_main/single/rl");
   CHECK(v.rewards.out == p.rewards.out);
   CHECK(*v.data.cf == *p.data.cf);
+}
+
+TEST_CASE("Table 1's rows: Base in the main run, SFT-Text and P4LM-S in reproduce's", "[pipeline][table1]") {
+  auto c = pipeline::preset("default");
+  *c.out = "/tmp/p4lm_main";
+  const auto p = pipeline::plan_run(c);
+  // The main run scores the base LM prompted with the profile text: decoding only, no second SFT.
+  CHECK(p.base_row);
+  CHECK(p.sft.conditioning == train::Conditioning::cf);
+  CHECK(pipeline::sft_row_name(p) == "SFT");
+  CHECK(p.rl_enabled);
+  CHECK(p.sft.prompt.max_prompt_tokens == 96);
+  CHECK(p.text_prompt.max_prompt_tokens == pipeline::text_prompt_tokens);  // profile and movie both fit
+  CHECK(p.text_prompt.marker == p.sft.prompt.marker);
+  const auto notes = pipeline::table1_notes(p);
+  CHECK(notes.find("- Base: ") != std::string::npos);
+  CHECK(notes.find("p4lm reproduce table1") != std::string::npos);  // where SFT-Text and P4LM-S are
+
+  // SFT-Text: the same data, base and schedule, the profile as text, no adapter, no RL, no Base row.
+  const auto t = pipeline::text_variant_of(p, "/tmp/p4lm_main/sft-text");
+  CHECK(t.sft.conditioning == train::Conditioning::text);
+  CHECK(pipeline::sft_row_name(t) == "SFT-Text");
+  CHECK_FALSE(t.rl_enabled);
+  CHECK_FALSE(t.base_row);
+  CHECK(t.sft.out == fs::path("/tmp/p4lm_main/sft-text/sft"));
+  CHECK(t.sft.base == p.sft.base);
+  CHECK(t.sft.data == p.sft.data);
+  CHECK(t.sft.sft.stage2_steps == p.sft.sft.stage2_steps);
+  CHECK(t.sft.sft.stage2_lr == p.sft.sft.stage2_lr);
+  CHECK(t.sft.sft.train_top_layers == p.sft.sft.train_top_layers);
+  CHECK(t.sft.prompt.max_prompt_tokens == pipeline::text_prompt_tokens);
+  CHECK(t.rewards.out == p.rewards.out);
+  CHECK(pipeline::table1_notes(t).find("- SFT-Text: ") != std::string::npos);
+  // P4LM-S: the same number of steps, all of them stage 2.
+  const auto s = pipeline::single_stage_variant_of(p, "/tmp/p4lm_main/single-stage");
+  CHECK(s.sft.sft.stage1_steps == 0);
+  CHECK(s.sft.sft.stage2_steps == 60);
+  CHECK(s.rl_enabled);
+  CHECK_FALSE(s.base_row);
+
+  // reproduce's runs per seed: table1 needs the main run and both variants, in their seed's folder.
+  pipeline::ReproduceConfig r;
+  *r.what = "table1";
+  *r.out = "/tmp/p4lm_repro";
+  const auto runs = pipeline::reproduce_runs(r, 2);
+  REQUIRE(runs.size() == 3);
+  CHECK(runs[0].name == "main");
+  CHECK(runs[0].plan.out == fs::path("/tmp/p4lm_repro/seed-2/main"));
+  CHECK(runs[0].plan.base_row);
+  CHECK(*runs[0].plan.cf.seed == 2);
+  CHECK(runs[1].name == "single-stage");
+  CHECK(runs[1].plan.sft.sft.stage1_steps == 0);
+  CHECK(runs[2].name == "sft-text");
+  CHECK(runs[2].plan.sft.conditioning == train::Conditioning::text);
+  CHECK(runs[2].plan.sft.out == fs::path("/tmp/p4lm_repro/seed-2/sft-text/sft"));
+  CHECK(runs[2].plan.sft.sft.seed == 2);
+  CHECK(runs[2].plan.rewards.out == runs[0].plan.rewards.out);
+  *r.what = "table3";
+  CHECK(pipeline::reproduce_runs(r, 1).size() == 1);
+  *r.what = "warmstart";
+  CHECK(pipeline::reproduce_runs(r, 1).size() == 2);
+  // The paper's order, whatever order the runs finish in.
+  CHECK(pipeline::table1_rank("Base") < pipeline::table1_rank("SFT-Text"));
+  CHECK(pipeline::table1_rank("SFT-Text") < pipeline::table1_rank("SFT"));
+  CHECK(pipeline::table1_rank("P4LM") < pipeline::table1_rank("P4LM-S"));
 }
 
 TEST_CASE("the stages in-process on tiny settings, each reused from its artifact", "[pipeline][run]") {
@@ -192,5 +263,55 @@ TEST_CASE("the stages in-process on tiny settings, each reused from its artifact
   CHECK(second.sft.test_loss == first.sft.test_loss);
   CHECK(second.pitches == first.pitches);
   CHECK(log2.str().find("reused: 6 steps") != std::string::npos);
+
+  // Table 1's Base row: the base LM prompted with the task, the profile and the movie; the shuffled
+  // control puts another test user's profile in the prompt. Greedy, so the same pitches again.
+  const auto data = plan.sft.data;
+  auto base = pipeline::TextPromptedModel::base(plan.sft.base, plan.sft.tokenizer, plan.text_prompt);
+  CHECK(base.zero_shot());
+  const std::vector<std::vector<pipeline::EvaluationPair>> pair_sets{
+      pipeline::evaluation_pairs(data, 3), pipeline::evaluation_pairs(data, 3, true)};
+  const train::PitchSources sources(data);
+  const auto& own = pair_sets[0];
+  const auto request = sources.request(own[0].user_id, own[0].movie_id);
+  const auto text = base.prompt_text(request);
+  CHECK(text.starts_with(std::string(train::zero_shot_instruction)));
+  CHECK(text.find("Viewer: " + request.profile) != std::string::npos);
+  CHECK(text.find("Movie: " + request.title) != std::string::npos);
+  CHECK(base.prompt(request).front() == base.codec().bos);
+  const pipeline::EvaluationSettings settings{.max_new_tokens = 6, .batch = 2};
+  const auto e = pipeline::evaluate_text_model(base, data, pair_sets, settings, {}, nullptr);
+  REQUIRE(e.size() == 2);
+  REQUIRE(e[1].rows.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    CHECK(e[0].rows[i]["embedding_user_id"] == own[i].user_id);
+    CHECK(e[1].rows[i]["user_id"] == own[i].user_id);  // scored against the real user
+    CHECK(e[1].rows[i]["embedding_user_id"] != own[i].user_id);
+    CHECK(e[0].rows[i]["tokens"].get<double>() <= 6);
+  }
+  CHECK(e[0].means.count("tokens") == 1);
+  const auto base_again = pipeline::evaluate_text_model(base, data, {own}, settings, {}, nullptr);
+  CHECK(base_again[0].rows == e[0].rows);
+  // The SFT run reads CF embeddings: the text-prompted loader refuses it and says why.
+  CHECK(pipeline::pitch_model_conditioning(out / "sft") == train::Conditioning::cf);
+  CHECK_THROWS_WITH(pipeline::TextPromptedModel::open(out / "sft"), Catch::Contains("reads CF embeddings"));
+
+  // SFT-Text beside it: CF, data shared; its warm start reads the profile as text, no RL.
+  auto text_plan = pipeline::text_variant_of(plan, out / "sft-text");
+  std::ostringstream log3;
+  const auto sft_text = pipeline::run_plan(text_plan, log3);
+  CHECK(log3.str().find("[4] SFT-Text warm start") != std::string::npos);
+  CHECK(sft_text.sft.steps == 4);  // stage 2 only: stage 1 trains adapters, and there are none
+  CHECK(std::isfinite(sft_text.sft.test_loss));
+  REQUIRE(sft_text.pitches.size() == 2);
+  CHECK(sft_text.pitches[0]["prompt"].get<std::string>().starts_with("Viewer: "));
+  CHECK(pipeline::pitch_model_conditioning(out / "sft-text" / "sft") == train::Conditioning::text);
+  auto loaded = pipeline::TextPromptedModel::open(out / "sft-text" / "sft");
+  CHECK_FALSE(loaded.zero_shot());
+  CHECK(loaded.prompt_options().max_prompt_tokens == pipeline::text_prompt_tokens);
+  CHECK(loaded.prompt_text(request).starts_with("Viewer: " + request.profile));
+  const auto t = pipeline::evaluate_model_file(out / "sft-text" / "sft", data, {own}, settings, {}, nullptr);
+  REQUIRE(t.size() == 1);
+  CHECK(t[0].rows.size() == 3);
   fs::remove_all(out);
 }

@@ -1,8 +1,10 @@
 #pragma once
 // Held-out evaluation of pitch models: greedy pitches for the same held-out (user, movie) pairs from
 // each model, scored by the reward models and by the gold judge, with the shuffled-user control
-// (each pitch written from another test user's CF embedding, scored against the real user). The
-// pipeline's Table 1 is one row per (model, control) pair of this evaluation.
+// (each pitch written from another test user's CF embedding, scored against the real user). Models
+// that read the user as text (the prompted base, SFT-Text: text_prompted_model.hpp) get the same
+// pairs, prompts holding the profile instead, and the shuffled-profile control. The pipeline's
+// Table 1 is one row per (model, control) pair of this evaluation.
 //
 //   auto pairs = p4lm::pipeline::evaluation_pairs("runs/main/data", 32);
 //   auto loader = p4lm::rl::PitchPolicyLoader::open("runs/main/sft");
@@ -10,6 +12,8 @@
 //   auto judge = p4lm::eval::GoldJudge::load("runs/main/data");
 //   auto sft = p4lm::pipeline::evaluate_pitch_model(loader, data, {pairs}, {}, reward, &judge).front();
 //   // sft.means["rewards/appeal"], sft.means["gold/precision"], ...; sft.rows: one JSON per pitch
+//   auto base = p4lm::pipeline::TextPromptedModel::base("smollm2", {}, prompt_options);
+//   auto b = p4lm::pipeline::evaluate_text_model(base, data, {pairs}, {}, reward, &judge).front();
 //
 // Greedy decoding (temperature 0) makes a row a function of the model alone: the same model gives
 // the same table. Pitches are written in batches by the batched KV-cache decoder.
@@ -32,13 +36,14 @@
 #include "p4lm/eval/gold_judge.hpp"
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/pipeline/rl_stage.hpp"
+#include "p4lm/pipeline/text_prompted_model.hpp"
 #include "p4lm/rl/greedy_generate.hpp"
 #include "p4lm/rl/pitch_policy.hpp"
 
 namespace p4lm::pipeline {
 
-// A held-out pair, and whose CF embedding the model reads for it (the user's own, or another test
-// user's in the shuffled control).
+// A held-out pair, and whose CF embedding (or, for a text-prompted model, whose profile) the model
+// reads for it: the user's own, or another test user's in the shuffled control.
 struct EvaluationPair {
   std::int64_t user_id = 0, movie_id = 0, embedding_user_id = 0;
 };
@@ -76,9 +81,47 @@ struct ModelEvaluation {
   std::map<std::string, double> means;  // the rows' means of every score
 };
 
-// Pitches of a loaded pitch policy for `pairs`, scored by `reward` (against each pair's real user)
-// and by `judge` (null: no gold columns). Scores per pitch: rewards/<name>, reward (the mix),
-// gold/... (eval::gold_metrics), ended (1 when EOS came within the budget), tokens.
+// Scores of decoded pitches (tokens[i] for pairs[i], ending with EOS when it came) by `reward`
+// (against each pair's real user) and by `judge` (null: no gold columns). Scores per pitch:
+// rewards/<name>, reward (the mix), gold/... (eval::gold_metrics), ended (1 when EOS came within the
+// budget), tokens.
+inline ModelEvaluation score_pitches(std::span<const EvaluationPair> pairs,
+                                     const std::vector<std::vector<std::int32_t>>& tokens,
+                                     const train::TextCodec& codec, const PitchReward& reward,
+                                     const eval::GoldJudge* judge) {
+  std::vector<PitchToScore> pitches;
+  std::vector<eval::PitchToJudge> judged;
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    auto t = tokens.at(i);
+    const bool ended = !t.empty() && t.back() == codec.eos;
+    if (ended) t.pop_back();
+    pitches.push_back({pairs[i].user_id, pairs[i].movie_id, detail::SampleReward::decode(codec, t), ended});
+    judged.push_back({pairs[i].user_id, pairs[i].movie_id, pitches.back().pitch});
+  }
+  const auto scores = reward ? reward(pitches) : PitchRewardScores{};
+  const auto gold = judge ? judge->score(judged) : std::vector<eval::GoldScores>{};
+  ModelEvaluation e;
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    nlohmann::json row{{"user_id", pairs[i].user_id},
+                       {"movie_id", pairs[i].movie_id},
+                       {"embedding_user_id", pairs[i].embedding_user_id},
+                       {"pitch", pitches[i].pitch},
+                       {"ended", pitches[i].ended ? 1.0 : 0.0},
+                       {"tokens", static_cast<double>(tokens[i].size())}};
+    if (reward) {
+      row["reward"] = scores.total.at(i);
+      for (const auto& [name, v] : scores.components) row["rewards/" + name] = v.at(i);
+    }
+    if (judge)
+      for (const auto& [name, v] : eval::gold_metrics(gold[i])) row[name] = v;
+    for (const auto& [k, v] : row.items())
+      if (v.is_number_float()) e.means[k] += v.template get<double>() / double(pairs.size());
+    e.rows.push_back(std::move(row));
+  }
+  return e;
+}
+
+// Pitches of a loaded pitch policy for `pairs`, scored by score_pitches.
 template <class Policy>
 ModelEvaluation evaluate_pitch_policy(Policy& policy, const rl::PitchPolicyLoader& loader,
                                       const train::PitchSources& sources,
@@ -94,39 +137,30 @@ ModelEvaluation evaluate_pitch_policy(Policy& policy, const rl::PitchPolicyLoade
       fail<InvalidArgument>("evaluation: ", e.what(), " (", loader.cf_path().string(), ")");
     }
   }
-  const auto eos = loader.codec().eos;
-  const auto g = rl::greedy_generate(policy, prompts, s.max_new_tokens, eos, s.batch);
-  std::vector<PitchToScore> pitches;
-  std::vector<eval::PitchToJudge> judged;
-  for (std::size_t i = 0; i < pairs.size(); ++i) {
-    auto t = g.tokens[i];
-    const bool ended = !t.empty() && t.back() == eos;
-    if (ended) t.pop_back();
-    pitches.push_back(
-        {pairs[i].user_id, pairs[i].movie_id, detail::SampleReward::decode(loader.codec(), t), ended});
-    judged.push_back({pairs[i].user_id, pairs[i].movie_id, pitches.back().pitch});
-  }
-  const auto scores = reward ? reward(pitches) : PitchRewardScores{};
-  const auto gold = judge ? judge->score(judged) : std::vector<eval::GoldScores>{};
-  ModelEvaluation e;
-  for (std::size_t i = 0; i < pairs.size(); ++i) {
-    nlohmann::json row{{"user_id", pairs[i].user_id},
-                       {"movie_id", pairs[i].movie_id},
-                       {"embedding_user_id", pairs[i].embedding_user_id},
-                       {"pitch", pitches[i].pitch},
-                       {"ended", pitches[i].ended ? 1.0 : 0.0},
-                       {"tokens", static_cast<double>(g.tokens[i].size())}};
-    if (reward) {
-      row["reward"] = scores.total.at(i);
-      for (const auto& [name, v] : scores.components) row["rewards/" + name] = v.at(i);
+  const auto g = rl::greedy_generate(policy, prompts, s.max_new_tokens, loader.codec().eos, s.batch);
+  return score_pitches(pairs, g.tokens, loader.codec(), reward, judge);
+}
+
+// A text-prompted model (the prompted base, SFT-Text) on each set of pairs: pair i's prompt holds the
+// profile of pairs[i].embedding_user_id (another user's in the shuffled-profile control) and its
+// movie; scored against the real user like every other row.
+inline std::vector<ModelEvaluation> evaluate_text_model(
+    TextPromptedModel& model, const std::filesystem::path& data,
+    const std::vector<std::vector<EvaluationPair>>& pair_sets, const EvaluationSettings& s,
+    const PitchReward& reward, const eval::GoldJudge* judge) {
+  const train::PitchSources sources(data);
+  std::vector<ModelEvaluation> out;
+  for (const auto& pairs : pair_sets) {
+    std::vector<std::vector<std::int32_t>> prompts;
+    for (const auto& p : pairs) {
+      auto r = sources.request(p.user_id, p.movie_id);
+      r.profile = sources.request(p.embedding_user_id, p.movie_id).profile;
+      prompts.push_back(model.prompt(r));
     }
-    if (judge)
-      for (const auto& [name, v] : eval::gold_metrics(gold[i])) row[name] = v;
-    for (const auto& [k, v] : row.items())
-      if (v.is_number_float()) e.means[k] += v.template get<double>() / double(pairs.size());
-    e.rows.push_back(std::move(row));
+    const auto g = model.greedy(prompts, s.max_new_tokens, s.batch);
+    out.push_back(score_pitches(pairs, g.tokens, model.codec(), reward, judge));
   }
-  return e;
+  return out;
 }
 
 // The model `loader` opened, loaded once, evaluated on each set of pairs (e.g. own and shuffled users).
@@ -143,11 +177,24 @@ inline std::vector<ModelEvaluation> evaluate_pitch_model(
   });
 }
 
+// The pitch model in `model` (an SFT run folder, an RL policy file) on each set of pairs, through
+// evaluate_pitch_model or evaluate_text_model as the file's recorded conditioning says.
+inline std::vector<ModelEvaluation> evaluate_model_file(
+    const std::filesystem::path& model, const std::filesystem::path& data,
+    const std::vector<std::vector<EvaluationPair>>& pair_sets, const EvaluationSettings& s,
+    const PitchReward& reward, const eval::GoldJudge* judge) {
+  if (pitch_model_conditioning(model) == train::Conditioning::text) {
+    auto m = TextPromptedModel::open(model);
+    return evaluate_text_model(m, data, pair_sets, s, reward, judge);
+  }
+  return evaluate_pitch_model(rl::PitchPolicyLoader::open(model), data, pair_sets, s, reward, judge);
+}
+
 // ---- Table 1 ----
 
 // One row of the table: a model, read with its users' embeddings or with shuffled ones.
 struct TableRow {
-  std::string name;  // "SFT", "P4LM", ...
+  std::string name;  // "Base", "SFT-Text", "SFT", "P4LM", ...
   bool shuffled = false;
   ModelEvaluation evaluation;
 };
@@ -177,7 +224,8 @@ inline std::string format_cell(double v) {
   return s.str();
 }
 
-inline std::string table_markdown(std::span<const TableRow> rows) {
+// `notes` (markdown, may be empty) follows the table: what each row is and where the missing ones come from.
+inline std::string table_markdown(std::span<const TableRow> rows, const std::string& notes = {}) {
   std::ostringstream md;
   md << "| model | users |";
   for (const auto& c : table1_columns()) md << ' ' << c.title << " |";
@@ -192,6 +240,7 @@ inline std::string table_markdown(std::span<const TableRow> rows) {
     }
     md << '\n';
   }
+  if (!notes.empty()) md << '\n' << notes << (notes.ends_with('\n') ? "" : "\n");
   return md.str();
 }
 
@@ -212,10 +261,11 @@ inline std::string table_csv(std::span<const TableRow> rows) {
   return csv.str();
 }
 
-// table1.md, table1.csv and eval_pitches.jsonl (every row's pitches, tagged with model and users).
+// <stem>.md (the table, then `notes`), <stem>.csv and <stem>_pitches.jsonl (every row's pitches,
+// tagged with model and users).
 inline void write_table(const std::filesystem::path& dir, const std::string& stem,
-                        std::span<const TableRow> rows) {
-  io::write_file_atomically(dir / (stem + ".md"), table_markdown(rows));
+                        std::span<const TableRow> rows, const std::string& notes = {}) {
+  io::write_file_atomically(dir / (stem + ".md"), table_markdown(rows, notes));
   io::write_file_atomically(dir / (stem + ".csv"), table_csv(rows));
   io::write_jsonl_with(dir / (stem + "_pitches.jsonl"), [&](auto&& emit) {
     for (const auto& r : rows)

@@ -2,8 +2,9 @@
 // The paper's experiments from one call (`p4lm reproduce`): each is a set of pipeline runs per seed
 // and a table or plot over them, written under `out`:
 //
-//   table1     SFT and P4LM of the main run, and P4LM-S (PPO from a single-stage warm start) with its
-//              SFT, each with own and shuffled users; mean and 95% confidence interval over the seeds.
+//   table1     Base, SFT and P4LM of the main run, SFT-Text (a warm start reading the profile as text,
+//              no CF adapter), and P4LM-S (PPO from a single-stage warm start) with its SFT, each with
+//              own and shuffled users; mean and 95% confidence interval over the seeds.
 //   table3     reward hacking: RL on each single reward and on the mix from the same warm start, scored
 //              on all four rewards and by the gold judge, one sample pitch per row.
 //   warmstart  the RL evaluation reward per iteration after the two-stage and single-stage warm starts.
@@ -16,8 +17,9 @@
 //
 // A seed changes everything a seed should: the CF split and training, the pitch corpus drawn from the
 // data, the warm start, the reward heads and the RL samples (RunConfig::seed goes to every stage).
-// Runs live in out/seed-<s>/{main,single-stage,rl-<reward>}; each reuses what a killed or earlier
-// reproduce left, so `all` after `table1` only adds the missing runs.
+// Runs live in out/seed-<s>/{main,single-stage,sft-text,rl-<reward>} (reproduce_runs lists the pipeline
+// runs of a seed); each reuses what a killed or earlier reproduce left, so `all` after `table1` only
+// adds the missing runs.
 
 #include <algorithm>
 #include <cmath>
@@ -127,7 +129,8 @@ inline std::string format_mean_ci(const std::vector<double>& v) {
 }
 
 inline void write_seeded_table(const std::filesystem::path& dir, const std::string& stem,
-                               const std::vector<SeededRow>& rows, std::size_t seeds, bool with_sample) {
+                               const std::vector<SeededRow>& rows, std::size_t seeds, bool with_sample,
+                               const std::string& notes = {}) {
   std::ostringstream md, csv;
   md << "| model | users |";
   csv << "model,users,seeds";
@@ -161,8 +164,59 @@ inline void write_seeded_table(const std::filesystem::path& dir, const std::stri
     md << '\n';
     csv << '\n';
   }
+  if (!notes.empty()) md << '\n' << notes;
   io::write_file_atomically(dir / (stem + ".md"), md.str());
   io::write_file_atomically(dir / (stem + ".csv"), csv.str());
+}
+
+// Table 1's rows in the paper's order, then this project's own.
+inline int table1_rank(const std::string& name) {
+  static const std::vector<std::string> order{"Base", "SFT-Text", "SFT",
+                                              "P4LM", "P4LM-S",   "SFT (single-stage)"};
+  const auto it = std::find(order.begin(), order.end(), name);
+  return static_cast<int>(it - order.begin());
+}
+
+inline const std::string& table1_reproduce_notes() {
+  static const std::string n =
+      "Mean ± 95% confidence interval (Student t) over the seeds; a seed changes the CF split and training, "
+      "the pitch corpus, the warm starts, the reward heads and RL. Users: own, or shuffled (each pitch "
+      "written from another test user's CF embedding, or profile for Base and SFT-Text, scored against the "
+      "real user).\n"
+      "- Base: the base LM prompted with the task, the profile text and the movie, no fine-tuning.\n"
+      "- SFT-Text: the warm start with the profile as text in the prompt and no CF adapter (the SFT "
+      "schedule's stage 2; stage 1 trains adapters only).\n"
+      "- SFT, P4LM: the two-stage warm start with CF adapters, then PPO on the reward mix.\n"
+      "- P4LM-S: PPO from a single-stage warm start (SFT (single-stage): the same steps, all of them "
+      "stage 2); this reading of the paper's row is this project's.\n"
+      "The main job (`p4lm run`) has Base, SFT and P4LM for one seed; SFT-Text and P4LM-S each cost "
+      "another warm start and come from here.\n";
+  return n;
+}
+
+// One pipeline run of a seed: its name (its folder under out/seed-<s>) and its plan.
+struct ReproduceRun {
+  std::string name;
+  RunPlan plan;
+};
+
+// The pipeline runs of one seed that c.what needs, the main run first; the variants share its CF,
+// data and reward models (variant_of). table1: main, single-stage, sft-text; warmstart: main,
+// single-stage; table3 and overopt: main (table3's RL runs per reward are RL stages, not runs).
+inline std::vector<ReproduceRun> reproduce_runs(const ReproduceConfig& c, long seed) {
+  RunConfig rc = preset(*c.preset);
+  *rc.seed = seed;
+  *rc.progress = *c.progress;
+  const auto seed_dir = std::filesystem::path(*c.out) / ("seed-" + std::to_string(seed));
+  *rc.out = (seed_dir / "main").string();
+  if (*rc.rl_iterations == 0) fail<InvalidArgument>("reproduce: preset ", *c.preset, " has no RL stage");
+  const auto wanted = [&](const std::string& w) { return *c.what == "all" || *c.what == w; };
+  const RunPlan main = plan_run(rc);
+  std::vector<ReproduceRun> runs{{"main", main}};
+  if (wanted("table1") || wanted("warmstart"))
+    runs.push_back({"single-stage", single_stage_variant_of(main, seed_dir / "single-stage")});
+  if (wanted("table1")) runs.push_back({"sft-text", text_variant_of(main, seed_dir / "sft-text")});
+  return runs;
 }
 
 // metrics.jsonl rows of an RL run that carry an evaluation.
@@ -186,31 +240,23 @@ inline void reproduce(const ReproduceConfig& c, std::ostream& log) {
   std::vector<SeededRow> table1, table3;
   std::vector<eval::Series> warm, over;
   for (const long seed : seeds) {
-    RunConfig rc = preset(*c.preset);
-    *rc.seed = seed;
-    *rc.progress = *c.progress;
     const auto seed_dir = out / ("seed-" + std::to_string(seed));
-    *rc.out = (seed_dir / "main").string();
-    if (*rc.rl_iterations == 0) fail<InvalidArgument>("reproduce: preset ", *c.preset, " has no RL stage");
-    log << "== seed " << seed << ": the main run (" << *rc.out << ")" << std::endl;
-    const auto plan = plan_run(rc);
-    const auto main = run_plan(plan, log);
-    if (main.table1.empty())
-      fail<InvalidArgument>("reproduce: the reward models' encoder is missing (scripts/fetch-models.sh)");
-
-    std::optional<RunResult> single;
-    if (wanted("table1") || wanted("warmstart")) {
-      auto p = variant_of(plan, seed_dir / "single-stage");
-      p.sft.sft.stage2_steps += p.sft.sft.stage1_steps;  // the same number of steps, all of them stage 2
-      p.sft.sft.stage1_steps = 0;
-      p.config["stage2_steps"] = p.sft.sft.stage2_steps, p.config["stage1_steps"] = 0;
-      log << "== seed " << seed << ": single-stage warm start (" << p.out.string() << ")" << std::endl;
-      single = run_plan(p, log);
+    const auto runs = reproduce_runs(c, seed);
+    const auto& plan = runs.front().plan;
+    std::map<std::string, RunResult> results;
+    for (const auto& [name, p] : runs) {
+      log << "== seed " << seed << ": " << (name == "main" ? "the main run" : name) << " (" << p.out.string()
+          << ")" << std::endl;
+      results[name] = run_plan(p, log);
+      if (name == "main" && results[name].table1.empty())
+        fail<InvalidArgument>("reproduce: the reward models' encoder is missing (scripts/fetch-models.sh)");
     }
+    const auto& main = results.at("main");
     if (wanted("table1")) {
       for (const auto& r : main.table1) add_row(table1, r, r.name);
-      for (const auto& r : single->table1)
+      for (const auto& r : results.at("single-stage").table1)
         add_row(table1, r, r.name == "P4LM" ? "P4LM-S" : "SFT (single-stage)");
+      for (const auto& r : results.at("sft-text").table1) add_row(table1, r, r.name);
     }
     if (wanted("table3")) {
       // RL on each reward alone from the main run's warm start, evaluated like the main run's rows.
@@ -220,7 +266,8 @@ inline void reproduce(const ReproduceConfig& c, std::ostream& log) {
       const auto judge = eval::GoldJudge::load(plan.sft.data);
       const auto pairs = evaluation_pairs(plan.sft.data, plan.table_pairs);
       for (const auto& r : main.table1)
-        if (!r.shuffled) add_row(table3, r, r.name == "P4LM" ? "RL on the mix (P4LM)" : r.name);
+        if (!r.shuffled && r.name != "Base")
+          add_row(table3, r, r.name == "P4LM" ? "RL on the mix (P4LM)" : r.name);
       for (const std::string reward : {"precision", "appeal", "personalization", "relevance"}) {
         auto rl = plan.rl;
         *rl.out = (seed_dir / ("rl-" + reward)).string();
@@ -278,7 +325,10 @@ inline void reproduce(const ReproduceConfig& c, std::ostream& log) {
   }
 
   if (wanted("table1")) {
-    write_seeded_table(out, "table1", table1, seeds.size(), false);
+    std::stable_sort(table1.begin(), table1.end(), [](const SeededRow& a, const SeededRow& b) {
+      return table1_rank(a.name) < table1_rank(b.name);
+    });
+    write_seeded_table(out, "table1", table1, seeds.size(), false, table1_reproduce_notes());
     log << "\nTable 1 (" << seeds.size() << " seed(s), mean ± 95% CI): " << (out / "table1.md").string()
         << '\n'
         << io::read_file(out / "table1.md");

@@ -40,6 +40,7 @@
 #include <boost/hana.hpp>
 #include <nlohmann/json.hpp>
 
+#include "p4lm/cf/embeddings.hpp"
 #include "p4lm/core/config.hpp"
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/rng.hpp"
@@ -105,16 +106,17 @@ inline std::map<std::string, double> parse_reward_weights(const std::string& s) 
 // The P4LM reward mix (precision, appeal, personalization, preference relevance) from the folder
 // `p4lm rewards train` wrote, weighted by `weights` ("precision=1,appeal=0.5,..."; "relevance" names
 // preference_relevance; a reward left out weighs 1), as a PitchReward. Components are used raw
-// (Normalization::none): the weights set their balance.
+// (Normalization::none): the weights set their balance. `cf_file` is the run's CF model, which preference
+// relevance reads (any pitch model is scored with it, CF-conditioned or not).
 inline PitchReward load_reward_mix(const std::filesystem::path& rewards, const std::string& weights,
                                    const std::filesystem::path& encoder, const std::filesystem::path& data,
-                                   const rl::PitchPolicyLoader& loader) {
+                                   const std::filesystem::path& cf_file) {
   auto w = parse_reward_weights(weights);
   if (const auto r = w.find("relevance"); r != w.end()) {
     w["preference_relevance"] = r->second;
     w.erase(r);
   }
-  return train::with_adapter_dim(loader.cf_dim(), [&](auto d) -> PitchReward {
+  return train::with_adapter_dim(cf::embeddings_dim(cf_file), [&](auto d) -> PitchReward {
     constexpr int Dim = decltype(d)::value;
     using Mix = reward::RewardMix<reward::Precision<>, reward::Appeal<>, reward::Personalization<>,
                                   reward::PreferenceRelevance<backend::cpu, Dim>>;
@@ -141,7 +143,7 @@ inline PitchReward load_reward_mix(const std::filesystem::path& rewards, const s
     mix->set_weights(eta);
     auto catalog = std::make_shared<const data::Catalog>(eval::read_catalog(data / "catalog.jsonl"));
     auto sources = std::make_shared<const train::PitchSources>(data);
-    auto cf = std::make_shared<const cf::Embeddings<Dim>>(cf::load_embeddings<Dim>(loader.cf_path()));
+    auto cf = std::make_shared<const cf::Embeddings<Dim>>(cf::load_embeddings<Dim>(cf_file));
     auto rows = std::make_shared<const train::CfRows>(*cf);
     return [=](std::span<const PitchToScore> batch) {
       std::vector<reward::RolloutData> owned;
@@ -164,6 +166,13 @@ inline PitchReward load_reward_mix(const std::filesystem::path& rewards, const s
       return out;
     };
   });
+}
+
+// The same with the CF model a CF-conditioned pitch model (its loader) reads.
+inline PitchReward load_reward_mix(const std::filesystem::path& rewards, const std::string& weights,
+                                   const std::filesystem::path& encoder, const std::filesystem::path& data,
+                                   const rl::PitchPolicyLoader& loader) {
+  return load_reward_mix(rewards, weights, encoder, data, loader.cf_path());
 }
 
 // ---- configuration ----

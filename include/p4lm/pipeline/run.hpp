@@ -15,10 +15,15 @@
 //   [5] pitches for test users (pitch_stage.hpp): pitches.jsonl, always rewritten
 //   [6] reward models (reward/training.hpp): rewards/heldout.json + rewards/<reward>.safetensors
 //   [7] RL, PPO with a KL penalty (rl_stage.hpp): rl/result.json + rl/policy.safetensors, curves
-//   [8] Table 1 (evaluation_stage.hpp): table1.md, table1.csv, table1_pitches.jsonl
+//   [8] Table 1 (evaluation_stage.hpp): table1.md, table1.csv, table1_pitches.jsonl; rows Base (the
+//       base LM prompted with the profile text, no fine-tuning: text_prompted_model.hpp), SFT and
+//       P4LM, each with own and shuffled users (CF embeddings; profiles for Base)
 // and config.json (the RunConfig) and summary.json (what each stage did and its headline figures).
 // Stages [6]-[8] need the sentence encoder of the model cache (scripts/fetch-models.sh); without it the
-// run says so and stops after [5].
+// run says so and stops after [5]. A plan with text conditioning (use_text_conditioning,
+// text_variant_of) warm-starts SFT-Text (the profile as text in the prompt, no CF adapter) and has no RL
+// stage: the policy of [7] reads CF embeddings. SFT-Text costs a second warm start, so the main job
+// leaves it to `p4lm reproduce table1` (reproduce.hpp).
 
 #include <cstdint>
 #include <filesystem>
@@ -45,6 +50,7 @@
 #include "p4lm/pipeline/rl_stage.hpp"
 #include "p4lm/pipeline/run_config.hpp"
 #include "p4lm/pipeline/sft_stage.hpp"
+#include "p4lm/pipeline/text_prompted_model.hpp"
 #include "p4lm/reward/training.hpp"
 
 namespace p4lm::pipeline {
@@ -65,9 +71,25 @@ struct RunPlan {
   bool rl_enabled = true;
   EvaluationSettings evaluation;
   std::size_t table_pairs = 0;
-  int last_stage = 8;     // stages after it are not run
-  nlohmann::json config;  // the RunConfig, written to out/config.json
+  bool base_row = true;              // Table 1's Base row: the base LM prompted with the profile text
+  train::PromptOptions text_prompt;  // prompts of the models that read the profile as text (Base, SFT-Text)
+  int last_stage = 8;                // stages after it are not run
+  nlohmann::json config;             // the RunConfig, written to out/config.json
 };
+
+// The prompt budget of the models that read the profile as text: the profile (up to ~90 SmolLM2
+// tokens: tastes and three favourite titles), the movie (up to ~90), the task and the chat format
+// around them; the CF-conditioned prompt's 96 would cut the movie off.
+inline constexpr std::size_t text_prompt_tokens = 256;
+
+// The warm start reads the profile as text (SFT-Text) instead of CF embeddings: no adapter, the text
+// models' prompt budget (profile and movie), no RL stage (its policy reads CF embeddings).
+inline void use_text_conditioning(RunPlan& p) {
+  p.sft.conditioning = train::Conditioning::text;
+  p.sft.prompt = p.text_prompt;
+  p.rl_enabled = false;
+  p.config["conditioning"] = "text";
+}
 
 inline RunPlan plan_run(const RunConfig& c) {
   cf::check_cf_dim(static_cast<int>(*c.cf_dim));
@@ -171,6 +193,8 @@ inline RunPlan plan_run(const RunConfig& c) {
 
   p.evaluation.max_new_tokens = static_cast<std::size_t>(*c.rl_response_length);
   p.table_pairs = static_cast<std::size_t>(*c.table_pairs);
+  p.text_prompt = s.prompt;
+  p.text_prompt.max_prompt_tokens = text_prompt_tokens;
   p.last_stage = static_cast<int>(*c.last_stage);
   p.config = to_json(c);
   return p;
@@ -205,7 +229,7 @@ struct RunResult {
 };
 
 // The same run with its own warm start, RL and table in `dir`, sharing CF, data and reward models with
-// `p` (p4lm reproduce's variants: single-stage warm start, RL on one reward).
+// `p` (p4lm reproduce's variants: single-stage warm start, SFT-Text, RL on one reward).
 inline RunPlan variant_of(RunPlan p, const std::filesystem::path& dir) {
   p.out = dir;
   p.sft.out = dir / "sft";
@@ -214,6 +238,58 @@ inline RunPlan variant_of(RunPlan p, const std::filesystem::path& dir) {
   *p.rl.sft = p.sft.out.string();
   *p.rl.out = (dir / "rl").string();
   return p;
+}
+
+// The single-stage warm start (P4LM-S): the same number of SFT steps, all of them stage 2.
+inline RunPlan single_stage_variant_of(RunPlan p, const std::filesystem::path& dir) {
+  p = variant_of(std::move(p), dir);
+  p.sft.sft.stage2_steps += p.sft.sft.stage1_steps;
+  p.sft.sft.stage1_steps = 0;
+  p.config["stage2_steps"] = p.sft.sft.stage2_steps, p.config["stage1_steps"] = 0;
+  p.base_row = false;  // the main run's
+  return p;
+}
+
+// SFT-Text next to the main run: the same data, base, SFT schedule and settings, the profile as text
+// in the prompt instead of the CF adapters (the stage-1 adapter warm-up has nothing to train and is
+// left out), no RL; its Table 1 holds the SFT-Text row alone (the main run has the Base row).
+inline RunPlan text_variant_of(RunPlan p, const std::filesystem::path& dir) {
+  p = variant_of(std::move(p), dir);
+  use_text_conditioning(p);
+  p.base_row = false;
+  return p;
+}
+
+// Table 1's name of the warm start's row.
+inline std::string sft_row_name(const RunPlan& p) {
+  return p.sft.conditioning == train::Conditioning::text ? "SFT-Text" : "SFT";
+}
+
+// What Table 1's rows of a run are, and where the paper's other rows come from (below the table).
+inline std::string table1_notes(const RunPlan& p) {
+  std::string n = "Seed " + std::to_string(*p.cf.seed) + "; " + std::to_string(p.table_pairs) +
+                  " held-out users, greedy pitches of at most " +
+                  std::to_string(p.evaluation.max_new_tokens) +
+                  " tokens; users: own, or shuffled (each pitch written for another test user, scored "
+                  "against the real one).\n";
+  if (p.base_row)
+    n += "- Base: " + p.sft.base +
+         " prompted with the task, the profile text and the movie, no fine-tuning; its shuffled row reads "
+         "another user's profile.\n";
+  if (p.sft.conditioning == train::Conditioning::text)
+    n +=
+        "- SFT-Text: the warm start with the profile as text in the prompt, no CF adapter; shuffled: another "
+        "user's profile.\n";
+  else
+    n += std::string("- SFT: the ") + (p.sft.sft.stage1_steps ? "two-stage" : "single-stage") +
+         " warm start with CF adapters; shuffled: another user's CF embedding.\n";
+  if (p.rl_enabled && p.last_stage >= 7)
+    n += "- P4LM: PPO on the reward mix (" + *p.rl.weights + ") from SFT.\n";
+  if (p.base_row && p.sft.conditioning == train::Conditioning::cf)
+    n += "- Not in this run: SFT-Text (a second warm start) and P4LM-S (a single-stage warm start and its "
+         "RL); "
+         "`p4lm reproduce table1` adds both per seed, with 95% confidence intervals over seeds.\n";
+  return n;
 }
 
 // Runs every stage of a plan (see the file comment); `log` gets one line per stage and details.
@@ -253,18 +329,26 @@ inline RunResult run_plan(const RunPlan& plan, std::ostream& log = std::cout) {
         << r.data_stats["splits"]["test"]["sft"] << " test)\n";
   }
 
-  log << "[4] SFT warm start of " << plan.sft.base << ": stage 1 CF adapters (transformer frozen), stage 2 "
-      << (plan.sft.sft.train_top_layers
-              ? "the adapters and the top " + std::to_string(plan.sft.sft.train_top_layers) + " blocks"
-              : std::string("everything"))
-      << std::endl;
+  const bool text = plan.sft.conditioning == train::Conditioning::text;
+  const std::string trained = plan.sft.sft.train_top_layers
+                                  ? "the top " + std::to_string(plan.sft.sft.train_top_layers) + " blocks"
+                                  : std::string("the whole model");
+  if (text)
+    log << "[4] SFT-Text warm start of " << plan.sft.base
+        << ": the profile as text in the prompt, no CF adapter, one stage training " << trained << std::endl;
+  else
+    log << "[4] SFT warm start of " << plan.sft.base
+        << ": stage 1 CF adapters (transformer frozen), stage 2 the adapters and " << trained << std::endl;
   if (!plan.base_notice.empty()) log << "    notice: " << plan.base_notice << '\n';
   r.sft = run_sft(plan.sft);
   log << "    " << (r.sft.reused ? "reused: " : "") << r.sft.steps
-      << " steps; held-out loss per pitch token: test " << r.sft.test_loss
-      << ", with shuffled user embeddings " << r.sft.test_loss_shuffled_users
-      << "; link sentence only: " << r.sft.test_link_loss << " vs " << r.sft.test_link_loss_shuffled_users
-      << '\n';
+      << " steps; held-out loss per pitch token: test " << r.sft.test_loss;
+  if (text)
+    log << "; link sentence only: " << r.sft.test_link_loss << '\n';
+  else
+    log << ", with shuffled user embeddings " << r.sft.test_loss_shuffled_users
+        << "; link sentence only: " << r.sft.test_link_loss << " vs " << r.sft.test_link_loss_shuffled_users
+        << '\n';
 
   log << "[5] pitches for test users" << std::endl;
   r.pitches = write_test_pitches(plan.pitches, [&](const train::PitchRequest& q, const std::string& pitch) {
@@ -302,6 +386,8 @@ inline RunResult run_plan(const RunPlan& plan, std::ostream& log = std::cout) {
 
   std::filesystem::path policy = plan.sft.out / "model.safetensors";
   const bool with_rl = plan.rl_enabled && plan.last_stage >= 7;
+  if (text && plan.last_stage >= 7)
+    log << "[7] RL skipped: its policy reads CF embeddings, this warm start the profile as text\n";
   if (with_rl) {
     log << "[7] RL: PPO with a KL penalty on the reward mix (" << *plan.rl.weights << ")" << std::endl;
     const std::filesystem::path rl_out = *plan.rl.out;
@@ -326,27 +412,33 @@ inline RunResult run_plan(const RunPlan& plan, std::ostream& log = std::cout) {
 
   if (plan.last_stage < 8) return finish();
   log << "[8] Table 1: " << plan.table_pairs
-      << " held-out users, greedy pitches, own and shuffled CF embeddings" << std::endl;
+      << " held-out users, greedy pitches, own and shuffled users (CF embeddings; profiles for the models "
+         "that read them as text)"
+      << std::endl;
   {
-    const auto sft_loader = rl::PitchPolicyLoader::open(plan.sft.out);
-    const auto reward =
-        load_reward_mix(rewards_dir, *plan.rl.weights, plan.encoder, plan.sft.data, sft_loader);
+    const auto reward = load_reward_mix(rewards_dir, *plan.rl.weights, plan.encoder, plan.sft.data, cf_file);
     const auto judge = eval::GoldJudge::load(plan.sft.data);
-    const auto own = evaluation_pairs(plan.sft.data, plan.table_pairs);
-    const auto shuffled = evaluation_pairs(plan.sft.data, plan.table_pairs, /*shuffled=*/true);
-    std::vector<std::pair<std::string, std::filesystem::path>> models{
-        {"SFT", plan.sft.out / "model.safetensors"}};
-    if (with_rl) models.emplace_back("P4LM", policy);
-    for (const auto& [name, file] : models) {
-      auto e = evaluate_pitch_model(rl::PitchPolicyLoader::open(file), plan.sft.data, {own, shuffled},
-                                    plan.evaluation, reward, &judge);
+    const std::vector<std::vector<EvaluationPair>> pair_sets{
+        evaluation_pairs(plan.sft.data, plan.table_pairs),
+        evaluation_pairs(plan.sft.data, plan.table_pairs, /*shuffled=*/true)};
+    const auto& own = pair_sets[0];
+    const auto add = [&](const std::string& name, std::vector<ModelEvaluation> e) {
       r.table1.push_back({name, false, std::move(e[0])});
       r.table1.push_back({name, true, std::move(e[1])});
       log << "    " << name << ": done" << std::endl;
+    };
+    if (plan.base_row) {
+      auto base = TextPromptedModel::base(plan.sft.base, plan.sft.tokenizer, plan.text_prompt);
+      add("Base", evaluate_text_model(base, plan.sft.data, pair_sets, plan.evaluation, reward, &judge));
     }
-    write_table(out, "table1", r.table1);
-    log << '\n' << table_markdown(r.table1) << '\n';
-    // The same held-out users before and after RL.
+    add(sft_row_name(plan),
+        evaluate_model_file(plan.sft.out, plan.sft.data, pair_sets, plan.evaluation, reward, &judge));
+    if (with_rl)
+      add("P4LM", evaluate_model_file(policy, plan.sft.data, pair_sets, plan.evaluation, reward, &judge));
+    const auto notes = table1_notes(plan);
+    write_table(out, "table1", r.table1, notes);
+    log << '\n' << table_markdown(r.table1, notes) << '\n';
+    // The same held-out users from every model (before and after RL).
     const std::size_t shown = std::min<std::size_t>(3, own.size());
     for (std::size_t i = 0; i < shown; ++i) {
       const auto& first = r.table1.front().evaluation.rows[i];

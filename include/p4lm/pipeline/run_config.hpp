@@ -88,13 +88,15 @@ struct RunConfig {
 
 }  // namespace p4lm::pipeline
 
+// Boost.Hana adapts at most 40 members: a new setting past that goes to RunPlan (run.hpp), settable
+// from the library only, or replaces one of these.
 BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RunConfig, preset, data, out, seed, cf_dim, cf_epochs,
                         pitches_per_user, base, train_top_layers, stage1_steps, stage2_steps, batch_size,
                         stage1_lr, stage2_lr, stage2_adapter_lr, link_weight, eval_every, eval_examples,
                         checkpoint_every, max_train, max_test, pitch_users, pitch_tokens, encoder,
                         reward_train, reward_test, reward_steps, weights, rl_iterations, rl_batch,
                         rl_mini_batch, rl_epochs, rl_lr, rl_init_kl_coef, rl_target_kl, rl_response_length,
-                        table_pairs, progress);
+                        table_pairs, last_stage, progress);
 
 namespace p4lm::pipeline {
 

@@ -39,6 +39,17 @@ inline PromptFormat parse_prompt_format(std::string_view s) {
   fail<InvalidArgument>("prompt format '", s, "': expected plain or chatml");
 }
 
+// The task in words, for a base model prompted with no fine-tuning (Table 1's Base row, the analogue
+// of the paper's prompted PaLM 2-L): fine-tuning teaches the task by example; a model without it is
+// told, before the prompt SFT-Text trains on (text_prompt: the profile, then the movie).
+inline constexpr std::string_view zero_shot_instruction =
+    "Write a short pitch (two or three sentences) of the movie below for this viewer: say what the movie "
+    "is about and why this viewer in particular would enjoy it.";
+
+inline std::string zero_shot_prompt(std::string_view profile, std::string_view item) {
+  return std::string(zero_shot_instruction) + "\n" + text_prompt(profile, item);
+}
+
 // Prompt ids (what a generator starts from): BOS first in both formats. The prompt text is truncated
 // to fit max_prompt_tokens with everything around it.
 inline std::vector<std::int32_t> format_prompt(const TextCodec& codec, PromptFormat f,

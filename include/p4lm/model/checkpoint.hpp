@@ -9,9 +9,11 @@
 //
 // p4lm's own checkpoints are safetensors files: the parameters under their model names (values in
 // the model's element type, bit-exact), the optimizer's moments as optimizer.m/<name> and
-// optimizer.v/<name>, and in the metadata: format "p4lm", checkpoint version, the ModelConfig as
-// JSON, the names of frozen parameters, the optimizer's step count and options, and any caller
-// entries (data position, RNG state, ...). Files are written atomically.
+// optimizer.v/<name> for the parameters it holds moments for (AdamW::has_state: the trainable ones;
+// files written before that also hold the frozen ones', which loading ignores), and in the metadata:
+// format "p4lm", checkpoint version, the ModelConfig as JSON, the names of frozen parameters, the
+// optimizer's step count and options, and any caller entries (data position, RNG state, ...). Files
+// are written atomically.
 //
 // Errors name the file and the tensor (missing tensor, wrong shape, truncated file, a NaN or
 // infinite value: io/finite.hpp's check runs on every tensor loaded).
@@ -174,7 +176,8 @@ constexpr io::Dtype dtype_of() {
 
 // Writes parameters (+ optimizer state) atomically: every parameter, the frozen names, the config
 // when the model has one, the optimizer's options, step and moments. `extra` entries go into the
-// metadata (the Trainer adds its own there). Any optimizer with options(), steps(), m() and v().
+// metadata (the Trainer adds its own there). Any optimizer with options(), steps(), has_state(), m()
+// and v().
 template <class Model, class Opt>
 void write_checkpoint(const std::filesystem::path& path, Model& model, Opt* optimizer,
                       const std::map<std::string, std::string>& extra) {
@@ -209,6 +212,7 @@ void write_checkpoint(const std::filesystem::path& path, Model& model, Opt* opti
          o.max_grad_norm}}.dump();
     for (std::size_t i = 0; i < params.size(); ++i) {
       const auto& p = params[i];
+      if (!opt.has_state(i)) continue;
       const std::vector<std::int64_t> shape(p.value.shape().begin(), p.value.shape().end());
       entries.push_back(
           {"optimizer.m/" + p.name, detail::dtype_of<T>(), shape, bytes(opt.m(i, p.value.shape()))});
@@ -288,6 +292,7 @@ std::map<std::string, std::string> load_checkpoint_into(Model& model, const std:
                               o.at("weight_decay").get<double>(), o.at("max_grad_norm").get<double>()});
     optimizer->set_steps(o.at("step").get<std::int64_t>());
     for (std::size_t i = 0; i < params.size(); ++i) {
+      if (!optimizer->has_state(i)) continue;
       detail::read_exact<T>(st, "optimizer.m/" + params[i].name, optimizer->m(i, params[i].value.shape()));
       detail::read_exact<T>(st, "optimizer.v/" + params[i].name, optimizer->v(i, params[i].value.shape()));
     }

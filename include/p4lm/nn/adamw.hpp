@@ -2,7 +2,10 @@
 // AdamW<T, B> over a module's trainable parameters: global gradient-norm clipping (ops::clip_grad_norm),
 // then ops::adamw_update per tensor, weight decay only where Parameter::decay says so. The moment
 // estimates m and v live in one allocation each, one slice per parameter in parameters() order, so
-// they save and load by parameter name (model/checkpoint.hpp).
+// they save and load by parameter name (model/checkpoint.hpp). Only the parameters trainable when the
+// optimizer is built get a slice (has_state): a model whose frozen base is most of its weights costs
+// moments, steps and checkpoint bytes for the trained part alone. Decide what trains first, then
+// build the optimizer (the Trainer builds one per phase, after the objective's begin_phase).
 //
 //   p4lm::AdamW opt(model.parameters(), {.lr = 3e-4, .weight_decay = 0.1});
 //   opt.scale_lr("adapter.*", 5.0);        // parameter groups: these take 5x the step's learning rate
@@ -42,9 +45,9 @@ class AdamW {
     std::size_t total = 0;
     for (const auto& p : params) {
       names_.push_back(p.name);
-      offsets_.push_back(total);
+      offsets_.push_back(p.trainable ? total : no_state);
       lr_scale_.push_back(1.0);
-      total += p.value.numel();
+      if (p.trainable) total += p.value.numel();
     }
     m_ = Tensor<B, T>(Shape{total}, T(0));
     v_ = Tensor<B, T>(Shape{total}, T(0));
@@ -71,9 +74,15 @@ class AdamW {
   void set_steps(std::int64_t t) noexcept { t_ = t; }
 
   // Clips the trainable gradients to max_grad_norm, then updates every trainable parameter.
-  // Returns the global gradient norm before clipping; a non-finite norm skips the update.
+  // Returns the global gradient norm before clipping; a non-finite norm skips the update. A parameter
+  // frozen when the optimizer was built and trainable now is refused (it has no moments).
   double step(std::span<Parameter<T, B>> params, double lr) {
     check(params);
+    for (std::size_t i = 0; i < params.size(); ++i)
+      if (params[i].trainable && !has_state(i))
+        fail<InvalidArgument>("AdamW: parameter '", params[i].name,
+                              "' is trainable but was frozen when the optimizer was built (it holds no "
+                              "moments for it): build the optimizer after choosing what trains");
     grads_.clear();
     for (const auto& p : params)
       if (p.trainable) grads_.push_back(p.grad);
@@ -94,12 +103,26 @@ class AdamW {
   }
   double step(std::span<Parameter<T, B>> params) { return step(params, options_.lr); }
 
-  // State of parameter i (by position in the parameters() it was built from).
-  View m(std::size_t i, Shape s) { return {m_.data() + offsets_.at(i), s}; }
-  View v(std::size_t i, Shape s) { return {v_.data() + offsets_.at(i), s}; }
+  // Whether parameter i (by position in the parameters() it was built from) has moments: it was
+  // trainable when the optimizer was built.
+  bool has_state(std::size_t i) const { return offsets_.at(i) != no_state; }
+  // State of parameter i; only where has_state(i).
+  View m(std::size_t i, Shape s) { return {m_.data() + state_offset(i), s}; }
+  View v(std::size_t i, Shape s) { return {v_.data() + state_offset(i), s}; }
+  // Elements held per moment (the sum of numel over the parameters with state).
+  std::size_t state_numel() const noexcept { return m_.numel(); }
   const std::vector<std::string>& names() const noexcept { return names_; }
 
  private:
+  static constexpr std::size_t no_state = static_cast<std::size_t>(-1);
+
+  std::size_t state_offset(std::size_t i) const {
+    if (!has_state(i))
+      fail<InvalidArgument>("AdamW: parameter '", names_.at(i),
+                            "' was frozen when the optimizer was built and has no moments");
+    return offsets_[i];
+  }
+
   void check(std::span<const Parameter<T, B>> params) const {
     if (params.size() != names_.size())
       fail<InvalidArgument>("AdamW: built for ", names_.size(), " parameters, stepped with ", params.size());

@@ -3,7 +3,8 @@
 // (the parameters the shared Trainer optimizes: this is the Trainer's Model), the KL controller's β,
 // the shuffling RNG and the iteration count. The frozen reference is not state: it is rebuilt from
 // the same warm start. The Trainer's checkpoint holds the parameters and AdamW's moments over both
-// (policy first, then v_head.*); state() / load_state() carry the rest through the objective's state.
+// (policy first, then v_head.*; moments for the trainable ones only, nn/adamw.hpp); state() /
+// load_state() carry the rest through the objective's state.
 //
 //   rl::RLState<Policy, rl::AdaptiveKL> s(std::move(policy), rl::AdaptiveKL(0.2, 6, 1e4), seed);
 //   train::Trainer trainer(s, objective, options);   // PPOObjective / PolicyGradientObjective own one

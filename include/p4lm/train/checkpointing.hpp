@@ -1,10 +1,11 @@
 #pragma once
 // The Trainer's checkpoint: one atomic safetensors file with everything a resumed run needs to
 // continue bit-identically: the model's parameters (under their names, bit-exact), the optimizer's
-// moments (optimizer.m/<name>, optimizer.v/<name>) and step count, and a "trainer" metadata entry
-// with the global step, the phase and its schedule position, the objective's data-order state and
-// the options that change the result (the run's fingerprint). The layout is model/checkpoint.hpp's,
-// so a model with a config() is also loadable on its own (load_any_lm, `--model`).
+// moments (optimizer.m/<name>, optimizer.v/<name>, for the parameters it holds moments for) and step
+// count, and a "trainer" metadata entry with the global step, the phase and its schedule position,
+// the objective's data-order state and the options that change the result (the run's fingerprint).
+// The layout is model/checkpoint.hpp's, so a model with a config() is also loadable on its own
+// (load_any_lm, `--model`).
 //
 //   save_training_checkpoint(path, model, &optimizer, trainer_json);
 //   nlohmann::json t = load_training_checkpoint(path, model, &optimizer);   // t["step"], ...
@@ -41,8 +42,10 @@ void save_training_checkpoint(const std::filesystem::path& path, Model& model, O
 }
 
 // Loads parameters and (if given) the optimizer's moments and step count in place: the optimizer
-// keeps its configuration (options, parameter groups), which the run sets, not the file. Returns
-// the "trainer" metadata. Errors name the file and the tensor.
+// keeps its configuration (options, parameter groups, which parameters have moments), which the run
+// sets, not the file. Moments in the file for parameters the optimizer holds none for (frozen ones,
+// written by versions that kept moments for every parameter) are ignored; a missing one is an error
+// naming the file and the tensor. Returns the "trainer" metadata.
 template <class Model, class Opt>
 nlohmann::json load_training_checkpoint(const std::filesystem::path& path, Model& model, Opt* optimizer) {
   using T = typename Model::value_type;
@@ -75,6 +78,7 @@ nlohmann::json load_training_checkpoint(const std::filesystem::path& path, Model
     const std::int64_t steps = nlohmann::json::parse(o->second).at("step");
     optimizer->set_steps(steps);
     for (std::size_t i = 0; i < params.size(); ++i) {
+      if (!optimizer->has_state(i)) continue;
       detail::read_exact<T>(st, "optimizer.m/" + params[i].name, optimizer->m(i, params[i].value.shape()));
       detail::read_exact<T>(st, "optimizer.v/" + params[i].name, optimizer->v(i, params[i].value.shape()));
     }

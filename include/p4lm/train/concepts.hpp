@@ -105,6 +105,7 @@ concept TrainerOptimizer = requires(Opt& o, std::span<Parameter<T>> params, doub
   { o.step(params, lr) } -> std::convertible_to<double>;
   { o.steps() } -> std::convertible_to<std::int64_t>;
   o.set_steps(std::int64_t{});
+  { o.has_state(i) } -> std::convertible_to<bool>;
   o.m(i, Shape{});
   o.v(i, Shape{});
   o.options();

@@ -212,6 +212,8 @@ class Trainer {
     }
     return o_.phases.empty() ? 0 : o_.phases.size() - 1;
   }
+  // The phase of the step before g (the one a checkpoint at g was written in; phase 0 at g = 0).
+  std::size_t resume_phase(std::size_t g) const { return phase_of(g == 0 ? 0 : g - 1); }
   std::size_t phase_start(std::size_t p) const {
     std::size_t start = 0;
     for (std::size_t k = 0; k < p; ++k) start += o_.phases[k].steps;
@@ -259,7 +261,10 @@ class Trainer {
                             "folder, or without resuming)");
     }
     const std::size_t step = saved.at("step");
-    begin_phase(phase_of(step));
+    // The phase the checkpoint's last step belongs to: its parameter list and moments are the file's.
+    // A checkpoint that ends a phase resumes into it, and fit() then starts the next phase afresh
+    // (its parameters, a new optimizer), as the uninterrupted run did at that step.
+    begin_phase(resume_phase(step));
     load_training_checkpoint(file, *model_, &opt_);
     if constexpr (ObjectiveHasState<Objective>)
       objective_->load_state(saved.value("objective", nlohmann::json()));
@@ -301,7 +306,7 @@ class Trainer {
     if (!c.is_root()) {
       const auto j = nlohmann::json::parse(state);
       step_ = j.at("step");
-      begin_phase(phase_of(step_));
+      begin_phase(resume_phase(step_));
       if constexpr (ObjectiveHasState<Objective>)
         objective_->load_state(j.value("objective", nlohmann::json()));
       log_loss_sum_ = j.at("log_loss_sum"), log_loss_n_ = j.at("log_loss_count");
@@ -309,6 +314,7 @@ class Trainer {
     broadcast_model();
     auto params = model_->parameters();
     for (std::size_t i = 0; i < params.size(); ++i) {
+      if (!opt_.has_state(i)) continue;
       c.broadcast(opt_.m(i, params[i].value.shape()).span());
       c.broadcast(opt_.v(i, params[i].value.shape()).span());
     }
@@ -411,7 +417,7 @@ class Trainer {
   void save_checkpoint() { save_checkpoint(checkpoint_path()); }
   // The same checkpoint written to `file` (resume(file) reads it).
   void save_checkpoint(const std::filesystem::path& file) {
-    const std::size_t p = phase_of(step_ == 0 ? 0 : step_ - 1);
+    const std::size_t p = resume_phase(step_);
     nlohmann::json t{{"step", step_},
                      {"phase", p},
                      {"phase_step", step_ - phase_start(p)},

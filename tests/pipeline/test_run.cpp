@@ -123,6 +123,8 @@ TEST_CASE("the default preset gives the stages the main job's settings", "[pipel
   CHECK(p.sft.sft.stage2_lr == 5e-4);
   CHECK(p.sft.sft.link_weight == 5);
   CHECK(p.rewards.options.max_train == 300);
+  CHECK(p.rewards.options.precision_max_train == 4000);  // token rows need more (docs/rewards.md)
+  CHECK(p.rewards.options.precision_steps == 1500);
   CHECK(p.rewards.options.steps == 300);
   CHECK(p.rewards.out == fs::path("/tmp/p4lm_main/rewards"));
   CHECK(*p.rl.sft == "/tmp/p4lm_main/sft");

@@ -166,6 +166,10 @@ inline RunPlan plan_run(const RunConfig& c) {
   ro.max_train = static_cast<std::size_t>(*c.reward_train);
   ro.max_test = static_cast<std::size_t>(*c.reward_test);
   ro.steps = static_cast<std::size_t>(*c.reward_steps);
+  if (*c.preset == "default") {  // token rows need more (docs/rewards.md); RunConfig has no room left
+    ro.precision_max_train = 4000;
+    ro.precision_steps = 1500;
+  }  // tiny: the other heads' counts
   ro.seed = static_cast<std::uint64_t>(*c.seed);
   ro.progress = *c.progress;
 

@@ -1,9 +1,15 @@
 # End-to-end: `p4lm run --preset tiny` runs every pipeline stage on the bundled data, then a second run
 # in the same folder reuses every artifact. Checks the files, their line counts and JSON fields.
 # With the sentence encoder present (-DENCODER=<folder>), stages [6]-[8] too: reward heads, PPO and
-# Table 1, reused by the second run and giving the same table.
+# Table 1 (rows Base, SFT, P4LM), reused by the second run and giving the same table; then the examples
+# table1 and reward_hacking (-DEXAMPLES=<folder of example_*>) on that run as their main run, with one
+# RL iteration per variant: they add P4LM-S, SFT-Text and RL on appeal alone.
 # -DP4LM=<p4lm binary> -DOUT=<scratch folder> -DENCODER=<all-minilm-l6-v2 folder of the model cache>
-file(REMOVE_RECURSE "${OUT}")
+# The run lives in OUT/main, where the examples find it as their main run (a pitch model records its
+# CF file's absolute path, so the run folder cannot move).
+set(ROOT "${OUT}")
+set(OUT "${ROOT}/main")
+file(REMOVE_RECURSE "${ROOT}")
 
 function(run_tiny log_var)
   execute_process(COMMAND "${P4LM}" run --preset tiny --out "${OUT}" --progress=false
@@ -95,7 +101,8 @@ endforeach()
 
 if(with_rewards)
   foreach(stage "\\[6\\] reward models" "\\[7\\] RL: PPO" "\\[8\\] Table 1: 4 held-out users"
-                "\\| SFT \\| own \\|" "\\| P4LM \\| shuffled \\|")
+                "\\| Base \\| own \\|" "\\| Base \\| shuffled \\|" "\\| SFT \\| own \\|"
+                "\\| P4LM \\| shuffled \\|" "- Base: ")
     expect_match("${first}" "${stage}")
   endforeach()
   foreach(reward precision appeal personalization preference_relevance)
@@ -106,11 +113,16 @@ if(with_rewards)
   expect_json(summary.json 2 rl iterations)
   expect_number(summary.json rewards appeal pair_accuracy)
   expect_number(summary.json table1 SFT gold/precision)
+  expect_number(summary.json table1 Base rewards/appeal)
+  expect_number(summary.json table1 "Base (shuffled users)" gold/precision)
   expect_number(summary.json table1 "P4LM (shuffled users)" rewards/appeal)
   expect_lines(rl/metrics.jsonl 3)  # the evaluation before training, then one row per iteration
-  expect_lines(table1.csv 5)        # header, SFT and P4LM with own and shuffled users
-  expect_lines(table1_pitches.jsonl 16)
+  expect_lines(table1.csv 7)  # header, Base, SFT and P4LM with own and shuffled users
+  expect_lines(table1_pitches.jsonl 24)
   file(READ "${OUT}/table1.csv" table_first)
+  foreach(row "\nBase,own,[-0-9.e]+," "\nBase,shuffled," "\nSFT,own," "\nP4LM,shuffled,")
+    expect_match("${table_first}" "${row}")
+  endforeach()
 else()
   expect_match("${first}" "\\[6-8\\] reward models, RL and Table 1 skipped: all-MiniLM-L6-v2 is not in the model cache")
 endif()
@@ -133,4 +145,39 @@ if(with_rewards)
     message(FATAL_ERROR "a second run wrote another Table 1:\n${table_first}\nvs\n${table_second}")
   endif()
 endif()
-file(REMOVE_RECURSE "${OUT}")
+
+# The examples, on this run as their main run (reused: only their variants train, one RL iteration each),
+# in ROOT (OUT from here on).
+function(run_example name)
+  execute_process(COMMAND "${EXAMPLES}/example_${name}" tiny "${OUT}" --rl-iterations 1
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "example_${name} tiny: exit ${rc}\n${out}${err}")
+  endif()
+  set(example_log "${out}" PARENT_SCOPE)
+endfunction()
+if(NOT with_rewards)
+  message(STATUS "examples table1 and reward_hacking skipped: all-MiniLM-L6-v2 is not in the model cache")
+elseif(EXAMPLES STREQUAL "")
+  message(STATUS "examples table1 and reward_hacking skipped: not configured (P4LM_BUILD_EXAMPLES=OFF)")
+elseif(NOT EXISTS "${EXAMPLES}/example_table1" OR NOT EXISTS "${EXAMPLES}/example_reward_hacking")
+  message(FATAL_ERROR "example_table1 / example_reward_hacking not built in '${EXAMPLES}'")
+else()
+  set(OUT "${ROOT}")
+  run_example(table1)
+  expect_match("${example_log}" "reusing [^\n]*/main/rl\n")  # the main run's RL, not trained again
+  foreach(row Base SFT-Text SFT P4LM P4LM-S)
+    expect_match("${example_log}" "\n\\| ${row} \\| own \\| [-0-9]")
+    expect_match("${example_log}" "\n\\| ${row} \\| shuffled \\| [-0-9]")
+  endforeach()
+  expect_match("${example_log}" "\\[4\\] SFT-Text warm start")
+  expect_match("${example_log}" "\\[7\\] RL skipped")
+  expect_lines(table1.csv 11)  # header, five models with own and shuffled users
+  expect_json(single-stage/rl/result.json 1 iterations)
+  expect_number(sft-text/sft/result.json test_loss)
+  run_example(reward_hacking)
+  expect_match("${example_log}" "\n\\| RL on appeal \\| own \\| [-0-9]")
+  expect_match("${example_log}" "RL on appeal, first user: ")
+  expect_json(rl-appeal/result.json 1 iterations)
+endif()
+file(REMOVE_RECURSE "${ROOT}")

@@ -29,6 +29,8 @@ import subprocess
 import sys
 from array import array
 
+from cli_common import tensors
+
 
 def write_safetensors(path, tensors):
     header, blob = {"__metadata__": {"format": "p4lm.cf.embeddings"}}, b""
@@ -40,20 +42,6 @@ def write_safetensors(path, tensors):
     text += b" " * (-len(text) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text + blob)
-
-
-def tensors(path):
-    with open(path, "rb") as f:
-        blob = f.read()
-    n = struct.unpack("<Q", blob[:8])[0]
-    header = json.loads(blob[8:8 + n])
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__" or name.startswith("optimizer") or t["dtype"] != "F32":
-            continue
-        begin, end = t["data_offsets"]
-        out[name] = array("f", blob[8 + n + begin:8 + n + end])
-    return out
 
 
 def make_data(work):

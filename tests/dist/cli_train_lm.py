@@ -10,24 +10,10 @@ docs/distributed.md), and the two-rank run must have written one metrics record 
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
-from array import array
 
-
-def tensors(path):
-    with open(path, "rb") as f:
-        blob = f.read()
-    n = struct.unpack("<Q", blob[:8])[0]
-    header = json.loads(blob[8:8 + n])
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__" or name.startswith("optimizer") or t["dtype"] != "F32":
-            continue
-        begin, end = t["data_offsets"]
-        out[name] = array("f", blob[8 + n + begin:8 + n + end])
-    return out
+from cli_common import tensors
 
 
 def losses(folder):

@@ -109,7 +109,7 @@ void fit_head(MlpHead<float>& head, Objective& objective, const RewardTrainOptio
     t.log_every = std::max<std::size_t>(1, o.steps / 100);
     t.checkpoint_every = o.checkpoint_every;
     t.fingerprint = std::move(fingerprint);
-    if (!o.resume)
+    if (!o.resume && dist::world().is_root())  // rank 0 alone owns the folder (docs/distributed.md)
       for (const auto& f : {t.checkpoint, t.train_metrics + ".jsonl", t.train_metrics + ".csv",
                             t.eval_metrics + ".jsonl", t.eval_metrics + ".csv"})
         std::filesystem::remove(o.out / f);

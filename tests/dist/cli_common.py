@@ -1,5 +1,7 @@
-"""What the dist/cli_* scripts share: reading a safetensors file's float32 tensors (no optimizer state)."""
+"""What the dist/cli_* scripts share: a safetensors file's float32 tensors (no optimizer state) and the
+losses a metrics JSONL file logged."""
 import json
+import os
 import struct
 from array import array
 
@@ -16,3 +18,8 @@ def tensors(path):
         begin, end = t["data_offsets"]
         out[name] = array("f", blob[8 + n + begin:8 + n + end])
     return out
+
+
+def losses(folder, metrics="metrics.jsonl"):
+    with open(os.path.join(folder, metrics)) as f:
+        return [json.loads(line)["loss"] for line in f if line.strip()]

@@ -29,7 +29,7 @@ import subprocess
 import sys
 from array import array
 
-from cli_common import tensors
+from cli_common import losses, tensors
 
 
 def write_safetensors(path, tensors):
@@ -69,11 +69,6 @@ def make_data(work):
     for split, records in splits.items():
         with open(os.path.join(work, "data", "sft", split + ".jsonl"), "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
-
-
-def losses(folder):
-    with open(os.path.join(folder, "train_metrics.jsonl")) as f:
-        return [json.loads(line)["loss"] for line in f if line.strip()]
 
 
 def main():
@@ -116,7 +111,7 @@ def main():
     one, two = os.path.join(work, "one"), os.path.join(work, "two")
     out_one = run(one, 1, 8)
     out_two = run(two, 2, 4)
-    a, b = losses(one), losses(two)
+    a, b = losses(one, "train_metrics.jsonl"), losses(two, "train_metrics.jsonl")
     if len(a) != 2 or len(b) != 2:  # one record at the end of each stage
         problems.append(f"train_metrics records: {len(a)} (one process) and {len(b)} (two ranks), expected 2 each")
     for step, (x, y) in enumerate(zip(a, b), 1):
@@ -137,7 +132,7 @@ def main():
             problems.append(f"{label}: a stopped run wrote model.safetensors")
         run(folder, *second)
         compare(label, one, folder)
-        c = losses(folder)
+        c = losses(folder, "train_metrics.jsonl")
         if len(c) != 2 or any(abs(x - y) > 1e-5 * abs(x) for x, y in zip(a, c)):
             problems.append(f"{label}: logged losses {c}, uninterrupted {a}")
     for p in problems:

@@ -7,18 +7,12 @@ docs/distributed.md), and the two-rank run must have written one metrics record 
 
     cli_train_lm.py <p4lm> <workdir> <launcher...>
 """
-import json
 import os
 import shutil
 import subprocess
 import sys
 
-from cli_common import tensors
-
-
-def losses(folder):
-    with open(os.path.join(folder, "metrics.jsonl")) as f:
-        return [json.loads(line)["loss"] for line in f if line.strip()]
+from cli_common import losses, tensors
 
 
 def main():

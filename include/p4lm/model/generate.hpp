@@ -63,6 +63,15 @@ struct Generation {
   std::vector<std::vector<std::int32_t>> tokens;  // new tokens per sequence (EOS included when hit)
   std::vector<std::vector<float>> logprobs;       // log-probability of each new token (see above)
   std::vector<bool> stopped;                      // the sequence emitted EOS
+
+  // Appends another batch's sequences after these (batched decoding in chunks).
+  void append(Generation&& other) {
+    for (std::size_t b = 0; b < other.tokens.size(); ++b) {
+      tokens.push_back(std::move(other.tokens[b]));
+      logprobs.push_back(std::move(other.logprobs[b]));
+      stopped.push_back(other.stopped[b]);
+    }
+  }
 };
 
 namespace detail {

@@ -117,12 +117,7 @@ class TextPromptedModel {
           Generation all;
           for (std::size_t first = 0; first < prompts.size(); first += batch) {
             const auto part = prompts.subspan(first, std::min(batch, prompts.size() - first));
-            auto g = gen.generate(part, s);
-            for (std::size_t b = 0; b < part.size(); ++b) {
-              all.tokens.push_back(std::move(g.tokens[b]));
-              all.logprobs.push_back(std::move(g.logprobs[b]));
-              all.stopped.push_back(g.stopped[b]);
-            }
+            all.append(gen.generate(part, s));
           }
           return all;
         },

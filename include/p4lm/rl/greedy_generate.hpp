@@ -35,12 +35,7 @@ Generation greedy_generate(Policy& policy, std::span<const rl::Prompt> prompts, 
       keys.push_back(prompts[first + b].key), ids.push_back(prompts[first + b].ids);
     policy.write_prefix(prefix.view(), keys);
     Generator<std::decay_t<decltype(policy.lm())>> gen(policy.lm());
-    auto g = gen.generate(ids, s, prefix.view());
-    for (std::size_t b = 0; b < B; ++b) {
-      all.tokens.push_back(std::move(g.tokens[b]));
-      all.logprobs.push_back(std::move(g.logprobs[b]));
-      all.stopped.push_back(g.stopped[b]);
-    }
+    all.append(gen.generate(ids, s, prefix.view()));
   }
   return all;
 }

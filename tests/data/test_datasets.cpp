@@ -285,6 +285,30 @@ TEST_CASE("JSONL: a bad line is an error naming file and line", "[data][datasets
   const auto path = dir.path / "pairs.jsonl";
   write_text(path, good + "\n" + R"({"user_id":1,"movie_id":2,"a":"x","b":"y","winner":"c"})" + "\n");
   CHECK_THROWS_WITH(read_records<PreferencePair>(path), Catch::Contains("winner"));
+  // Integers outside their type are errors, never converted (a year of 1E95 cast to int is undefined).
+  const std::string sft_head = R"({"user_id":1,"movie_id":2,"rating":4.5,"title":"Heat",)";
+  const std::string sft_tail =
+      R"("genres":["Crime"],"overview":"o","profile":"p","pitch":"Heat is great.","facts":[],"claims":[],)"
+      R"("defects":[])";
+  const auto expect_sft_field = [&](const std::string& year, const std::string& extra,
+                                    const std::string& field) {
+    write_text(dir.path / "sft.jsonl", sft_head + R"("year":)" + year + "," + sft_tail + extra + "}\n");
+    try {
+      read_records<SftExample>(dir.path / "sft.jsonl");
+      FAIL("no error");
+    } catch (const p4lm::ParseError& e) {
+      INFO(e.what());
+      CHECK(e.field() == field);
+    }
+  };
+  expect_sft_field("1E95", "", "year");
+  expect_sft_field("3000000000", "", "year");
+  expect_sft_field("1995.5", "", "year");
+  expect_sft_field("1995", R"(,"link_span":[-1,4])", "link_span");
+  expect_sft_field("1995", R"(,"link_span":[0,1e30])", "link_span");
+  write_text(dir.path / "sft.jsonl",
+             sft_head + R"("year":null,)" + sft_tail + R"(,"link_span":[0,4]})" + "\n");
+  CHECK(read_records<SftExample>(dir.path / "sft.jsonl").at(0).link_span == std::vector<std::size_t>{0, 4});
   write_text(dir.path / "nli.jsonl",
              R"({"user_id":1,"movie_id":2,"premise":"p","hypothesis":"h","label":"neutral"})");
   CHECK_THROWS_AS(read_records<NliPair>(dir.path / "nli.jsonl"), p4lm::ParseError);

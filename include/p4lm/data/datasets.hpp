@@ -155,24 +155,36 @@ struct BadField : InvalidArgument {
   std::string field;
 };
 
-// An id field: an integer, never a number nlohmann would truncate (user_id 1.5 read as 1).
+// An integer field of type T: never a float nlohmann would truncate (user_id 1.5 read as 1) nor one
+// outside T (a year of 1E95 converted to int is undefined behaviour).
+template <class T>
+T integer_from(const nlohmann::json& v, std::string_view key) {
+  const bool fits =
+      v.is_number_unsigned()
+          ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<T>::max())
+      : v.is_number_integer()
+          ? v.get<std::int64_t>() >= static_cast<std::int64_t>(std::numeric_limits<T>::min()) &&
+                (std::is_unsigned_v<T> ||
+                 v.get<std::int64_t>() <= static_cast<std::int64_t>(std::numeric_limits<T>::max()))
+          : false;
+  if (!fits)
+    throw BadField(std::string(key),
+                   "must be an integer in [" + std::to_string(std::numeric_limits<T>::min()) + ", " +
+                       std::to_string(std::numeric_limits<T>::max()) + "], got " + v.dump());
+  return v.get<T>();
+}
 inline void get_id(const nlohmann::json& j, const char* key, std::int64_t& id) {
+  id = integer_from<std::int64_t>(j.at(key), key);
+}
+inline std::optional<int> optional_integer(const nlohmann::json& j, const char* key) {
   const auto& v = j.at(key);
-  if (!v.is_number_integer() ||
-      (v.is_number_unsigned() &&
-       v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())))
-    throw BadField(key, "must be an integer id, got " + v.dump());
-  id = v.get<std::int64_t>();
+  if (v.is_null()) return std::nullopt;
+  return integer_from<int>(v, key);
 }
 
 template <class T>
 nlohmann::json optional_json(const std::optional<T>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
-}
-template <class T>
-std::optional<T> optional_from(const nlohmann::json& j) {
-  if (j.is_null()) return std::nullopt;
-  return j.get<T>();
 }
 }  // namespace detail
 
@@ -208,7 +220,7 @@ inline void from_json(const nlohmann::json& j, SftExample& e) {
   detail::get_id(j, "movie_id", e.movie_id);
   j.at("rating").get_to(e.rating);
   j.at("title").get_to(e.title);
-  e.year = detail::optional_from<int>(j.at("year"));
+  e.year = detail::optional_integer(j, "year");
   j.at("genres").get_to(e.genres);
   j.at("overview").get_to(e.overview);
   j.at("profile").get_to(e.profile);
@@ -220,7 +232,11 @@ inline void from_json(const nlohmann::json& j, SftExample& e) {
   e.link_terms = j.value("link_terms", std::vector<std::string>{});
   e.appeal = j.value("appeal", std::vector<std::string>{});
   e.pattern = j.value("pattern", std::string{});
-  e.link_span = j.value("link_span", std::vector<std::size_t>{});
+  e.link_span.clear();
+  if (const auto it = j.find("link_span"); it != j.end()) {
+    if (!it->is_array()) throw detail::BadField("link_span", "must be an array, got " + it->dump());
+    for (const auto& v : *it) e.link_span.push_back(detail::integer_from<std::size_t>(v, "link_span"));
+  }
   if (!e.link_span.empty() &&
       (e.link_span.size() != 2 || e.link_span[0] > e.link_span[1] || e.link_span[1] > e.pitch.size()))
     fail<InvalidArgument>("link_span must be [begin, end) inside the pitch (", e.pitch.size(),
@@ -284,7 +300,7 @@ inline void from_json(const nlohmann::json& j, HeldoutPair& h) {
   detail::get_id(j, "movie_id", h.movie_id);
   j.at("rating").get_to(h.rating);
   j.at("title").get_to(h.title);
-  h.year = detail::optional_from<int>(j.at("year"));
+  h.year = detail::optional_integer(j, "year");
   j.at("genres").get_to(h.genres);
   j.at("overview").get_to(h.overview);
   j.at("profile").get_to(h.profile);

@@ -118,6 +118,7 @@
 #include "p4lm/model/kv_cache.hpp"
 
 // evaluation: the gold judge (never trained on) and SVG plots
+#include "p4lm/eval/agreement.hpp"
 #include "p4lm/eval/catalog_file.hpp"
 #include "p4lm/eval/gold_judge.hpp"
 #include "p4lm/eval/gold_pitch_file.hpp"

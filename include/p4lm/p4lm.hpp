@@ -185,6 +185,7 @@
 #include "p4lm/pipeline/inventory.hpp"
 #include "p4lm/pipeline/pitch_stage.hpp"
 #include "p4lm/pipeline/reproduce.hpp"
+#include "p4lm/pipeline/reward_agreement.hpp"
 #include "p4lm/pipeline/rl_stage.hpp"
 #include "p4lm/pipeline/run.hpp"
 #include "p4lm/pipeline/run_config.hpp"

@@ -1,6 +1,7 @@
 // `p4lm rewards`: the four learned rewards (include/p4lm/reward/), frozen MiniLM + trained heads.
 //   p4lm rewards train --data runs/data --out runs/rewards [--only precision,appeal]
-//   p4lm rewards eval  --data runs/data --models runs/rewards      held-out table (test users)
+//   p4lm rewards eval  --data runs/data --models runs/rewards [--pitches s.jsonl]   held-out table (test
+//       users), then agreement with the gold judge on the teacher's test pitches and --pitches
 //   p4lm rewards score --models runs/rewards --pitches s.jsonl       (cmd_rewards_score.cpp)
 
 #include <chrono>
@@ -11,6 +12,7 @@
 
 #include <p4lm/core/config.hpp>
 #include <p4lm/io/atomic_file.hpp>
+#include <p4lm/pipeline/reward_agreement.hpp>
 #include <p4lm/reward/training.hpp>
 
 #include "p4lm/command.hpp"
@@ -35,25 +37,22 @@ struct RewardsConfig {
   Param<int> precision_steps{1500, "precision's optimizer steps (0: --steps)", between(0, 1000000)};
   Param<bool> progress{false, "show training progress"};
   Param<bool> resume{true, "train: continue a killed run from its checkpoints in --out; false: start over"};
+  Param<std::string> pitches{"",
+                             "eval: a second pitch file (user_id, movie_id, pitch) for the agreement table"};
+  Param<int> bootstrap{2000, "eval: bootstrap resamples of the agreement intervals", between(1, 1000000)};
+  Param<std::string> agreement_out{"", "eval: also write the agreement table to this JSON file"};
 };
 }  // namespace
 }  // namespace p4lm::cli
 
 BOOST_HANA_ADAPT_STRUCT(p4lm::cli::RewardsConfig, data, out, models, only, encoder, cf, max_train, max_test,
-                        steps, precision_max_train, precision_steps, progress, resume);
+                        steps, precision_max_train, precision_steps, progress, resume, pitches, bootstrap,
+                        agreement_out);
 
 namespace p4lm::cli {
 namespace {
 namespace fs = std::filesystem;
 using reward::Figures;
-
-bool wanted(const std::string& only, const std::string& name) {
-  return reward::reward_wanted(only, name);
-}
-
-fs::path cf_path(const RewardsConfig& c) {
-  return reward::relevance_cf_path(*c.data, *c.cf);
-}
 
 void print_figures(const std::string& name, const Figures& fig) {
   std::cout << std::left << std::setw(22) << name << std::fixed << std::setprecision(4);
@@ -70,7 +69,7 @@ Figures relevance(const RewardsConfig& c, std::shared_ptr<reward::TextFeatures> 
       r,
       reward::take(data::read_records<data::RelevanceExample>(fs::path(*c.data) / "relevance/test.jsonl"),
                    o.max_test, o.seed),
-      cf::load_embeddings<Dim>(cf_path(c)));
+      cf::load_embeddings<Dim>(reward::relevance_cf_path(*c.data, *c.cf)));
 }
 
 int rewards_main(std::span<const std::string> args) {
@@ -88,7 +87,12 @@ int rewards_main(std::span<const std::string> args) {
                                .precision_steps = std::size_t(*c.precision_steps),
                                .progress = *c.progress,
                                .resume = *c.resume};
-  for (const char* name : reward::reward_names) (void)wanted(*c.only, name);  // a typo before the encoder
+  for (const char* name : reward::reward_names)
+    (void)reward::reward_wanted(*c.only, name);  // a typo before the encoder
+  std::vector<pipeline::PitchSet> sets;          // read first: a bad line fails before any model loads
+  if (!train && !c.pitches->empty())
+    sets.push_back(pipeline::read_pitch_set(fs::path(*c.pitches).stem(), *c.pitches));
+  if (!train) sets.insert(sets.begin(), pipeline::teacher_test_pitches(data));
   auto f = std::make_shared<reward::TextFeatures>(*c.encoder);
   auto t0 = std::chrono::steady_clock::now();
   if (train) {  // resumable; heldout.json holds no wall time, the seconds are printed
@@ -102,7 +106,7 @@ int rewards_main(std::span<const std::string> args) {
     return 0;
   }
   const auto timed = [&](const std::string& name, auto&& run) {
-    if (!wanted(*c.only, name)) return;
+    if (!reward::reward_wanted(*c.only, name)) return;
     t0 = std::chrono::steady_clock::now();
     Figures fig = run();
     fig["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -124,9 +128,17 @@ int rewards_main(std::span<const std::string> args) {
   timed("appeal", [&] { return bt(static_cast<reward::Appeal<>*>(nullptr)); });
   timed("personalization", [&] { return bt(static_cast<reward::Personalization<>*>(nullptr)); });
   timed("preference_relevance", [&] {
-    return cf::with_cf_dim(cf::embeddings_dim(cf_path(c)),
+    return cf::with_cf_dim(cf::embeddings_dim(reward::relevance_cf_path(*c.data, *c.cf)),
                            [&](auto d) { return relevance<decltype(d)::value>(c, f, o); });
   });
+  const eval::BootstrapOptions b{.resamples = std::size_t(*c.bootstrap)};
+  const auto t = pipeline::reward_agreement(
+      {.data = data, .rewards = models, .encoder = *c.encoder, .cf = *c.cf, .only = *c.only, .bootstrap = b},
+      sets);
+  std::cout << (t.skipped.empty() ? "\n" + eval::format_agreement(t.rows, b)
+                                  : "agreement: skipped, " + t.skipped + "\n");
+  if (!c.agreement_out->empty())
+    io::write_file_atomically(*c.agreement_out, eval::agreement_json(t.rows, b).dump(2) + "\n");
   return 0;
 }
 

@@ -1,13 +1,12 @@
 // `p4lm rl --sft RUN --data DIR --rewards DIR --out DIR`: the RL stage. The warm-started pitch model
 // of an SFT run is trained by PPO (or --algo pg, the KL-regularised policy gradient) against the P4LM
 // reward mix, with the warm start as the KL reference (pipeline::run_rl,
-// include/p4lm/pipeline/rl_stage.hpp; docs/rl.md).
+// include/p4lm/pipeline/rl_stage.hpp; docs/rl.md). Data parallel under mpirun (docs/distributed.md).
 //   p4lm rl --sft runs/main/sft --data runs/main/data --rewards runs/main/rewards --out runs/main/rl
 //           --weights precision=1,appeal=1,personalization=1,relevance=1 --iterations 50
 
 #include <iostream>
 
-#include <p4lm/dist/communicator.hpp>
 #include <p4lm/pipeline/rl_stage.hpp>
 
 #include "p4lm/command.hpp"
@@ -26,11 +25,6 @@ void print_eval(const char* when, const nlohmann::json& row) {
 
 int rl_main(std::span<const std::string> args) {
   const auto c = parse_flags<pipeline::RlConfig>(args);
-  // The objectives split rollouts over MPI ranks, but the stage still locks and writes its folder on
-  // every rank (docs/distributed.md, "Limits"): say so rather than fail with "in use" on rank 1.
-  if (dist::world().distributed())
-    fail<UsageError>("data-parallel RL is not wired into this stage yet (docs/distributed.md): run p4lm rl ",
-                     "as one process, without mpirun");
   const auto r = pipeline::run_rl(c);
   std::cout << "rl: " << r.iterations << " iterations (" << *c.algo << ") in " << r.seconds
             << " s; artifacts in " << *c.out << '\n';

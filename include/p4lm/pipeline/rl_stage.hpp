@@ -21,6 +21,9 @@
 // record at each iteration's last AdamW step), policy.safetensors (the trained pitch model, loadable by
 // PitchWriter), result.json. A folder holding state.safetensors resumes from it. PPO and the policy gradient
 // run as objectives of train/trainer.hpp's Trainer (rl/rl_trainer.hpp).
+// Under mpirun every rank samples and trains its share of each iteration (docs/distributed.md); rank 0
+// alone locks `out`, evaluates and writes the files, and the rows' reward components are the means
+// over every rank's samples.
 
 #include <algorithm>
 #include <chrono>
@@ -45,6 +48,7 @@
 #include "p4lm/core/error.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/data/datasets.hpp"
+#include "p4lm/dist/communicator.hpp"
 #include "p4lm/eval/catalog_file.hpp"
 #include "p4lm/eval/gold_judge.hpp"
 #include "p4lm/eval/svg_plot.hpp"
@@ -334,8 +338,15 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
   if (*c.algo != "ppo" && *c.algo != "pg")
     fail<InvalidArgument>("--algo: '", *c.algo, "', expected ppo or pg");
   const std::filesystem::path out = *c.out, data = *c.data;
-  std::filesystem::create_directories(out);
-  const io::OutputLock lock(out);  // one run per folder
+  // Data parallel under mpirun (docs/distributed.md): every rank samples and trains its share of each
+  // iteration; rank 0 alone locks the folder, evaluates and writes the files.
+  const auto comm = dist::world();
+  const bool root = comm.is_root();
+  io::OutputLock lock;  // one run per folder
+  if (root) {
+    std::filesystem::create_directories(out);
+    lock = io::OutputLock(out);
+  }
   const auto loader = rl::PitchPolicyLoader::open(*c.sft);
   const train::PitchSources sources(data);
 
@@ -350,7 +361,7 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
   });
   const auto heldout = data::read_records<data::HeldoutPair>(data / "heldout" / "test.jsonl");
   std::optional<eval::GoldJudge> judge;
-  if (*c.eval_pairs > 0 && *c.gold) judge.emplace(eval::GoldJudge::load(data));
+  if (root && *c.eval_pairs > 0 && *c.gold) judge.emplace(eval::GoldJudge::load(data));
 
   return loader.with_policy([&](auto policy) -> RlResult {
     using Policy = decltype(policy);
@@ -418,7 +429,7 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       options.progress = *c.progress;
       detail::IterationEnd on_iteration;
       train::Trainer trainer(objective.model(), objective, options, on_iteration);
-      if (trainer.resume()) {
+      if (trainer.resume() && root) {
         // Rows up to the checkpoint (later ones were written after it and are redone).
         if (std::filesystem::exists(out / "metrics.jsonl"))
           io::for_each_jsonl(out / "metrics.jsonl", [&](const nlohmann::json& j, std::size_t) {
@@ -435,7 +446,7 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       // Greedy pitches for the evaluation pairs, scored by the reward and the gold judge.
       auto evaluate = [&](std::size_t iteration) {
         nlohmann::json m = nlohmann::json::object();
-        if (eval_prompts.empty()) return m;
+        if (eval_prompts.empty() || !root) return m;
         const std::size_t B = eval_prompts.size();
         const auto g =
             rl::greedy_generate(objective.model().policy, eval_prompts, std::size_t(*c.response_length), eos);
@@ -501,14 +512,22 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       on_iteration.run = [&](const std::map<std::string, double>& m) {
         nlohmann::json row = nlohmann::json::object();
         for (const auto& [k, v] : m) row[k] = v;  // no time/*: resumes are byte-identical
-        for (const auto& [k, v] : *components) row[k] = v;
+        // The reward components' means over every rank's samples (equal shares: the mean of the means).
+        std::vector<double> means;
+        for (const auto& [k, v] : *components) means.push_back(v / double(comm.size()));
+        comm.all_reduce_sum(std::span<double>(means));
+        auto mean = means.begin();
+        for (const auto& [k, v] : *components) row[k] = *mean++;
         const std::size_t done = objective.iteration();
         if (done % std::size_t(*c.eval_every) == 0 || done == std::size_t(*c.iterations))
           row.update(evaluate(done));
         rows.push_back(row);
-        if (done % std::size_t(*c.save_every) == 0 || done == std::size_t(*c.iterations)) write_files();
+        if (root && (done % std::size_t(*c.save_every) == 0 || done == std::size_t(*c.iterations)))
+          write_files();
       };
       trainer.fit();
+      result.iterations = objective.iteration();
+      if (!root) return result;
       write_files();
       {
         auto& pol = objective.model().policy;
@@ -523,7 +542,6 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
           result.last_eval = *r;
           break;
         }
-      result.iterations = objective.iteration();
       result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       io::write_file_atomically(out / "result.json", result.json().dump(2) + "\n");
       return result;

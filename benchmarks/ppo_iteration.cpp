@@ -12,7 +12,8 @@
 //       --response-length 64 --iterations 5 --warmup 1 [--json]
 //
 // Prints every iteration, then per phase the median (min, max) over --iterations iterations after
-// --warmup untimed ones, and its share of the median iteration. The reward's text-feature cache
+// --warmup untimed ones, the median (min, max) of its share of each iteration, and its median's share
+// of the median iteration. The reward's text-feature cache
 // carries over between iterations as in a run (premises and profiles seen before are not re-encoded).
 
 #include <algorithm>
@@ -157,7 +158,8 @@ int main(int argc, char** argv) {
       p.seed = a.seed;
       p4lm::rl::PPOTrainer<Policy, pl::detail::SampleReward> ppo(std::move(policy), sample_reward, p);
 
-      std::map<std::string, std::vector<double>> t;  // phase -> seconds per timed iteration
+      std::map<std::string, std::vector<double>> t;      // phase -> seconds per timed iteration
+      std::map<std::string, std::vector<double>> share;  // phase -> its fraction of each timed iteration
       std::vector<double> lengths;
       const auto params = ppo.policy().lm().config();
       if (!a.json)
@@ -165,7 +167,7 @@ int main(int argc, char** argv) {
                   << " layers), batch " << a.batch << ", mini-batch " << a.mini_batch << ", " << a.epochs
                   << " epoch(s), response <= " << a.response << " tokens; " << omp_get_max_threads()
                   << " OpenMP threads, OpenBLAS core " << p4lm::backend::cpu_blas::corename() << ", "
-                  << cpu_model() << '\n';
+                  << cpu_model() << std::endl;
       for (std::size_t it = 0; it < a.warmup + a.iterations; ++it) {
         // The stage's prompt stream (rl_stage.hpp): iteration it draws from Rng(seed + it, stream).
         p4lm::Rng rng(a.seed + it, pl::detail::rl_prompt_stream);
@@ -184,13 +186,16 @@ int main(int argc, char** argv) {
                     << std::setprecision(3);
           for (const auto& [name, key] : phases) std::cout << name << ' ' << m.at(key) << " s, ";
           std::cout << "other " << wall - sum << " s, total " << wall << " s; mean response "
-                    << m.at("env/response_length") << " tokens\n"
-                    << std::defaultfloat;
+                    << m.at("env/response_length") << " tokens" << std::defaultfloat
+                    << std::endl;  // flushed: a run cut short keeps its iterations
         }
         if (!timed) continue;
         for (const auto& [name, key] : phases) t[name].push_back(m.at(key));
         t["other"].push_back(wall - sum);
         t["total"].push_back(wall);
+        for (const auto& [name, key] : phases) share[name].push_back(m.at(key) / wall);
+        share["other"].push_back((wall - sum) / wall);
+        share["total"].push_back(1.0);
         lengths.push_back(m.at("env/response_length"));
       }
       const double total = median(t["total"]);
@@ -213,16 +218,23 @@ int main(int argc, char** argv) {
       names.push_back("other"), names.push_back("total");
       for (const auto& name : names) {
         const auto& v = t[name];
+        const auto& f = share[name];
         const double med = median(v);
+        const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+        const auto [flo, fhi] = std::minmax_element(f.begin(), f.end());
         j["phases"][name] = {{"median_s", med},
-                             {"min_s", *std::min_element(v.begin(), v.end())},
-                             {"max_s", *std::max_element(v.begin(), v.end())},
-                             {"share_of_median_total", total > 0 ? med / total : 0.0}};
+                             {"min_s", *lo},
+                             {"max_s", *hi},
+                             {"share_of_median_total", total > 0 ? med / total : 0.0},
+                             {"share_median", median(f)},
+                             {"share_min", *flo},
+                             {"share_max", *fhi}};
         if (!a.json)
           std::cout << std::left << std::setw(18) << name << std::right << std::fixed << std::setprecision(3)
-                    << " median " << med << " s (min " << *std::min_element(v.begin(), v.end()) << ", max "
-                    << *std::max_element(v.begin(), v.end()) << "), " << std::setprecision(1)
-                    << 100 * med / total << " % of the median iteration\n"
+                    << " median " << med << " s (min " << *lo << ", max " << *hi
+                    << "); share of each iteration " << std::setprecision(1) << 100 * median(f) << " % (min "
+                    << 100 * *flo << ", max " << 100 * *fhi << "), of the median iteration "
+                    << 100 * med / total << " %\n"
                     << std::defaultfloat;
       }
       if (a.json) std::cout << j.dump() << '\n';

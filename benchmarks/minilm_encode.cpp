@@ -24,14 +24,9 @@
 #include <p4lm/core/model_cache.hpp>
 #include <p4lm/model/bert_encoder.hpp>
 
-namespace {
+#include "bench_support.hpp"
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
+namespace {
 
 // The same ids as the peer script: a 64-bit LCG (Knuth's MMIX constants), ids from its high bits.
 std::vector<std::int32_t> make_ids(std::size_t batch, std::size_t tokens) {
@@ -56,13 +51,7 @@ int main(int argc, char** argv) {
   bool json = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::cerr << a << " needs a value\n";
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return bench::flag_value(argc, argv, i); };
     if (a == "--model")
       model_dir = next();
     else if (a == "--batch")
@@ -106,7 +95,7 @@ int main(int argc, char** argv) {
                                   {"sentences_per_s", sps},
                                   {"omp_threads", omp_get_max_threads()},
                                   {"openblas_core", p4lm::backend::cpu_blas::corename()},
-                                  {"cpu", cpu_model()},
+                                  {"cpu", bench::cpu_model()},
                                   {"checksum", checksum}}
                        .dump()
                 << '\n';
@@ -114,7 +103,7 @@ int main(int argc, char** argv) {
       std::cout << "all-MiniLM-L6-v2, batch " << batch << " x " << tokens << " tokens: " << sps
                 << " sentences/s (" << best << " s for " << batch * batches << "; " << omp_get_max_threads()
                 << " OpenMP threads, OpenBLAS core " << p4lm::backend::cpu_blas::corename() << ", "
-                << cpu_model() << ")\n";
+                << bench::cpu_model() << ")\n";
     }
   } catch (const std::exception& e) {
     std::cerr << "bench_minilm_encode: " << e.what() << '\n';

@@ -35,20 +35,9 @@
 #include <p4lm/core/rng.hpp>
 #include <p4lm/pipeline/rl_stage.hpp>
 
+#include "bench_support.hpp"
+
 namespace {
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 struct Args {
   std::string sft, data, rewards, encoder, weights = "precision=1,appeal=1,personalization=1,relevance=1";
@@ -62,13 +51,7 @@ Args parse(int argc, char** argv) {
   a.encoder = (p4lm::model_cache_dir() / "all-minilm-l6-v2").string();
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::cerr << k << " needs a value\n";
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return bench::flag_value(argc, argv, i); };
     if (k == "--sft")
       a.sft = next();
     else if (k == "--data")
@@ -167,7 +150,7 @@ int main(int argc, char** argv) {
                   << " layers), batch " << a.batch << ", mini-batch " << a.mini_batch << ", " << a.epochs
                   << " epoch(s), response <= " << a.response << " tokens; " << omp_get_max_threads()
                   << " OpenMP threads, OpenBLAS core " << p4lm::backend::cpu_blas::corename() << ", "
-                  << cpu_model() << std::endl;
+                  << bench::cpu_model() << std::endl;
       for (std::size_t it = 0; it < a.warmup + a.iterations; ++it) {
         // The stage's prompt stream (rl_stage.hpp): iteration it draws from Rng(seed + it, stream).
         p4lm::Rng rng(a.seed + it, pl::detail::rl_prompt_stream);
@@ -198,7 +181,7 @@ int main(int argc, char** argv) {
         share["total"].push_back(1.0);
         lengths.push_back(m.at("env/response_length"));
       }
-      const double total = median(t["total"]);
+      const double total = bench::median(t["total"]);
       nlohmann::json j{{"benchmark", "ppo_iteration"},
                        {"sft", a.sft},
                        {"d_model", params.d_model},
@@ -209,31 +192,31 @@ int main(int argc, char** argv) {
                        {"response_length", a.response},
                        {"iterations", a.iterations},
                        {"warmup", a.warmup},
-                       {"mean_response_tokens", median(lengths)},
+                       {"mean_response_tokens", bench::median(lengths)},
                        {"omp_threads", omp_get_max_threads()},
                        {"openblas_core", p4lm::backend::cpu_blas::corename()},
-                       {"cpu", cpu_model()}};
+                       {"cpu", bench::cpu_model()}};
       std::vector<std::string> names;
       for (const auto& [name, key] : phases) names.push_back(name);
       names.push_back("other"), names.push_back("total");
       for (const auto& name : names) {
         const auto& v = t[name];
         const auto& f = share[name];
-        const double med = median(v);
+        const double med = bench::median(v);
         const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
         const auto [flo, fhi] = std::minmax_element(f.begin(), f.end());
         j["phases"][name] = {{"median_s", med},
                              {"min_s", *lo},
                              {"max_s", *hi},
                              {"share_of_median_total", total > 0 ? med / total : 0.0},
-                             {"share_median", median(f)},
+                             {"share_median", bench::median(f)},
                              {"share_min", *flo},
                              {"share_max", *fhi}};
         if (!a.json)
           std::cout << std::left << std::setw(18) << name << std::right << std::fixed << std::setprecision(3)
                     << " median " << med << " s (min " << *lo << ", max " << *hi
-                    << "); share of each iteration " << std::setprecision(1) << 100 * median(f) << " % (min "
-                    << 100 * *flo << ", max " << 100 * *fhi << "), of the median iteration "
+                    << "); share of each iteration " << std::setprecision(1) << 100 * bench::median(f)
+                    << " % (min " << 100 * *flo << ", max " << 100 * *fhi << "), of the median iteration "
                     << 100 * med / total << " %\n"
                     << std::defaultfloat;
       }

@@ -38,22 +38,9 @@
 #include <p4lm/reward/precision.hpp>
 #include <p4lm/train/pitch_writer.hpp>
 
-namespace {
+#include "bench_support.hpp"
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 int main(int argc, char** argv) {
   namespace pl = p4lm::pipeline;
@@ -64,13 +51,7 @@ int main(int argc, char** argv) {
   bool json = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::cerr << a << " needs a value\n";
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return bench::flag_value(argc, argv, i); };
     if (a == "--rewards")
       rewards = next();
     else if (a == "--data")
@@ -146,7 +127,7 @@ int main(int argc, char** argv) {
       }
       seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    const double med = median(seconds), pps = double(count) / med;
+    const double med = bench::median(seconds), pps = double(count) / med;
     if (json) {
       std::cout << nlohmann::json{{"benchmark", "reward_mix_score"},
                                   {"count", count},
@@ -156,7 +137,7 @@ int main(int argc, char** argv) {
                                   {"pitches_per_s", pps},
                                   {"omp_threads", omp_get_max_threads()},
                                   {"openblas_core", p4lm::backend::cpu_blas::corename()},
-                                  {"cpu", cpu_model()},
+                                  {"cpu", bench::cpu_model()},
                                   {"checksum", checksum}}
                        .dump()
                 << '\n';
@@ -164,7 +145,7 @@ int main(int argc, char** argv) {
       std::cout << "reward mix, " << count << " pitches in batches of " << batch << ": " << pps
                 << " pitches/s (median of " << repeats << " passes, " << med << " s; "
                 << omp_get_max_threads() << " OpenMP threads, OpenBLAS core "
-                << p4lm::backend::cpu_blas::corename() << ", " << cpu_model() << ")\n";
+                << p4lm::backend::cpu_blas::corename() << ", " << bench::cpu_model() << ")\n";
     }
   } catch (const std::exception& e) {
     std::cerr << "bench_reward_mix_score: " << e.what() << '\n';

@@ -43,6 +43,10 @@ inline std::vector<PitchLine> read_pitches(const std::filesystem::path& path,
         throw ParseError(path, line, name, "wrong type: " + j.at(name).dump());
       }
     };
+    // Ids are integers: a fractional one would be truncated into another user's or movie's id.
+    for (const char* id : {"user_id", "movie_id"})
+      if (j.contains(id) && !j.at(id).is_number_integer())
+        throw ParseError(path, line, id, "expected an integer id, got " + j.at(id).dump());
     need("user_id", p.pitch.user_id);
     need("movie_id", p.pitch.movie_id);
     need("pitch", p.pitch.pitch);

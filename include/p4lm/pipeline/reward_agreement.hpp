@@ -25,6 +25,7 @@
 #include "p4lm/core/error.hpp"
 #include "p4lm/eval/agreement.hpp"
 #include "p4lm/eval/gold_judge.hpp"
+#include "p4lm/eval/gold_pitch_file.hpp"
 #include "p4lm/io/jsonl.hpp"
 #include "p4lm/pipeline/rl_stage.hpp"
 #include "p4lm/reward/training.hpp"
@@ -39,28 +40,14 @@ struct PitchSet {
   std::vector<std::size_t> lines;
 };
 
-// user_id, movie_id and pitch of every line of a JSONL file (other fields are ignored). A missing or
-// mistyped field, or an empty pitch, is a ParseError naming the file, the line and the field.
+// user_id, movie_id and pitch of every line of a JSONL file (eval::read_pitches: a missing or
+// mistyped field, or an empty pitch, is a ParseError naming the file, the line and the field).
 inline PitchSet read_pitch_set(std::string name, const std::filesystem::path& file) {
   PitchSet s{std::move(name), file, {}, {}};
-  io::for_each_jsonl(file, [&](const nlohmann::json& j, std::size_t line) {
-    const auto field = [&](const char* key) -> const nlohmann::json& {
-      const auto it = j.find(key);
-      if (it == j.end() || it->is_null()) throw ParseError(file, line, key, "missing");
-      return *it;
-    };
-    PitchToScore p;
-    for (const char* key : {"user_id", "movie_id"})
-      if (!field(key).is_number_integer()) throw ParseError(file, line, key, "expected an integer id");
-    if (!field("pitch").is_string()) throw ParseError(file, line, "pitch", "expected a string");
-    p.user_id = j["user_id"].get<std::int64_t>();
-    p.movie_id = j["movie_id"].get<std::int64_t>();
-    p.pitch = j["pitch"].get<std::string>();
-    if (p.pitch.find_first_not_of(" \t\r\n") == std::string::npos)
-      throw ParseError(file, line, "pitch", "empty pitch");
-    s.pitches.push_back(std::move(p));
-    s.lines.push_back(line);
-  });
+  for (auto& l : eval::read_pitches(file)) {
+    s.pitches.push_back({l.pitch.user_id, l.pitch.movie_id, std::move(l.pitch.pitch)});
+    s.lines.push_back(l.line);
+  }
   if (s.pitches.empty()) fail<InvalidArgument>(file.string(), ": no pitch");
   return s;
 }

@@ -18,12 +18,20 @@ import subprocess
 import sys
 
 
-def measure(binary: str, args: list[str], field: str) -> float:
-    out = subprocess.run([binary, *args], check=True, capture_output=True, text=True).stdout
+def run_json(binary: str, args: list[str], env: dict[str, str] | None = None) -> dict:
+    """The last JSON object line a benchmark printed (also used by the other peer scripts here)."""
+    out = subprocess.run([binary, *args], check=True, capture_output=True, text=True, env=env).stdout
     for line in reversed(out.strip().splitlines()):
         if line.startswith("{"):
-            return float(json.loads(line)[field])
-    raise SystemExit(f"alternate_ab: {binary} printed no JSON line with '{field}' (pass --json?)")
+            return json.loads(line)
+    raise SystemExit(f"alternate_ab: {binary} printed no JSON line (pass --json?)")
+
+
+def measure(binary: str, args: list[str], field: str) -> float:
+    got = run_json(binary, args)
+    if field not in got:
+        raise SystemExit(f"alternate_ab: {binary} printed no '{field}' in its JSON line")
+    return float(got[field])
 
 
 def main() -> int:

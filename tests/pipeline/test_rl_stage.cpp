@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -170,4 +171,77 @@ TEST_CASE("rl stage: a resume refuses changed inputs or reward weights, accepts 
   auto free = c;
   *free.iterations = 4, *free.eval_every = 1, *free.save_every = 1;
   CHECK(pipeline::run_rl(free, toy_reward).iterations == 4);
+}
+
+TEST_CASE("rl stage: standardised components are weighted (x - mean) / std, from fixed statistics",
+          "[pipeline][rl]") {
+  std::vector<pipeline::PitchToScore> pitches{
+      {1, 2, "eeee", true}, {1, 2, "abcd", false}, {1, 2, "eebb", true}};
+  const auto stats = pipeline::fit_component_statistics(toy_reward, pitches);
+  // e_share 1, 0, 0.5: mean 0.5, population std sqrt(1/6); ended 1, 0, 1: mean 2/3, std sqrt(2/9).
+  REQUIRE(stats.size() == 2);
+  CHECK(stats.at("e_share").mean == Approx(0.5));
+  CHECK(stats.at("e_share").std == Approx(std::sqrt(1.0 / 6)));
+  CHECK(stats.at("ended").mean == Approx(2.0 / 3));
+  CHECK(stats.at("ended").std == Approx(std::sqrt(2.0 / 9)));
+  const auto reward = pipeline::standardized_reward(toy_reward, {{"e_share", 2.0}}, stats);
+  const auto s = reward(pitches);
+  for (std::size_t i = 0; i < pitches.size(); ++i) {
+    const double e = s.components.at("e_share")[i], ended = s.components.at("ended")[i];
+    CHECK(s.total[i] == Approx(2 * (e - 0.5) / std::sqrt(1.0 / 6) + (ended - 2.0 / 3) / std::sqrt(2.0 / 9)));
+  }
+  CHECK(s.components.at("e_share") == std::vector<double>{1, 0, 0.5});  // components stay raw
+  CHECK_THROWS_WITH(
+      pipeline::standardized_reward(toy_reward, {{"appeal", 1.0}}, stats),
+      Catch::Contains("--weights: unknown reward 'appeal'") && Catch::Contains("e_share, ended"));
+  const std::vector<pipeline::PitchToScore> same{{1, 2, "eeee", true}, {1, 2, "eeee", true}};
+  CHECK_THROWS_WITH(pipeline::fit_component_statistics(toy_reward, same),
+                    Catch::Contains("'e_share' is 1 on all 2 warm-start samples"));
+}
+
+namespace {
+// The toy reward without its 'ended' component (which a few short samples may leave constant).
+pipeline::PitchRewardScores e_share_reward(std::span<const pipeline::PitchToScore> batch) {
+  auto s = toy_reward(batch);
+  s.components.erase("ended");
+  return s;
+}
+}  // namespace
+
+TEST_CASE("rl stage: --normalize standardize fixes the statistics from the warm start, also on resume",
+          "[pipeline][rl]") {
+  p4lm_test::TinyRun run;
+  auto config = [&](const std::filesystem::path& out) {
+    auto c = tiny_config(run.dir.path, out);
+    *c.normalize = "standardize";
+    *c.normalize_samples = 24;
+    *c.weights = "e_share=3";
+    return c;
+  };
+  pipeline::run_rl(config(run.dir.path / "whole"), e_share_reward);
+  const auto stats = nlohmann::json::parse(io::read_file(run.dir.path / "whole" / "normalization.json"));
+  CHECK(stats.at("samples") == 24);
+  const double mean = stats["components"]["e_share"]["mean"], sd = stats["components"]["e_share"]["std"];
+  CHECK(sd > 0);
+  const auto rows = read_rows(run.dir.path / "whole" / "metrics.jsonl");
+  for (const auto& r : rows)  // the evaluation's mix is the weighted standardised component
+    if (r.contains("eval/reward"))
+      CHECK(r.at("eval/reward").get<double>() ==
+            Approx(3 * (r.at("eval/rewards/e_share/mean").get<double>() - mean) / sd).margin(1e-9));
+
+  auto first = config(run.dir.path / "resumed");
+  *first.iterations = 2;
+  pipeline::run_rl(first, e_share_reward);
+  pipeline::run_rl(config(run.dir.path / "resumed"), e_share_reward);
+  CHECK(io::read_file(run.dir.path / "resumed" / "normalization.json") ==
+        io::read_file(run.dir.path / "whole" / "normalization.json"));
+  CHECK(read_rows(run.dir.path / "resumed" / "metrics.jsonl") == rows);
+
+  auto raw = config(run.dir.path / "resumed");
+  *raw.normalize = "none";
+  CHECK_THROWS_WITH(pipeline::run_rl(raw, e_share_reward),
+                    Catch::Contains("normalize (checkpoint \"standardize\", this run unset)"));
+  *raw.normalize = "zscore";
+  CHECK_THROWS_WITH(pipeline::run_rl(raw, e_share_reward),
+                    Catch::Contains("--normalize: 'zscore', expected none or standardize"));
 }

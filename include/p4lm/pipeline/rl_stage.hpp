@@ -107,6 +107,65 @@ inline std::map<std::string, double> parse_reward_weights(const std::string& s) 
   return w;
 }
 
+// --weights with the mix's component names ("relevance" names preference_relevance).
+inline std::map<std::string, double> component_weights(const std::string& weights) {
+  auto w = parse_reward_weights(weights);
+  if (const auto r = w.find("relevance"); r != w.end()) {
+    w["preference_relevance"] = r->second;
+    w.erase(r);
+  }
+  return w;
+}
+
+// Mean and population standard deviation of each component of a reward over `pitches` (the warm
+// start's samples when the stage standardises, RlConfig::normalize). A component constant over them
+// cannot be standardised: InvalidArgument naming it.
+inline std::map<std::string, reward::ComponentNormalization> fit_component_statistics(
+    const PitchReward& reward, std::span<const PitchToScore> pitches) {
+  if (pitches.empty()) fail<InvalidArgument>("rl: no samples to fix the reward statistics from");
+  std::map<std::string, reward::ComponentNormalization> stats;
+  for (const auto& [name, v] : reward(pitches).components) {
+    double mean = 0, var = 0;
+    for (double x : v) mean += x / double(v.size());
+    for (double x : v) var += (x - mean) * (x - mean) / double(v.size());
+    const double sd = std::sqrt(var);
+    if (!std::isfinite(mean) || !(sd > 1e-12))
+      fail<InvalidArgument>("rl: reward component '", name, "' is ", mean, " on all ", v.size(),
+                            " warm-start samples (std ", sd,
+                            "); it cannot be standardised (--normalize none)");
+    stats[name] = {reward::Normalization::standardize, mean, sd, true};
+  }
+  return stats;
+}
+
+// `raw` with its total replaced by Σ_c w_c (x_c - μ_c) / σ_c over its components (weights by component
+// name, 1 for a component they leave out; an unknown name is an error). The components stay raw, so
+// rewards/<name>/mean keep their units.
+inline PitchReward standardized_reward(PitchReward raw, const std::map<std::string, double>& weights,
+                                       std::map<std::string, reward::ComponentNormalization> stats) {
+  for (const auto& [name, w] : weights)
+    if (!stats.contains(name)) {
+      std::string known;
+      for (const auto& [n, st] : stats) known += (known.empty() ? "" : ", ") + n;
+      fail<InvalidArgument>("--weights: unknown reward '", name, "' (this reward's components: ", known, ")");
+    }
+  return [raw = std::move(raw), weights, stats = std::move(stats)](std::span<const PitchToScore> batch) {
+    auto s = raw(batch);
+    s.total.assign(batch.size(), 0.0);
+    for (const auto& [name, v] : s.components) {
+      const auto st = stats.find(name);
+      if (st == stats.end() || v.size() != batch.size())
+        fail<InvalidArgument>("rl: reward component '", name, "' has no statistics or ", v.size(),
+                              " scores for ", batch.size(), " pitches");
+      const auto w = weights.find(name);
+      const double eta = w == weights.end() ? 1.0 : w->second;
+      for (std::size_t i = 0; i < v.size(); ++i)
+        s.total[i] += eta * (v[i] - st->second.mean) / st->second.std;
+    }
+    return s;
+  };
+}
+
 // The P4LM reward mix (precision, appeal, personalization, preference relevance) from the folder
 // `p4lm rewards train` wrote, weighted by `weights` ("precision=1,appeal=0.5,..."; "relevance" names
 // preference_relevance; a reward left out weighs 1), as a PitchReward. Components are used raw
@@ -115,11 +174,7 @@ inline std::map<std::string, double> parse_reward_weights(const std::string& s) 
 inline PitchReward load_reward_mix(const std::filesystem::path& rewards, const std::string& weights,
                                    const std::filesystem::path& encoder, const std::filesystem::path& data,
                                    const std::filesystem::path& cf_file) {
-  auto w = parse_reward_weights(weights);
-  if (const auto r = w.find("relevance"); r != w.end()) {
-    w["preference_relevance"] = r->second;
-    w.erase(r);
-  }
+  auto w = component_weights(weights);
   return train::with_adapter_dim(cf::embeddings_dim(cf_file), [&](auto d) -> PitchReward {
     constexpr int Dim = decltype(d)::value;
     using Mix = reward::RewardMix<reward::Precision<>, reward::Appeal<>, reward::Personalization<>,
@@ -211,6 +266,11 @@ struct RlConfig {
   Param<double> lam{0.95, "GAE lambda", between(0, 1)};
   Param<long> response_length{64, "new tokens per sample", between(1, 1e6)};
   Param<double> missing_eos_penalty{1.0, "subtracted from the score of a pitch that never ends", at_least(0)};
+  Param<std::string> normalize{"none",
+                               "reward components: none (raw) or standardize (mean and std fixed from the "
+                               "warm start's samples, then weighted)"};
+  Param<long> normalize_samples{64, "standardize: warm-start samples the statistics come from",
+                                between(2, 1e6)};
   Param<long> eval_every{10, "iterations between evaluations (gold judge, samples)", between(1, 1e9)};
   Param<long> eval_pairs{8, "held-out (user, movie) pairs evaluated and shown", between(0, 1e6)};
   Param<bool> gold{true, "score the evaluation pitches with the gold judge (needs a full data build)"};
@@ -224,8 +284,8 @@ struct RlConfig {
 BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RlConfig, sft, data, rewards, encoder, out, weights, algo, iterations,
                         batch_size, mini_batch_size, ppo_epochs, rloo_k, learning_rate, max_grad_norm,
                         init_kl_coef, adaptive_kl, target, horizon, kl_penalty, cliprange, cliprange_value,
-                        vf_coef, gamma, lam, response_length, missing_eos_penalty, eval_every, eval_pairs,
-                        gold, save_every, seed, progress);
+                        vf_coef, gamma, lam, response_length, missing_eos_penalty, normalize,
+                        normalize_samples, eval_every, eval_pairs, gold, save_every, seed, progress);
 
 namespace p4lm::pipeline {
 
@@ -242,6 +302,7 @@ struct RlResult {
 namespace detail {
 
 inline constexpr std::uint64_t rl_prompt_stream = 0x5e1ec7ULL;
+inline constexpr std::uint64_t rl_statistics_stream = 0x57a75ULL;
 
 // The PPO-side reward: decodes each sample, asks the PitchReward, keeps the components' means.
 struct SampleReward {
@@ -273,6 +334,20 @@ struct SampleReward {
     return first == std::string::npos ? std::string() : text.substr(first);
   }
 };
+
+// Decoded pitches of generated continuations (EOS stripped, `ended` set) for prompts[b].
+inline std::vector<PitchToScore> pitches_of(const rl::PitchKeys& keys, const train::TextCodec& codec,
+                                            std::span<const rl::Prompt> prompts, const Generation& g) {
+  std::vector<PitchToScore> pitches;
+  for (std::size_t b = 0; b < prompts.size(); ++b) {
+    auto t = g.tokens[b];
+    const bool ended = !t.empty() && t.back() == codec.eos;
+    if (ended) t.pop_back();
+    const auto& pair = keys.at(prompts[b].key);
+    pitches.push_back({pair.user_id, pair.movie_id, SampleReward::decode(codec, t), ended});
+  }
+  return pitches;
+}
 
 // A Trainer callback: `run` with the iteration's fields after the last AdamW step of each iteration
 // (the objectives' end_step fields carry "iteration" only then).
@@ -337,6 +412,8 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
   if (!reward) fail<InvalidArgument>("run_rl: no reward given");
   if (*c.algo != "ppo" && *c.algo != "pg")
     fail<InvalidArgument>("--algo: '", *c.algo, "', expected ppo or pg");
+  if (*c.normalize != "none" && *c.normalize != "standardize")
+    fail<InvalidArgument>("--normalize: '", *c.normalize, "', expected none or standardize");
   const std::filesystem::path out = *c.out, data = *c.data;
   // Data parallel under mpirun (docs/distributed.md): every rank samples and trains its share of each
   // iteration; rank 0 alone locks the folder, evaluates and writes the files.
@@ -390,20 +467,43 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       eval_prompts.push_back(prompter.prompt(h.user_id, h.movie_id));
     }
 
+    const auto eos = loader.codec().eos;
+    // n (train user, catalog movie) prompts drawn from rng.
+    auto draw_prompts = [&](Rng& rng, std::size_t n) {
+      std::vector<rl::Prompt> prompts;
+      for (std::size_t k = 0; k < n; ++k)
+        prompts.push_back(
+            prompter.prompt(users[rng.next_u64() % users.size()], items[rng.next_u64() % items.size()]));
+      return prompts;
+    };
+    // Standardised components: their statistics from samples of the warm start (the policy before any
+    // update, also on a resume, so they come out the same), drawn from their own prompt stream.
+    if (*c.normalize == "standardize") {
+      Rng rng(std::uint64_t(*c.seed), detail::rl_statistics_stream);
+      const auto prompts = draw_prompts(rng, std::size_t(*c.normalize_samples));
+      const auto g = rl::sample_generate(policy, prompts,
+                                         {.max_new_tokens = std::size_t(*c.response_length),
+                                          .temperature = 1.0,
+                                          .eos = eos,
+                                          .seed = rng.next_u64()});
+      const auto pitches = detail::pitches_of(keys, loader.codec(), prompts, g);
+      const auto stats = fit_component_statistics(reward, pitches);
+      if (root) {
+        nlohmann::json j{{"samples", pitches.size()}, {"components", nlohmann::json::object()}};
+        for (const auto& [name, st] : stats) j["components"][name] = {{"mean", st.mean}, {"std", st.std}};
+        io::write_file_atomically(out / "normalization.json", j.dump(2) + "\n");
+      }
+      reward = standardized_reward(std::move(reward), component_weights(*c.weights), stats);
+    }
     auto components = std::make_shared<std::map<std::string, double>>();
     detail::SampleReward sample_reward{&keys, &loader.codec(), reward, components};
-    const auto eos = loader.codec().eos;
     const std::size_t prompts_per_iteration =
         *c.algo == "ppo" ? std::size_t(*c.batch_size) : std::size_t(*c.batch_size / *c.rloo_k);
 
     // The prompts of iteration `it`, from their own stream: a resumed run draws what the whole one would.
     rl::PromptSource prompt_source = [&](std::size_t it) {
       Rng rng(std::uint64_t(*c.seed) + it, detail::rl_prompt_stream);
-      std::vector<rl::Prompt> prompts;
-      for (std::size_t k = 0; k < prompts_per_iteration; ++k)
-        prompts.push_back(
-            prompter.prompt(users[rng.next_u64() % users.size()], items[rng.next_u64() % items.size()]));
-      return prompts;
+      return draw_prompts(rng, prompts_per_iteration);
     };
 
     // The objective (PPOObjective or PolicyGradientObjective) on the shared Trainer: it owns the
@@ -421,6 +521,9 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       options.fingerprint["rewards"] = *c.rewards, options.fingerprint["encoder"] = *c.encoder;
       options.fingerprint["weights"] = *c.weights, options.fingerprint["algo"] = *c.algo;
       options.fingerprint["adaptive_kl"] = *c.adaptive_kl;
+      if (*c.normalize == "standardize")  // absent when raw: checkpoints from before the option resume
+        options.fingerprint["normalize"] = *c.normalize,
+        options.fingerprint["normalize_samples"] = *c.normalize_samples;
       options.out = out;
       options.checkpoint = "state.safetensors";
       options.train_metrics = "steps";
@@ -450,17 +553,9 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
         const std::size_t B = eval_prompts.size();
         const auto g =
             rl::greedy_generate(objective.model().policy, eval_prompts, std::size_t(*c.response_length), eos);
-        std::vector<PitchToScore> pitches;
+        const auto pitches = detail::pitches_of(keys, loader.codec(), eval_prompts, g);
         std::vector<eval::PitchToJudge> judged;
-        for (std::size_t b = 0; b < B; ++b) {
-          auto t = g.tokens[b];
-          const bool ended = !t.empty() && t.back() == eos;
-          if (ended) t.pop_back();
-          const auto& pair = keys.at(eval_prompts[b].key);
-          pitches.push_back(
-              {pair.user_id, pair.movie_id, detail::SampleReward::decode(loader.codec(), t), ended});
-          judged.push_back({pair.user_id, pair.movie_id, pitches.back().pitch});
-        }
+        for (const auto& p : pitches) judged.push_back({p.user_id, p.movie_id, p.pitch});
         const auto scores = reward(pitches);
         const auto gold = judge ? judge->score(judged) : std::vector<eval::GoldScores>{};
         std::map<std::string, double> sums;
@@ -590,6 +685,8 @@ namespace p4lm::pipeline {
 inline RlResult run_rl(const RlConfig& c) {
   // Settings first: a typo should not wait for the models to load.
   if (*c.algo != "ppo" && *c.algo != "pg") fail<UsageError>("--algo: '", *c.algo, "', expected ppo or pg");
+  if (*c.normalize != "none" && *c.normalize != "standardize")
+    fail<UsageError>("--normalize: '", *c.normalize, "', expected none or standardize");
   (void)parse_reward_weights(*c.weights);
   const auto loader = rl::PitchPolicyLoader::open(*c.sft);
   return run_rl(c, load_reward_mix(*c.rewards, *c.weights, *c.encoder, *c.data, loader));

@@ -1,8 +1,10 @@
 #pragma once
-// Greedy continuations of prompts by a prefixed policy (rl::PrefixedPolicy, e.g. the P4LM pitch
-// policy): what evaluations decode, so that a row of a table is a function of the model alone.
+// Continuations of prompts by a prefixed policy (rl::PrefixedPolicy, e.g. the P4LM pitch policy).
+// Greedy ones are what evaluations decode, so that a row of a table is a function of the model alone;
+// sampled ones are what the RL stage fits its reward statistics on.
 //
 //   auto g = p4lm::rl::greedy_generate(policy, prompts, 64, codec.eos);   // g.tokens[i], g.stopped[i]
+//   auto s = p4lm::rl::sample_generate(policy, prompts, {.max_new_tokens = 64, .eos = eos, .seed = 7});
 
 #include <algorithm>
 #include <cstdint>
@@ -16,16 +18,14 @@
 namespace p4lm::rl {
 
 // `batch` sequences at a time through the batched KV-cache decoder (one weight read per step for all
-// of them). Each sequence's tokens end with EOS when it was emitted.
+// of them), with the sampling settings `s` (chunk k draws from seed s.seed + k). Each sequence's
+// tokens end with EOS when it was emitted.
 template <class Policy>
-Generation greedy_generate(Policy& policy, std::span<const rl::Prompt> prompts, std::size_t max_new_tokens,
-                           std::int32_t eos, std::size_t batch = 16) {
+Generation sample_generate(Policy& policy, std::span<const rl::Prompt> prompts, SamplingOptions s,
+                           std::size_t batch = 16) {
   Generation all;
   const std::size_t P = policy.prefix_length(), D = policy.lm().config().d_model;
-  SamplingOptions s;
-  s.temperature = 0;
-  s.max_new_tokens = max_new_tokens;
-  s.eos = eos;
+  const std::uint64_t seed = s.seed;
   for (std::size_t first = 0; first < prompts.size(); first += batch) {
     const std::size_t B = std::min(batch, prompts.size() - first);
     CpuTensor<float> prefix(Shape{B, P, D});
@@ -34,10 +34,19 @@ Generation greedy_generate(Policy& policy, std::span<const rl::Prompt> prompts, 
     for (std::size_t b = 0; b < B; ++b)
       keys.push_back(prompts[first + b].key), ids.push_back(prompts[first + b].ids);
     policy.write_prefix(prefix.view(), keys);
+    s.seed = seed + first / batch;
     Generator<std::decay_t<decltype(policy.lm())>> gen(policy.lm());
     all.append(gen.generate(ids, s, prefix.view()));
   }
   return all;
+}
+
+// Greedy continuations (temperature 0), `batch` sequences at a time.
+template <class Policy>
+Generation greedy_generate(Policy& policy, std::span<const rl::Prompt> prompts, std::size_t max_new_tokens,
+                           std::int32_t eos, std::size_t batch = 16) {
+  return sample_generate(policy, prompts, {.max_new_tokens = max_new_tokens, .temperature = 0, .eos = eos},
+                         batch);
 }
 
 }  // namespace p4lm::rl

@@ -92,11 +92,27 @@ TEST_CASE("presets: named defaults that flags override, in any order", "[pipelin
   CHECK(message_of([] {
           pipeline::parse_run_flags(args({"--last-stage", "9"}));
         }).find("--last-stage") != std::string::npos);
-  CHECK(message_of([] { pipeline::preset("huge"); }) == "--preset huge: expected one of default, tiny");
+  CHECK(message_of([] { pipeline::preset("huge"); }) ==
+        "--preset huge: expected one of default, paper, tiny");
   for (const auto& p : pipeline::presets()) {
     CHECK(*p.make().preset == p.name);  // a preset's config.json says which it was
     CHECK(pipeline::run_help().find(std::string(p.name)) != std::string::npos);
   }
+}
+
+TEST_CASE("the paper preset keeps the default's models and lengthens every schedule", "[pipeline][presets]") {
+  const auto d = pipeline::preset("default"), p = pipeline::preset("paper");
+  CHECK(*p.base == *d.base);
+  CHECK(*p.cf_dim == *d.cf_dim);
+  CHECK(*p.out == "runs/paper");
+  CHECK(*p.stage2_steps > *d.stage2_steps);
+  CHECK(*p.reward_train > *d.reward_train);
+  CHECK(*p.rl_iterations * *p.rl_batch > *d.rl_iterations * *d.rl_batch);
+  CHECK(*p.table_pairs > *d.table_pairs);
+  CHECK(*p.rl_response_length == *d.rl_response_length);
+  const auto plan = pipeline::plan_run(p);
+  CHECK(*plan.rl.normalize_samples == 64);
+  CHECK(plan.sft.sft.stage2_steps == 400);
 }
 
 TEST_CASE("the default preset gives the stages the main job's settings", "[pipeline][presets]") {
@@ -133,6 +149,10 @@ TEST_CASE("the default preset gives the stages the main job's settings", "[pipel
   CHECK(*p.rl.batch_size == 8);
   CHECK(*p.rl.learning_rate == 5e-5);
   CHECK(*p.rl.weights == "precision=1,appeal=1,personalization=1,relevance=1");
+  CHECK(*p.rl.response_length == 128);  // the teacher's pitches fit (run_config.hpp)
+  CHECK(p.evaluation.max_new_tokens == 128);
+  CHECK(*p.rl.normalize == "standardize");
+  CHECK(*p.rl.normalize_samples == 32);
   CHECK(p.table_pairs == 16);
   CHECK(p.last_stage == 8);
   // A variant shares CF, data and the reward models and moves the rest.

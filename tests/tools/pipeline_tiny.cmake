@@ -117,6 +117,10 @@ if(with_rewards)
   expect_number(summary.json table1 "Base (shuffled users)" gold/precision)
   expect_number(summary.json table1 "P4LM (shuffled users)" rewards/appeal)
   expect_lines(rl/metrics.jsonl 3)  # the evaluation before training, then one row per iteration
+expect_json(rl/normalization.json 16 samples)  # standardised rewards: 4 x the RL batch of warm-start samples
+foreach(component precision appeal personalization preference_relevance)
+  expect_number(rl/normalization.json components ${component} std)
+endforeach()
   expect_lines(table1.csv 7)  # header, Base, SFT and P4LM with own and shuffled users
   expect_lines(table1_pitches.jsonl 24)
   file(READ "${OUT}/table1.csv" table_first)

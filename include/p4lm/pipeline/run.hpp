@@ -188,6 +188,10 @@ inline RunPlan plan_run(const RunConfig& c) {
   *r.init_kl_coef = *c.rl_init_kl_coef;
   *r.target = *c.rl_target_kl;
   *r.response_length = *c.rl_response_length;
+  // Standardised components, so that equal weights give the four rewards equal say: raw, the widest
+  // spread (Bradley-Terry logits against precision's probabilities) drowns the others.
+  *r.normalize = "standardize";
+  *r.normalize_samples = 4 * *c.rl_batch;
   *r.eval_every = std::max<long>(1, *c.rl_iterations / 4);
   *r.eval_pairs = std::min<long>(8, *c.table_pairs);
   *r.save_every = std::max<long>(1, *c.rl_iterations / 4);

@@ -12,9 +12,9 @@ in the same process (a 256 MB buffer summed by the same threads): p4lm reads its
 step, llama.cpp the GGUF's tensor bytes (llama-bench's `model_size`). docs/performance.md,
 "SmolLM2-135M-Instruct".
 
-    flock /work/notes/measure.lock python3 benchmarks/peers/alternate_smollm2_decode.py \\
+    python3 benchmarks/peers/alternate_smollm2_decode.py \\
         --bench build/release/benchmarks/bench_lm_generate \\
-        --llama-bench /tmp/peers/llama.cpp-build/bin/llama-bench \\
+        --llama-bench LLAMA_CPP_BUILD/bin/llama-bench \\
         --model models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf --threads 1,2 --rounds 5
 """
 import argparse

@@ -125,10 +125,7 @@ inline std::map<std::string, reward::ComponentNormalization> fit_component_stati
   if (pitches.empty()) fail<InvalidArgument>("rl: no samples to fix the reward statistics from");
   std::map<std::string, reward::ComponentNormalization> stats;
   for (const auto& [name, v] : reward(pitches).components) {
-    double mean = 0, var = 0;
-    for (double x : v) mean += x / double(v.size());
-    for (double x : v) var += (x - mean) * (x - mean) / double(v.size());
-    const double sd = std::sqrt(var);
+    const auto [mean, sd] = reward::mean_std(v);
     if (!std::isfinite(mean) || !(sd > 1e-12))
       fail<InvalidArgument>("rl: reward component '", name, "' is ", mean, " on all ", v.size(),
                             " warm-start samples (std ", sd,

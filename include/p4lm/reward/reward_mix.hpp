@@ -55,6 +55,16 @@ struct MixScores {
   std::vector<std::vector<double>> normalized;  // [component][rollout]
 };
 
+// Mean and population standard deviation ({0, 0} for no values): what standardisation fixes.
+inline std::pair<double, double> mean_std(std::span<const double> v) {
+  if (v.empty()) return {0.0, 0.0};
+  double m = 0, q = 0;
+  for (double x : v) m += x;
+  m /= double(v.size());
+  for (double x : v) q += (x - m) * (x - m);
+  return {m, std::sqrt(q / double(v.size()))};
+}
+
 template <class... Rewards>
 class RewardMix {
   static_assert(sizeof...(Rewards) >= 1, "RewardMix: give at least one reward");
@@ -180,15 +190,6 @@ class RewardMix {
     boost::hana::for_each(rewards_, [&](auto& r) { raw.push_back(r.score(batch)); });
     return raw;
   }
-  static std::pair<double, double> mean_std(const std::vector<double>& v) {
-    if (v.empty()) return {0.0, 0.0};
-    double m = 0, q = 0;
-    for (double x : v) m += x;
-    m /= double(v.size());
-    for (double x : v) q += (x - m) * (x - m);
-    return {m, std::sqrt(q / double(v.size()))};
-  }
-
   boost::hana::tuple<Rewards...> rewards_;
   std::array<double, size> weights_{};
   std::array<ComponentNormalization, size> norm_{};

@@ -153,6 +153,7 @@
 #include "p4lm/reward/preference_relevance.hpp"
 #include "p4lm/reward/reward_mix.hpp"
 #include "p4lm/reward/reward_model.hpp"
+#include "p4lm/reward/sentences.hpp"
 #include "p4lm/reward/text_features.hpp"
 #include "p4lm/reward/token_alignment.hpp"
 #include "p4lm/reward/training.hpp"

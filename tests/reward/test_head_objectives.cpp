@@ -1,6 +1,6 @@
 // Reward heads and their objectives: MlpHead's backward by finite differences in double, the
-// Bradley-Terry and NLI (logistic, per row and over token rows) losses against their formulas and gradients,
-// the data order.
+// Bradley-Terry (per row and over sentence rows) and NLI (logistic, per row and over token rows) losses
+// against their formulas and gradients, the data order.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -126,6 +126,52 @@ TEST_CASE("Token NLI objective: soft minimum over each example's token scores, l
   check_objective_gradient(h, obj, b);
   CHECK_THROWS_WITH(reward::TokenNliObjective<double>(x, {0, 2, 3}, y, width, 3),
                     Catch::Contains("3 labels") && Catch::Contains("3 offsets"));
+}
+
+TEST_CASE("Sentence Bradley-Terry objective: log-sum-exp over each pitch's sentence rows", "[reward][bt]") {
+  const std::size_t width = 3;
+  const std::vector<std::size_t> wo = {0, 2, 3, 6}, lo = {0, 1, 4, 5};  // 3 pairs, 1-3 sentences each
+  Rng rng(4, 7);
+  std::vector<double> w(wo.back() * width), l(lo.back() * width);
+  for (auto& v : w) v = rng.normal();
+  for (auto& v : l) v = rng.normal();
+  MlpHead<double> h(width, 4, 1, 6);
+  reward::SentenceBradleyTerryObjective<double> obj(w, wo, l, lo, width, 3);
+  const auto b = obj.batch(0, 0);
+  // Independent recomputation: each pitch's rows through the head alone, r = log Σ exp(c).
+  const auto pitch_score = [&](const std::vector<double>& x, const std::vector<std::size_t>& o,
+                               std::size_t i) {
+    const std::vector<double> xi(x.begin() + long(o[i] * width), x.begin() + long(o[i + 1] * width));
+    double sum = 0;
+    for (const double c : h.forward(xi.data(), o[i + 1] - o[i])) sum += std::exp(c);
+    return std::log(sum);
+  };
+  double expect = 0;
+  for (const auto i : b.rows)
+    expect += -std::log(1 / (1 + std::exp(-(pitch_score(w, wo, i) - pitch_score(l, lo, i))))) / 3.0;
+  h.zero_grad();
+  CHECK(obj.loss(h, b).loss == Approx(expect).epsilon(1e-12));
+  check_objective_gradient(h, obj, b);
+  CHECK_THROWS_WITH(reward::SentenceBradleyTerryObjective<double>(w, wo, l, {0, 1, 4}, width, 3),
+                    Catch::Contains("rejected side") && Catch::Contains("3 offsets"));
+}
+
+TEST_CASE("Log-sum-exp over groups: a soft maximum, and its gradient", "[reward][bt]") {
+  const std::vector<double> c = {0.5, -1.0, 2.0, 800.0, 799.0};
+  const std::vector<std::size_t> offsets = {0, 3, 5};
+  const auto r = reward::log_sum_exp_groups(c, offsets);
+  CHECK(r[0] == Approx(std::log(std::exp(0.5) + std::exp(-1.0) + std::exp(2.0))).epsilon(1e-12));
+  CHECK(r[1] == Approx(800 + std::log(1 + std::exp(-1.0))).epsilon(1e-12));  // no overflow
+  const std::vector<double> dr = {0.7, -1.3};
+  const auto dc = reward::log_sum_exp_groups_backward(dr, c, r, offsets);
+  const double eps = 1e-6;
+  for (std::size_t t = 0; t < c.size(); ++t) {
+    auto hi = c, lo = c;
+    hi[t] += eps, lo[t] -= eps;
+    const auto rh = reward::log_sum_exp_groups(hi, offsets), rl = reward::log_sum_exp_groups(lo, offsets);
+    const double num = (dr[0] * (rh[0] - rl[0]) + dr[1] * (rh[1] - rl[1])) / (2 * eps);
+    CHECK(dc[t] == Approx(num).epsilon(1e-6).margin(1e-9));
+  }
 }
 
 TEST_CASE("Example order: every example once per epoch, a pure function of the step", "[reward][order]") {

@@ -1,5 +1,6 @@
 // The four rewards over the real MiniLM encoder (skipped without it): batched scores, the precision
-// aggregation, save/load and the refusal of a file of another type or CF width, bad rollouts.
+// and personalization aggregations, save/load and the refusal of a file of another type or CF width, bad
+// rollouts.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
@@ -34,7 +35,8 @@ TEST_CASE("Rewards score batches, save and load, refuse other types and widths",
   const std::size_t d = f->dim();
   reward::Precision<> prec(f, reward::MlpHead<float>(reward::Precision<>::head_width(d), 8, 1, 1));
   reward::Appeal<> app(f, reward::MlpHead<float>(d, 8, 1, 2));
-  reward::Personalization<> pers(f, reward::MlpHead<float>(3 * d, 8, 1, 3));
+  reward::Personalization<> pers(f,
+                                 reward::MlpHead<float>(reward::Personalization<>::head_width(d), 8, 1, 3));
   reward::PreferenceRelevance<backend::cpu, 4> rel(f, reward::MlpHead<float>(d, 8, 4, 4));
   const std::vector<float> user = {0.5f, -1.f, 0.25f, 2.f};
   const std::vector<reward::Rollout> b = {{.pitch = "Heat is a crime thriller. You will love it.",
@@ -58,7 +60,14 @@ TEST_CASE("Rewards score batches, save and load, refuse other types and widths",
   // Scores of a batch equal scores one at a time.
   const auto a = app.score(b);
   CHECK(a[1] == Approx(app.score(std::span(b).subspan(1))[0]).epsilon(1e-5));
-  CHECK(pers.score(b).size() == 2);
+  // Personalization: log Σ exp over the sentences' scores, each sentence cross-encoded with the profile.
+  const auto ps = pers.score(b);
+  REQUIRE(ps.size() == 2);
+  const auto rows =
+      f->pair_features({"Loves crime.", "Loves crime."}, {"Heat is a crime thriller.", "You will love it."});
+  const auto c = pers.head().forward(rows.data(), 2);
+  CHECK(ps[0] == Approx(std::log(std::exp(double(c[0])) + std::exp(double(c[1])))).epsilon(1e-5));
+  CHECK(ps[1] == Approx(pers.score(std::span(b).subspan(1))[0]).epsilon(1e-6));
   const auto r = rel.score(b);
   CHECK(r[0] != r[1]);
 
@@ -66,6 +75,13 @@ TEST_CASE("Rewards score batches, save and load, refuse other types and widths",
   fs::create_directories(dir);
   app.save(dir / "appeal.safetensors");
   rel.save(dir / "rel.safetensors");
+  pers.save(dir / "personalization.safetensors");
+  CHECK(reward::Personalization<>::load(dir / "personalization.safetensors", f).score(b) == ps);
+  // A whole-pitch personalization head of older versions: same width, other features.
+  reward::save_head(dir / "old_personalization.safetensors", "personalization", 0, pers.head());
+  CHECK_THROWS_WITH(reward::Personalization<>::load(dir / "old_personalization.safetensors", f),
+                    Catch::Contains("old_personalization.safetensors") && Catch::Contains("pitch_score") &&
+                        Catch::Contains("retrain"));
   CHECK(reward::Appeal<>::load(dir / "appeal.safetensors", f).score(b) == a);
   CHECK(reward::PreferenceRelevance<backend::cpu, 4>::load(dir / "rel.safetensors", f).score(b) == r);
   CHECK_THROWS_WITH(

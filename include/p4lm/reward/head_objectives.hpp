@@ -1,7 +1,9 @@
 #pragma once
 // The three objectives the shared Trainer trains reward heads with (train/concepts.hpp: batch(step,
 // micro) and loss(model, batch)), over precomputed feature rows:
-//   BradleyTerryObjective   -log σ(r(chosen) - r(rejected))     Appeal, Personalization
+//   BradleyTerryObjective   -log σ(r(chosen) - r(rejected))     Appeal
+//   SentenceBradleyTerryObjective  the same, r a log-sum-exp over each pitch's sentence rows
+//                                                                Personalization
 //   NliObjective            logistic loss on the entailment logit  (one feature row per example)
 //   TokenNliObjective       the same over ragged token rows        Precision
 //   RegressionObjective     mean squared error to a vector target  PreferenceRelevance
@@ -9,6 +11,8 @@
 // step (what resuming from a checkpoint needs).
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -127,6 +131,75 @@ class NliObjective {
 
  private:
   std::vector<T> x_, y_;
+  std::size_t width_;
+  ExampleOrder order_;
+};
+
+// r_i = log Σ_t exp(c_t) over group i's rows offsets[i] .. offsets[i+1]-1: a soft maximum, what
+// Personalization makes of its sentences' scores (the negation of soft_min_logits).
+template <class T>
+std::vector<T> log_sum_exp_groups(const std::vector<T>& c, const std::vector<std::size_t>& offsets) {
+  auto r = soft_min_logits(c, offsets);
+  for (auto& v : r) v = -v;
+  return r;
+}
+
+// dc_t = dr_i · softmax(c over group i)_t, given r from log_sum_exp_groups.
+template <class T>
+std::vector<T> log_sum_exp_groups_backward(const std::vector<T>& dr, const std::vector<T>& c,
+                                           const std::vector<T>& r, const std::vector<std::size_t>& offsets) {
+  std::vector<T> dc(c.size(), T(0));
+  for (std::size_t i = 0; i + 1 < offsets.size(); ++i)
+    for (std::size_t t = offsets[i]; t < offsets[i + 1]; ++t) dc[t] = dr[i] * std::exp(c[t] - r[i]);
+  return dc;
+}
+
+// Bradley-Terry over ragged rows: pair i's chosen pitch owns rows chosen_offsets[i] ..
+// chosen_offsets[i+1]-1 of chosen (one row per sentence), likewise rejected; each pitch's score is
+// log_sum_exp_groups of its rows' head outputs. Personalization's objective.
+template <class T = float>
+class SentenceBradleyTerryObjective {
+ public:
+  struct Batch {
+    std::vector<std::size_t> rows;
+  };
+  SentenceBradleyTerryObjective(std::vector<T> chosen, std::vector<std::size_t> chosen_offsets,
+                                std::vector<T> rejected, std::vector<std::size_t> rejected_offsets,
+                                std::size_t width, std::size_t batch, std::uint64_t seed = 1)
+      : x_{std::move(chosen), std::move(rejected)},
+        offsets_{std::move(chosen_offsets), std::move(rejected_offsets)},
+        width_(width),
+        order_(offsets_[0].empty() ? 0 : offsets_[0].size() - 1, batch, seed) {
+    for (std::size_t s = 0; s < 2; ++s)
+      if (offsets_[s].size() != offsets_[0].size() || offsets_[s].empty() ||
+          offsets_[s].back() * width_ != x_[s].size())
+        fail<InvalidArgument>("SentenceBradleyTerryObjective: ", s ? "rejected" : "chosen", " side has ",
+                              offsets_[s].size(), " offsets and ", x_[s].size(), " numbers of ", width_,
+                              "-wide rows, for ", offsets_[0].size() - 1, " pairs");
+  }
+  Batch batch(std::size_t step, std::size_t /*micro*/) { return {order_.rows(step)}; }
+  train::StepLoss loss(MlpHead<T>& head, const Batch& b) {
+    const std::size_t n = b.rows.size();
+    std::vector<T> x;
+    std::vector<std::size_t> offsets{0};
+    for (std::size_t s = 0; s < 2; ++s)  // chosen pitches, then rejected ones
+      for (const auto i : b.rows) {
+        const auto& o = offsets_[s];
+        x.insert(x.end(), x_[s].begin() + long(o[i] * width_), x_[s].begin() + long(o[i + 1] * width_));
+        offsets.push_back(offsets.back() + o[i + 1] - o[i]);
+      }
+    const auto c = head.forward(x.data(), offsets.back());
+    auto r = log_sum_exp_groups(c, offsets);
+    std::vector<T> dr(2 * n, T(0));
+    const double loss = ops::bradley_terry_forward(view(r, 0, n), view(r, n, n));
+    ops::bradley_terry_backward(view(dr, 0, n), view(dr, n, n), view(r, 0, n), view(r, n, n));
+    head.backward(log_sum_exp_groups_backward(dr, c, r, offsets).data());
+    return {loss, n};
+  }
+
+ private:
+  std::array<std::vector<T>, 2> x_;
+  std::array<std::vector<std::size_t>, 2> offsets_;
   std::size_t width_;
   ExampleOrder order_;
 };

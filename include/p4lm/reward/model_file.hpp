@@ -1,7 +1,9 @@
 #pragma once
 // A reward head on disk: safetensors with the head's tensors and metadata format=p4lm.reward,
 // type=<reward name>, cf_width=<Dim or 0>, encoder=<the frozen encoder's folder name>, hidden=<width>.
-// Loading a file of another reward type or CF width is one ParseError naming the file and the field.
+// Loading a file of another reward type or CF width, or without the metadata a reward expects (how its
+// features are built: a file from a version that built them otherwise), is one ParseError naming the
+// file and the field.
 
 #include <filesystem>
 #include <map>
@@ -34,7 +36,7 @@ inline void save_head(const std::filesystem::path& path, std::string_view type, 
 }
 
 inline MlpHead<float> load_head(const std::filesystem::path& path, std::string_view type,
-                                std::size_t cf_width) {
+                                std::size_t cf_width, const std::map<std::string, std::string>& expect = {}) {
   const auto f = io::SafetensorsFile::open(path);
   const auto& m = f.metadata();
   const auto get = [&](const std::string& k) -> std::string {
@@ -51,6 +53,11 @@ inline MlpHead<float> load_head(const std::filesystem::path& path, std::string_v
     throw ParseError(
         path, 0, "cf_width",
         "the model was trained for CF width " + get("cf_width") + ", expected " + std::to_string(cf_width));
+  for (const auto& [k, v] : expect)
+    if (const auto it = m.find(k); it == m.end() || it->second != v)
+      throw ParseError(path, 0, k,
+                       (it == m.end() ? std::string("missing") : "'" + it->second + "'") + ", expected '" +
+                           v + "': the head was trained on other features; retrain it (p4lm rewards train)");
   MlpHead<float> head(std::stoul(get("in")), std::stoul(get("hidden")), std::stoul(get("out")));
   for (auto& p : head.parameters()) {
     const auto v = f.read_f32(p.name);

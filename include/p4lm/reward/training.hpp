@@ -24,6 +24,7 @@
 #include <numeric>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -146,10 +147,9 @@ inline double spearman(const std::vector<double>& a, const std::vector<double>& 
   return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0.0;
 }
 
-// Pair rows for a Bradley-Terry reward: (chosen, rejected) features of each pair.
-template <class Reward>
-std::pair<std::vector<float>, std::vector<float>> pair_rows(Reward& r,
-                                                            const std::vector<data::PreferencePair>& pairs) {
+// The winning and losing side of each pair as rollouts.
+inline std::pair<std::vector<Rollout>, std::vector<Rollout>> pair_rollouts(
+    const std::vector<data::PreferencePair>& pairs) {
   std::vector<Rollout> w, l;
   for (const auto& p : pairs) {
     const bool a_wins = p.winner == "a";
@@ -158,16 +158,28 @@ std::pair<std::vector<float>, std::vector<float>> pair_rows(Reward& r,
     l.push_back(
         {.pitch = a_wins ? p.b : p.a, .user_id = p.user_id, .movie_id = p.movie_id, .profile = p.profile});
   }
-  return {r.features(w), r.features(l)};
+  return {std::move(w), std::move(l)};
 }
 
+// Share of pairs whose winner the reward scores above the loser.
 template <class Reward>
 double pair_accuracy(Reward& r, const std::vector<data::PreferencePair>& pairs) {
-  auto [w, l] = pair_rows(r, pairs);
-  const auto sw = r.head().forward(w.data(), pairs.size()), sl = r.head().forward(l.data(), pairs.size());
+  const auto [w, l] = pair_rollouts(pairs);
+  const auto sw = r.score(w), sl = r.score(l);
   std::size_t ok = 0;
   for (std::size_t i = 0; i < pairs.size(); ++i) ok += sw[i] > sl[i];
   return double(ok) / double(std::max<std::size_t>(pairs.size(), 1));
+}
+
+// The Bradley-Terry objective over a reward's features of the winners and losers: one row per pitch
+// (Appeal), or one row per sentence (Personalization's SentenceRows).
+template <class Features>
+auto bradley_terry_objective(Features w, Features l, std::size_t width, const RewardTrainOptions& o) {
+  if constexpr (std::is_same_v<Features, SentenceRows>)
+    return SentenceBradleyTerryObjective<float>(std::move(w.rows), std::move(w.offsets), std::move(l.rows),
+                                                std::move(l.offsets), width, o.batch, o.seed);
+  else
+    return BradleyTerryObjective<float>(std::move(w), std::move(l), width, o.batch, o.seed);
 }
 
 template <class Reward>
@@ -178,10 +190,11 @@ std::pair<Reward, Figures> train_bradley_terry(std::shared_ptr<TextFeatures> f,
   Reward r(f, MlpHead<float>(width, o.hidden, 1, o.seed));
   const auto train_pairs =
       take(data::read_records<data::PreferencePair>(dir / n / "train.jsonl"), o.max_train, o.seed);
-  auto [w, l] = pair_rows(r, train_pairs);
-  BradleyTerryObjective<float> obj(std::move(w), std::move(l), width, o.batch, o.seed);
+  const auto [w, l] = pair_rollouts(train_pairs);
+  auto obj = bradley_terry_objective(r.features(w), r.features(l), width, o);
   auto fp = reward_fingerprint(o, dir, f->model_dir());
   fp["width"] = width;
+  if constexpr (requires { Reward::pitch_score; }) fp["pitch_score"] = std::string(Reward::pitch_score);
   fit_head(r.head(), obj, o, n, fp);
   const auto test =
       take(data::read_records<data::PreferencePair>(dir / n / "test.jsonl"), o.max_test, o.seed);
@@ -200,7 +213,7 @@ inline std::pair<Appeal<>, Figures> train_appeal(std::shared_ptr<TextFeatures> f
 inline std::pair<Personalization<>, Figures> train_personalization(std::shared_ptr<TextFeatures> f,
                                                                    const std::filesystem::path& dir,
                                                                    const RewardTrainOptions& o) {
-  return train_bradley_terry<Personalization<>>(f, dir, o, 3 * f->dim());
+  return train_bradley_terry<Personalization<>>(f, dir, o, Personalization<>::head_width(f->dim()));
 }
 
 inline double nli_accuracy(Precision<>& r, const std::vector<data::NliPair>& v) {

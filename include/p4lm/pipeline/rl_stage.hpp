@@ -10,8 +10,9 @@
 // from the data stage's train-split users and the catalog (both with CF embeddings), from its own
 // Philox stream, so a resumed run draws what the uninterrupted one would have.
 // Every eval_every iterations (and before the first), the policy writes one greedy pitch for each
-// of the first eval_pairs held-out test pairs (heldout/test.jsonl): the same users and movies each
-// time. They are scored by the reward (eval/rewards/...) and by the gold judge (gold/<dimension>:
+// of the first eval_pairs held-out validation pairs (heldout/val.jsonl): the same users and movies
+// each time. Validation, not test: the curve is read while the run goes on, and the test users are
+// kept for the tables written once at the end. They are scored by the reward (eval/rewards/...) and by the gold judge (gold/<dimension>:
 // logged, never used to decide anything), and appended to samples.jsonl / samples.md.
 //
 // Files in `out`: metrics.jsonl and metrics.csv (one row per iteration: rl/'s TRL names plus
@@ -236,7 +237,7 @@ inline PitchReward load_reward_mix(const std::filesystem::path& rewards, const s
 struct RlConfig {
   Param<std::string> sft{"runs/main/sft", "SFT run folder (its model.safetensors) or a pitch model file"};
   Param<std::string> data{"runs/main/data",
-                          "folder of p4lm data build (catalog, profiles, heldout/test.jsonl)"};
+                          "folder of p4lm data build (catalog, profiles, heldout/val.jsonl)"};
   Param<std::string> rewards{"runs/main/rewards", "folder of p4lm rewards train (<reward>.safetensors)"};
   Param<std::string> encoder{"models/all-minilm-l6-v2",
                              "sentence-transformers folder the rewards were trained on"};
@@ -269,7 +270,7 @@ struct RlConfig {
   Param<long> normalize_samples{64, "standardize: warm-start samples the statistics come from",
                                 between(2, 1e6)};
   Param<long> eval_every{10, "iterations between evaluations (gold judge, samples)", between(1, 1e9)};
-  Param<long> eval_pairs{8, "held-out (user, movie) pairs evaluated and shown", between(0, 1e6)};
+  Param<long> eval_pairs{8, "validation (user, movie) pairs evaluated and shown", between(0, 1e6)};
   Param<bool> gold{true, "score the evaluation pitches with the gold judge (needs a full data build)"};
   Param<long> save_every{10, "iterations between checkpoints", between(1, 1e9)};
   Param<long> seed{1, "sampling and prompt seed"};
@@ -433,7 +434,7 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
   io::for_each_jsonl(data / "catalog.jsonl", [&](const nlohmann::json& j, std::size_t) {
     movies.push_back(j.at("movie_id").get<std::int64_t>());
   });
-  const auto heldout = data::read_records<data::HeldoutPair>(data / "heldout" / "test.jsonl");
+  const auto heldout = data::read_records<data::HeldoutPair>(data / "heldout" / "val.jsonl");
   std::optional<eval::GoldJudge> judge;
   if (root && *c.eval_pairs > 0 && *c.gold) judge.emplace(eval::GoldJudge::load(data));
 

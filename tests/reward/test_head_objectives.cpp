@@ -156,24 +156,6 @@ TEST_CASE("Sentence Bradley-Terry objective: log-sum-exp over each pitch's sente
                     Catch::Contains("rejected side") && Catch::Contains("3 offsets"));
 }
 
-TEST_CASE("Log-sum-exp over groups: a soft maximum, and its gradient", "[reward][bt]") {
-  const std::vector<double> c = {0.5, -1.0, 2.0, 800.0, 799.0};
-  const std::vector<std::size_t> offsets = {0, 3, 5};
-  const auto r = reward::log_sum_exp_groups(c, offsets);
-  CHECK(r[0] == Approx(std::log(std::exp(0.5) + std::exp(-1.0) + std::exp(2.0))).epsilon(1e-12));
-  CHECK(r[1] == Approx(800 + std::log(1 + std::exp(-1.0))).epsilon(1e-12));  // no overflow
-  const std::vector<double> dr = {0.7, -1.3};
-  const auto dc = reward::log_sum_exp_groups_backward(dr, c, r, offsets);
-  const double eps = 1e-6;
-  for (std::size_t t = 0; t < c.size(); ++t) {
-    auto hi = c, lo = c;
-    hi[t] += eps, lo[t] -= eps;
-    const auto rh = reward::log_sum_exp_groups(hi, offsets), rl = reward::log_sum_exp_groups(lo, offsets);
-    const double num = (dr[0] * (rh[0] - rl[0]) + dr[1] * (rh[1] - rl[1])) / (2 * eps);
-    CHECK(dc[t] == Approx(num).epsilon(1e-6).margin(1e-9));
-  }
-}
-
 TEST_CASE("Example order: every example once per epoch, a pure function of the step", "[reward][order]") {
   reward::ExampleOrder a(10, 5, 1), b(10, 5, 1);
   std::vector<int> seen(10, 0);

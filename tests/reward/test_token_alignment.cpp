@@ -1,5 +1,6 @@
 // Token alignment (Precision's features) on hand-made token states with known answers, and the soft
-// minimum that turns token scores into a sentence's entailment logit.
+// minimum that turns token scores into a sentence's entailment logit; the soft maximum (log-sum-exp)
+// that turns sentence scores into a pitch's personalization.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -47,6 +48,23 @@ TEST_CASE("Alignment rows: best cosine, exact id and bigram support per hypothes
                     Catch::Contains("not (tokens, 2)"));
 }
 
+namespace {
+// The gradient `backward` gives for the loss Σ_i d[i]·f(c)[i] against central differences of f.
+template <class F>
+void check_group_gradient(F f, const std::vector<double>& dc, const std::vector<double>& c,
+                          const std::vector<std::size_t>& offsets, const std::vector<double>& d) {
+  const double eps = 1e-6;
+  for (std::size_t t = 0; t < c.size(); ++t) {
+    auto hi = c, lo = c;
+    hi[t] += eps, lo[t] -= eps;
+    const auto fh = f(hi, offsets), fl = f(lo, offsets);
+    double num = 0;
+    for (std::size_t i = 0; i < d.size(); ++i) num += d[i] * (fh[i] - fl[i]) / (2 * eps);
+    CHECK(dc[t] == Approx(num).epsilon(1e-6).margin(1e-9));
+  }
+}
+}  // namespace
+
 TEST_CASE("Soft minimum: z = -log sum exp(c) per sentence, and its gradient", "[reward][alignment]") {
   const std::vector<double> c = {0.5, -1.0, 800.0, 799.0, 2.0};
   const std::vector<std::size_t> offsets = {0, 2, 4, 5};
@@ -56,16 +74,19 @@ TEST_CASE("Soft minimum: z = -log sum exp(c) per sentence, and its gradient", "[
   CHECK(z[1] == Approx(-(800.0 + std::log(1 + std::exp(-1.0)))));  // no overflow
   CHECK(z[2] == Approx(-2.0));
   const std::vector<double> dz = {1.0, -2.0, 0.5};
-  const auto dc = reward::soft_min_logits_backward(dz, c, z, offsets);
-  const double eps = 1e-6;
-  for (std::size_t t = 0; t < c.size(); ++t) {
-    auto hi = c, lo = c;
-    hi[t] += eps, lo[t] -= eps;
-    const auto zh = reward::soft_min_logits(hi, offsets), zl = reward::soft_min_logits(lo, offsets);
-    double num = 0;
-    for (std::size_t i = 0; i < 3; ++i) num += dz[i] * (zh[i] - zl[i]) / (2 * eps);
-    CHECK(dc[t] == Approx(num).epsilon(1e-6).margin(1e-9));
-  }
+  check_group_gradient(reward::soft_min_logits<double>, reward::soft_min_logits_backward(dz, c, z, offsets),
+                       c, offsets, dz);
   CHECK_THROWS_WITH(reward::soft_min_logits(c, {0, 2, 2, 5}), Catch::Contains("sentence 1 has no tokens"));
   CHECK_THROWS_WITH(reward::soft_min_logits(c, {0, 2}), Catch::Contains("offsets end at 2"));
+}
+
+TEST_CASE("Log-sum-exp over groups: a soft maximum, and its gradient", "[reward][bt]") {
+  const std::vector<double> c = {0.5, -1.0, 2.0, 800.0, 799.0};
+  const std::vector<std::size_t> offsets = {0, 3, 5};
+  const auto r = reward::log_sum_exp_groups(c, offsets);
+  CHECK(r[0] == Approx(std::log(std::exp(0.5) + std::exp(-1.0) + std::exp(2.0))).epsilon(1e-12));
+  CHECK(r[1] == Approx(800 + std::log(1 + std::exp(-1.0))).epsilon(1e-12));  // no overflow
+  const std::vector<double> dr = {0.7, -1.3};
+  check_group_gradient(reward::log_sum_exp_groups<double>,
+                       reward::log_sum_exp_groups_backward(dr, c, r, offsets), c, offsets, dr);
 }

@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -134,25 +133,6 @@ class NliObjective {
   std::size_t width_;
   ExampleOrder order_;
 };
-
-// r_i = log Σ_t exp(c_t) over group i's rows offsets[i] .. offsets[i+1]-1: a soft maximum, what
-// Personalization makes of its sentences' scores (the negation of soft_min_logits).
-template <class T>
-std::vector<T> log_sum_exp_groups(const std::vector<T>& c, const std::vector<std::size_t>& offsets) {
-  auto r = soft_min_logits(c, offsets);
-  for (auto& v : r) v = -v;
-  return r;
-}
-
-// dc_t = dr_i · softmax(c over group i)_t, given r from log_sum_exp_groups.
-template <class T>
-std::vector<T> log_sum_exp_groups_backward(const std::vector<T>& dr, const std::vector<T>& c,
-                                           const std::vector<T>& r, const std::vector<std::size_t>& offsets) {
-  std::vector<T> dc(c.size(), T(0));
-  for (std::size_t i = 0; i + 1 < offsets.size(); ++i)
-    for (std::size_t t = offsets[i]; t < offsets[i + 1]; ++t) dc[t] = dr[i] * std::exp(c[t] - r[i]);
-  return dc;
-}
 
 // Bradley-Terry over ragged rows: pair i's chosen pitch owns rows chosen_offsets[i] ..
 // chosen_offsets[i+1]-1 of chosen (one row per sentence), likewise rejected; each pitch's score is

@@ -13,6 +13,8 @@
 // enough to contradict, however many supported words surround it (the decomposable-attention idea of
 // Parikh et al. 2016, over a frozen encoder). Pooled sentence vectors could not do this: they say
 // what a sentence is about, not whether its year matches the premise's.
+// The soft minimum's mirror, log_sum_exp_groups, is the soft maximum Personalization pools its
+// sentences' scores with.
 
 #include <algorithm>
 #include <cmath>
@@ -113,14 +115,33 @@ std::vector<T> soft_min_logits(const std::vector<T>& c, const std::vector<std::s
   return z;
 }
 
-// dc_t = -dz_i · softmax(c over sentence i)_t, given z from soft_min_logits (exp(c_t + z_i) is that softmax).
+// r_i = log Σ_t exp(c_t) over group i's rows offsets[i] .. offsets[i+1]-1: a soft maximum, what
+// Personalization makes of its sentences' scores (the negation of soft_min_logits).
+template <class T>
+std::vector<T> log_sum_exp_groups(const std::vector<T>& c, const std::vector<std::size_t>& offsets) {
+  auto r = soft_min_logits(c, offsets);
+  for (auto& v : r) v = -v;
+  return r;
+}
+
+// dc_t = dr_i · softmax(c over group i)_t, given r from log_sum_exp_groups.
+template <class T>
+std::vector<T> log_sum_exp_groups_backward(const std::vector<T>& dr, const std::vector<T>& c,
+                                           const std::vector<T>& r, const std::vector<std::size_t>& offsets) {
+  std::vector<T> dc(c.size(), T(0));
+  for (std::size_t i = 0; i + 1 < offsets.size(); ++i)
+    for (std::size_t t = offsets[i]; t < offsets[i + 1]; ++t) dc[t] = dr[i] * std::exp(c[t] - r[i]);
+  return dc;
+}
+
+// dc_t = -dz_i · softmax(c over sentence i)_t, given z from soft_min_logits (z = -log_sum_exp_groups).
 template <class T>
 std::vector<T> soft_min_logits_backward(const std::vector<T>& dz, const std::vector<T>& c,
                                         const std::vector<T>& z, const std::vector<std::size_t>& offsets) {
-  std::vector<T> dc(c.size(), T(0));
-  for (std::size_t i = 0; i + 1 < offsets.size(); ++i)
-    for (std::size_t t = offsets[i]; t < offsets[i + 1]; ++t) dc[t] = -dz[i] * std::exp(c[t] + z[i]);
-  return dc;
+  std::vector<T> dr(dz.size()), r(z.size());
+  for (std::size_t i = 0; i < dz.size(); ++i) dr[i] = -dz[i];
+  for (std::size_t i = 0; i < z.size(); ++i) r[i] = -z[i];
+  return log_sum_exp_groups_backward(dr, c, r, offsets);
 }
 
 }  // namespace p4lm::reward

@@ -79,13 +79,14 @@ TEST_CASE("rl stage: PPO on a tiny warm start writes metrics, curves, samples an
                            "policy/approxkl", "policy/clipfrac", "val/clipfrac", "loss/policy", "loss/value",
                            "rewards/e_share/mean", "rewards/ended/mean"})
     CHECK(rows[3].contains(name));
-  // Evaluations at 0, 2 and 4 on the same two held-out pairs (user 12 with movies 101 and 103).
+  // Evaluations at 0, 2 and 4 on the same two validation pairs (user 13 with movies 101 and 103),
+  // never on the test user's (12).
   for (std::size_t i : {0, 2, 4}) CHECK(rows[i].contains("eval/reward"));
   CHECK_FALSE(rows[1].contains("eval/reward"));
   const auto samples = read_rows(out / "samples.jsonl");
   REQUIRE(samples.size() == 6);
   for (std::size_t k = 0; k < samples.size(); ++k) {
-    CHECK(samples[k].at("user_id") == 12);
+    CHECK(samples[k].at("user_id") == 13);
     CHECK(samples[k].at("movie_id") == (k % 2 ? 103 : 101));
   }
   const std::string csv = io::read_file(out / "metrics.csv");
@@ -143,10 +144,10 @@ TEST_CASE("rl stage: a train user without a CF embedding is an error, not a smal
   p4lm_test::TinyRun run;
   {
     std::ofstream profiles(run.dir.path / "profiles.jsonl", std::ios::app);
-    profiles << nlohmann::json{{"user_id", 13}, {"text", "likes films"}, {"split", "train"}}.dump() << '\n';
+    profiles << nlohmann::json{{"user_id", 14}, {"text", "likes films"}, {"split", "train"}}.dump() << '\n';
   }
   CHECK_THROWS_WITH(pipeline::run_rl(tiny_config(run.dir.path, run.dir.path / "rl"), toy_reward),
-                    Catch::Contains("rl: pitch policy: user 13 has no CF embedding in " +
+                    Catch::Contains("rl: pitch policy: user 14 has no CF embedding in " +
                                     (run.dir.path / "cf.safetensors").string()) &&
                         Catch::Contains("was built with another CF model"));
 }

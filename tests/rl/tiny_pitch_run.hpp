@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -38,13 +39,14 @@ struct Folder {
 constexpr int kDim = 16;
 using Adapter = CFAdapter<kDim, 1, float>;
 
-// A tiny Llama with tok512's vocabulary, a random adapter, 3 users x 4 movies of CF embeddings, the
-// catalog and profiles: the files `p4lm sft` and `p4lm data build` leave behind.
+// A tiny Llama with tok512's vocabulary, a random adapter, 4 users (10 and 11 train, 12 test, 13
+// validation) x 4 movies of CF embeddings, the catalog, profiles and held-out pairs: the files
+// `p4lm sft` and `p4lm data build` leave behind.
 struct TinyRun {
   Folder dir{"pitch_policy"};
   LlamaLM<float> lm;
   Adapter adapter{16};
-  cf::Embeddings<kDim> cf{3, 4};
+  cf::Embeddings<kDim> cf{4, 4};
 
   static ModelConfig config() {
     ModelConfig c;
@@ -63,9 +65,11 @@ struct TinyRun {
     Rng rng(7);
     lm.init_random(rng, 0.1);
     adapter.init_random(rng, 0.1);
-    for (std::size_t k = 0; k < cf.users.size(); ++k) cf.users.data()[k] = float(rng.normal());
+    // The validation user's row is drawn last, so the others keep the values they had before it.
+    for (std::size_t k = 0; k < 3 * kDim; ++k) cf.users.data()[k] = float(rng.normal());
     for (std::size_t k = 0; k < cf.items.size(); ++k) cf.items.data()[k] = float(rng.normal());
-    cf.user_ids = {10, 11, 12};
+    for (std::size_t k = 3 * kDim; k < cf.users.size(); ++k) cf.users.data()[k] = float(rng.normal());
+    cf.user_ids = {10, 11, 12, 13};
     cf.item_ids = {100, 101, 102, 103};
     cf::save_embeddings(cf, dir.path / "cf.safetensors");
     const nlohmann::json info{{"conditioning", "cf"},
@@ -94,20 +98,24 @@ struct TinyRun {
                                 {"overview", "A story about a thing. And another one."}}
                      .dump()
               << '\n';
-    for (int u = 0; u < 3; ++u)
+    for (int u = 0; u < 4; ++u)
       profiles << nlohmann::json{{"user_id", 10 + u},
                                  {"text", "likes films"},
-                                 {"split", u < 2 ? "train" : "test"}}
+                                 {"split", u < 2    ? "train"
+                                           : u == 2 ? "test"
+                                                    : "val"}}
                       .dump()
                << '\n';
     std::filesystem::create_directories(dir.path / "heldout");
-    std::ofstream heldout(dir.path / "heldout" / "test.jsonl");
-    for (int m : {1, 3})
-      heldout << nlohmann::json{{"user_id", 12},          {"movie_id", 100 + m},     {"rating", 4.5},
-                                {"title", titles[m]},     {"year", 1990 + m},        {"genres", {"Drama"}},
-                                {"overview", "A story."}, {"profile", "likes films"}}
-                     .dump()
-              << '\n';
+    for (const auto& [split, user] : {std::pair{"test", 12}, std::pair{"val", 13}}) {
+      std::ofstream heldout(dir.path / "heldout" / (std::string(split) + ".jsonl"));
+      for (int m : {1, 3})
+        heldout << nlohmann::json{{"user_id", user},        {"movie_id", 100 + m},     {"rating", 4.5},
+                                  {"title", titles[m]},     {"year", 1990 + m},        {"genres", {"Drama"}},
+                                  {"overview", "A story."}, {"profile", "likes films"}}
+                       .dump()
+                << '\n';
+    }
   }
 };
 

@@ -12,8 +12,9 @@
 // Every eval_every iterations (and before the first), the policy writes one greedy pitch for each
 // of the first eval_pairs held-out validation pairs (heldout/val.jsonl): the same users and movies
 // each time. Validation, not test: the curve is read while the run goes on, and the test users are
-// kept for the tables written once at the end. They are scored by the reward (eval/rewards/...) and by the gold judge (gold/<dimension>:
-// logged, never used to decide anything), and appended to samples.jsonl / samples.md.
+// kept for the tables written once at the end. They are scored by the reward (eval/rewards/...) and
+// by the gold judge (gold/<dimension>: logged, never used to decide anything), and appended to
+// samples.jsonl / samples.md.
 //
 // Files in `out`: metrics.jsonl and metrics.csv (one row per iteration: rl/'s TRL names plus
 // rewards/<component>/mean, eval/... and gold/... on evaluation iterations), curves.svg (reward

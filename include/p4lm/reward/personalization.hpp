@@ -21,11 +21,11 @@
 
 #include "p4lm/core/backend.hpp"
 #include "p4lm/reward/head.hpp"
-#include "p4lm/reward/head_objectives.hpp"
 #include "p4lm/reward/model_file.hpp"
 #include "p4lm/reward/reward_model.hpp"
 #include "p4lm/reward/sentences.hpp"
 #include "p4lm/reward/text_features.hpp"
+#include "p4lm/reward/token_alignment.hpp"
 
 namespace p4lm::reward {
 

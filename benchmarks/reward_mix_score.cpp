@@ -14,8 +14,8 @@
 // so a movie's premise or a user's profile is encoded the first time it comes. Reports the time of
 // each of --repeats passes (no best-of) and pitches/s of their median, after an untimed warm-up batch
 // (the first --batch pitches, scored by a mix of its own).
-// --dump-texts FILE writes, per pitch, the texts the mix encodes (pitch, its sentences as precision
-// splits them, premise, profile): benchmarks/peers/reward_mix_encode_peer.py replays them.
+// --dump-texts FILE writes, per pitch, the texts the mix encodes (pitch, its sentences as precision and
+// personalization split them, premise, profile): benchmarks/peers/reward_mix_encode_peer.py replays them.
 
 #include <algorithm>
 #include <chrono>

@@ -16,12 +16,17 @@ tokens, pairs 160): per batch of pitches,
   precision        token states of each new premise and of each new pitch sentence (texts sorted by
                    length, as TextFeatures::tokens sorts them);
   appeal           the embedding of each new pitch;
-  personalization  the cross-encoding [CLS] profile [SEP] pitch [SEP] of each new pair, and the
-                   embedding of each new profile (the pitch's is cached);
+  personalization  for each sentence of each pitch (a pitch without one: the empty text), the
+                   cross-encoding [CLS] profile [SEP] sentence [SEP] of each new pair, then the
+                   embeddings of each new profile and each new sentence (TextFeatures::pair_features);
   relevance        nothing new (the pitch's embedding is cached).
-It does not run the four heads, the token-alignment rows, precision's soft minimum or the CF dot
-product; p4lm's time includes them (and its own WordPiece tokenization, as the peer's includes the
-Hugging Face tokenizer).
+It does not run the four heads, the token-alignment rows, precision's soft minimum, personalization's
+log-sum-exp or the CF dot product; p4lm's time includes them (and its own WordPiece tokenization, as
+the peer's includes the Hugging Face tokenizer).
+
+--passes tokenizes instead of encoding (no timing) and prints one line per encoder call of a pass,
+"ENC kind rows padded_length tokens" (kind: tokens, single or pair), then the totals: the like-for-like
+check against the calls p4lm makes.
 
 Needs torch and sentence-transformers (Debian's /usr/bin/python3 here: torch 1.13, sentence-transformers 2.7).
 """
@@ -63,13 +68,18 @@ def new_unique(items, seen):
     return out
 
 
-def encode_chunks(model, items, **kw):
+def encode_chunks(model, items, kind, log=None, **kw):
+    """Encodes items in TextFeatures' chunks; with a log, tokenizes them and records each call instead."""
     for s in range(0, len(items), CHUNK):
         chunk = items[s:s + CHUNK]
-        model.encode(chunk, batch_size=len(chunk), show_progress_bar=False, convert_to_numpy=False, **kw)
+        if log is None:
+            model.encode(chunk, batch_size=len(chunk), show_progress_bar=False, convert_to_numpy=False, **kw)
+        else:
+            mask = model.tokenize(chunk)["attention_mask"]
+            log.append((kind, mask.shape[0], mask.shape[1], int(mask.sum())))
 
 
-def torch_pass(model, texts, batch):
+def torch_pass(model, texts, batch, log=None):
     """One pass over the pitches, batch at a time, with empty caches; returns seconds."""
     singles, tokens, pairs = set(), set(), set()
     t0 = time.perf_counter()
@@ -80,18 +90,33 @@ def torch_pass(model, texts, batch):
             for group in ([r["premise"] for r in rows for _ in r["sentences"]],
                           [x for r in rows for x in r["sentences"]]):
                 todo = sorted(new_unique(group, tokens), key=lambda t: len(t.encode()))
-                encode_chunks(model, todo, output_value="token_embeddings")
+                encode_chunks(model, todo, "tokens", log, output_value="token_embeddings")
             # appeal: the pitches
-            encode_chunks(model, new_unique([r["pitch"] for r in rows], singles))
-            # personalization: the (profile, pitch) cross-encodings, then the profiles
-            todo = new_unique([(r["profile"], r["pitch"]) for r in rows], pairs)
+            encode_chunks(model, new_unique([r["pitch"] for r in rows], singles), "single", log)
+            # personalization: pair_features(profile, sentence) over every sentence: the cross-encodings,
+            # then the profiles' and the sentences' embeddings (one cache with the pitches')
+            profiles = [r["profile"] for r in rows for _ in (r["sentences"] or [""])]
+            sentences = [x for r in rows for x in (r["sentences"] or [""])]
+            todo = new_unique(list(zip(profiles, sentences)), pairs)
             model.max_seq_length = 160
-            encode_chunks(model, [list(p) for p in todo])
+            encode_chunks(model, [list(p) for p in todo], "pair", log)
             model.max_seq_length = 256
-            encode_chunks(model, new_unique([r["profile"] for r in rows], singles))
+            encode_chunks(model, new_unique(profiles, singles), "single", log)
+            encode_chunks(model, new_unique(sentences, singles), "single", log)
             # relevance: the pitches' embeddings are cached
             new_unique([r["pitch"] for r in rows], singles)
     return time.perf_counter() - t0
+
+
+def print_passes(log):
+    for kind, rows, length, toks in log:
+        print(f"ENC {kind} {rows} {length} {toks}")
+    for kind in ("tokens", "single", "pair"):
+        calls = [c for c in log if c[0] == kind]
+        print(f"total {kind}: {len(calls)} calls, {sum(c[1] for c in calls)} texts, "
+              f"{sum(c[3] for c in calls)} tokens, {sum(c[1] * c[2] for c in calls)} padded")
+    print(f"total: {len(log)} calls, {sum(c[1] for c in log)} texts, {sum(c[3] for c in log)} tokens, "
+          f"{sum(c[1] * c[2] for c in log)} padded")
 
 
 def bench_args(o):
@@ -123,8 +148,9 @@ def main():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--passes", action="store_true", help="print the encoder calls of a pass; no timing")
     o = p.parse_args()
-    if o.rounds < 5:
+    if o.rounds < 5 and not o.passes:
         sys.exit("reward_mix_encode_peer: fewer than 5 rounds is not a measurement")
     torch.set_num_threads(o.threads)
     model = SentenceTransformer(o.model, device="cpu")
@@ -135,6 +161,11 @@ def main():
                        env=bench_env(o))
         with open(path, encoding="utf-8") as f:
             texts = [json.loads(line) for line in f]
+    if o.passes:
+        log = []
+        torch_pass(model, texts, o.batch, log)
+        print_passes(log)
+        return
     n_sent = sum(len(r["sentences"]) for r in texts)
     print(f"cpu: {cpu_model()}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"sentence-transformers {sentence_transformers.__version__}; {o.count} pitches "

@@ -172,6 +172,13 @@ TEST_CASE("PPOConfig is validated at construction, naming the field", "[rl][ppo]
   c.missing_eos_penalty = 1.0;
   CHECK_THROWS_WITH(make(c), Catch::Contains("needs eos_token_id"));
   c = toy_config();
+  c.short_response_penalty = 1.0;
+  CHECK_THROWS_WITH(make(c), Catch::Contains("short_response_penalty = 1: needs eos_token_id"));
+  c = toy_config();
+  c.min_response_length = c.response_length;
+  CHECK_THROWS_WITH(make(c), Catch::Contains("min_response_length = " + std::to_string(c.response_length) +
+                                             ": must be < response_length"));
+  c = toy_config();
   c.lam = 1.5;
   CHECK_THROWS_WITH(make(c), Catch::Contains("lam = 1.5"));
   CHECK(toy_config().summary() ==

@@ -83,6 +83,21 @@ TEST_CASE("rollout: the decoder's samples, scored by one batched forward per mod
   CHECK(some_ended);
   CHECK(some_not);
 
+  // A length floor: an ended sample with fewer than 6 tokens before its EOS also loses 0.5.
+  auto floored = o;
+  floored.min_response_length = 6, floored.short_response_penalty = 0.5;
+  rl::Rollout<float> f;
+  collect.collect(f, prompts, floored, reward, &head);
+  REQUIRE(f.responses == g.tokens);
+  std::size_t short_ones = 0;
+  for (std::size_t b = 0; b < 4; ++b) {
+    const bool short_one = g.stopped[b] && g.tokens[b].size() - 1 < 6;
+    short_ones += short_one;
+    CHECK(f.scores[b] == r.scores[b] - (short_one ? 0.5 : 0.0));
+  }
+  INFO("the seed should give a short sample");
+  CHECK(short_ones > 0);
+
   // Each row scored alone (no padding, B = 1) gives the batched numbers: positions line up.
   for (std::size_t b = 0; b < 4; ++b) {
     std::vector<std::int32_t> seq = prompts[b].ids;

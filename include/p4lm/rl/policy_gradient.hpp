@@ -65,6 +65,8 @@ struct PGConfig {
   std::size_t response_length = 64;
   std::int32_t eos_token_id = -1;
   double missing_eos_penalty = 0;
+  std::size_t min_response_length = 0;  // a length floor, as in PPOConfig
+  double short_response_penalty = 0;
   std::uint64_t seed = 0;
 
   KLEstimator estimator() const { return kl_estimator_from_name(kl_penalty); }
@@ -88,26 +90,35 @@ struct PGConfig {
     need(missing_eos_penalty >= 0, "missing_eos_penalty", missing_eos_penalty, "must be >= 0");
     need(missing_eos_penalty == 0 || eos_token_id >= 0, "missing_eos_penalty", missing_eos_penalty,
          "needs eos_token_id");
+    need(short_response_penalty >= 0, "short_response_penalty", short_response_penalty, "must be >= 0");
+    need(short_response_penalty == 0 || eos_token_id >= 0, "short_response_penalty", short_response_penalty,
+         "needs eos_token_id");
+    need(min_response_length < response_length, "min_response_length", min_response_length,
+         "must be < response_length");
   }
 };
 
 inline nlohmann::json to_json(const PGConfig& c) {
-  return {{"algo", "rloo"},
-          {"batch_size", c.batch_size},
-          {"rloo_k", c.rloo_k},
-          {"mini_batch_size", c.mini_batch_size},
-          {"learning_rate", c.learning_rate},
-          {"max_grad_norm", c.max_grad_norm},
-          {"weight_decay", c.weight_decay},
-          {"init_kl_coef", c.init_kl_coef},
-          {"target", c.target},
-          {"horizon", c.horizon},
-          {"kl_penalty", c.kl_penalty},
-          {"normalize_advantage", c.normalize_advantage},
-          {"response_length", c.response_length},
-          {"eos_token_id", c.eos_token_id},
-          {"missing_eos_penalty", c.missing_eos_penalty},
-          {"seed", c.seed}};
+  nlohmann::json j{{"algo", "rloo"},
+                   {"batch_size", c.batch_size},
+                   {"rloo_k", c.rloo_k},
+                   {"mini_batch_size", c.mini_batch_size},
+                   {"learning_rate", c.learning_rate},
+                   {"max_grad_norm", c.max_grad_norm},
+                   {"weight_decay", c.weight_decay},
+                   {"init_kl_coef", c.init_kl_coef},
+                   {"target", c.target},
+                   {"horizon", c.horizon},
+                   {"kl_penalty", c.kl_penalty},
+                   {"normalize_advantage", c.normalize_advantage},
+                   {"response_length", c.response_length},
+                   {"eos_token_id", c.eos_token_id},
+                   {"missing_eos_penalty", c.missing_eos_penalty},
+                   {"seed", c.seed}};
+  // Only when set: checkpoints from before the length floor resume.
+  if (c.short_response_penalty != 0)
+    j["min_response_length"] = c.min_response_length, j["short_response_penalty"] = c.short_response_penalty;
+  return j;
 }
 
 // Leave-one-out advantages: returns (groups of k consecutive samples) -> A_i = R_i - mean_{j≠i} R_j.

@@ -44,6 +44,9 @@ struct PPOConfig {
   std::size_t response_length = 64;  // max_new_tokens of a rollout
   std::int32_t eos_token_id = -1;    // < 0: no EOS (every sample runs to response_length)
   double missing_eos_penalty = 0;    // subtracted from the score of a sample without EOS
+  // A length floor: subtracted from the score of a sample that ends before min_response_length tokens.
+  std::size_t min_response_length = 0;
+  double short_response_penalty = 0;
   std::uint64_t seed = 0;
 
   KLEstimator estimator() const { return kl_estimator_from_name(kl_penalty); }
@@ -76,6 +79,11 @@ struct PPOConfig {
     need(missing_eos_penalty >= 0, "missing_eos_penalty", missing_eos_penalty, "must be >= 0");
     need(missing_eos_penalty == 0 || eos_token_id >= 0, "missing_eos_penalty", missing_eos_penalty,
          "needs eos_token_id");
+    need(short_response_penalty >= 0, "short_response_penalty", short_response_penalty, "must be >= 0");
+    need(short_response_penalty == 0 || eos_token_id >= 0, "short_response_penalty", short_response_penalty,
+         "needs eos_token_id");
+    need(min_response_length < response_length, "min_response_length", min_response_length,
+         "must be < response_length");
   }
 
   // One line with the derived sizes (TRL prints them too).
@@ -89,28 +97,32 @@ struct PPOConfig {
 };
 
 inline nlohmann::json to_json(const PPOConfig& c) {
-  return {{"batch_size", c.batch_size},
-          {"mini_batch_size", c.mini_batch_size},
-          {"ppo_epochs", c.ppo_epochs},
-          {"learning_rate", c.learning_rate},
-          {"max_grad_norm", c.max_grad_norm},
-          {"weight_decay", c.weight_decay},
-          {"init_kl_coef", c.init_kl_coef},
-          {"target", c.target},
-          {"horizon", c.horizon},
-          {"kl_penalty", c.kl_penalty},
-          {"cliprange", c.cliprange},
-          {"cliprange_value", c.cliprange_value},
-          {"vf_coef", c.vf_coef},
-          {"gamma", c.gamma},
-          {"lam", c.lam},
-          {"whiten_rewards", c.whiten_rewards},
-          {"early_stopping", c.early_stopping},
-          {"target_kl", c.target_kl},
-          {"response_length", c.response_length},
-          {"eos_token_id", c.eos_token_id},
-          {"missing_eos_penalty", c.missing_eos_penalty},
-          {"seed", c.seed}};
+  nlohmann::json j{{"batch_size", c.batch_size},
+                   {"mini_batch_size", c.mini_batch_size},
+                   {"ppo_epochs", c.ppo_epochs},
+                   {"learning_rate", c.learning_rate},
+                   {"max_grad_norm", c.max_grad_norm},
+                   {"weight_decay", c.weight_decay},
+                   {"init_kl_coef", c.init_kl_coef},
+                   {"target", c.target},
+                   {"horizon", c.horizon},
+                   {"kl_penalty", c.kl_penalty},
+                   {"cliprange", c.cliprange},
+                   {"cliprange_value", c.cliprange_value},
+                   {"vf_coef", c.vf_coef},
+                   {"gamma", c.gamma},
+                   {"lam", c.lam},
+                   {"whiten_rewards", c.whiten_rewards},
+                   {"early_stopping", c.early_stopping},
+                   {"target_kl", c.target_kl},
+                   {"response_length", c.response_length},
+                   {"eos_token_id", c.eos_token_id},
+                   {"missing_eos_penalty", c.missing_eos_penalty},
+                   {"seed", c.seed}};
+  // Only when set: checkpoints from before the length floor resume.
+  if (c.short_response_penalty != 0)
+    j["min_response_length"] = c.min_response_length, j["short_response_penalty"] = c.short_response_penalty;
+  return j;
 }
 
 }  // namespace p4lm::rl

@@ -53,6 +53,7 @@ RolloutOptions rollout_options(const Config& c, std::uint64_t seed) {
   ro.max_new_tokens = c.response_length;
   if (c.eos_token_id >= 0) ro.eos = c.eos_token_id;
   ro.missing_eos_penalty = c.missing_eos_penalty;
+  ro.min_response_length = c.min_response_length, ro.short_response_penalty = c.short_response_penalty;
   ro.seed = seed;
   return ro;
 }

@@ -14,7 +14,9 @@
 //
 // The log-probs PPO's ratio starts from are the training forward's, not the decoder's: the two agree
 // to rounding (model/generate.hpp), and the update recomputes them with this same forward.
-// A sample that never emits EOS within max_new_tokens loses missing_eos_penalty from its score.
+// A sample that never emits EOS within max_new_tokens loses missing_eos_penalty from its score; one
+// that ends before min_response_length tokens loses short_response_penalty (a length floor the reward
+// itself does not give: without it PPO can learn that a one-sentence pitch has nothing to contradict).
 
 #include <algorithm>
 #include <chrono>
@@ -44,8 +46,10 @@ struct Prompt {
 struct RolloutOptions {
   std::size_t max_new_tokens = 64;
   std::optional<std::int32_t> eos{};
-  double missing_eos_penalty = 0;  // subtracted from the score of a sample without EOS (needs eos)
-  std::uint64_t seed = 0;          // sample b of a rollout draws from Rng(seed, b)
+  double missing_eos_penalty = 0;       // subtracted from the score of a sample without EOS (needs eos)
+  std::size_t min_response_length = 0;  // tokens before EOS under which a sample counts as short
+  double short_response_penalty = 0;    // subtracted from the score of a short sample (needs eos)
+  std::uint64_t seed = 0;               // sample b of a rollout draws from Rng(seed, b)
 };
 
 template <class T = float>
@@ -54,7 +58,7 @@ struct Rollout {
   std::vector<std::vector<std::int32_t>> responses;  // EOS included when the sample ended
   std::vector<bool> ended;
   std::vector<double> raw_scores;  // the reward's scores
-  std::vector<double> scores;      // after the missing-EOS penalty
+  std::vector<double> scores;      // after the missing-EOS and short-response penalties
   std::size_t prefix_len = 0, text_len = 0, response_len = 0;
   // (B, R), 0 on padding. The first five come from collect(); the algorithm fills the rest.
   CpuTensor<T> mask, logprobs, ref_logprobs, values, entropy;
@@ -167,6 +171,9 @@ class RolloutCollector {
     if (o.max_new_tokens == 0) fail<InvalidArgument>("rollout: max_new_tokens must be >= 1");
     if (o.missing_eos_penalty != 0 && !o.eos)
       fail<InvalidArgument>("rollout: missing_eos_penalty ", o.missing_eos_penalty, " needs an eos token");
+    if (o.short_response_penalty != 0 && !o.eos)
+      fail<InvalidArgument>("rollout: short_response_penalty ", o.short_response_penalty,
+                            " needs an eos token");
     r.prompts.assign(prompts.begin(), prompts.end());
     r.prefix_len = Pn;
     keys_.clear();
@@ -242,6 +249,9 @@ class RolloutCollector {
         fail<InvalidArgument>("rollout: the reward of sample ", b, " (prompt key ", r.prompts[b].key, ") is ",
                               r.scores[b]);
       if (o.eos && !r.ended[b]) r.scores[b] -= o.missing_eos_penalty;
+      // An ended response holds its EOS: the pitch is one token shorter.
+      if (o.eos && r.ended[b] && r.responses[b].size() - 1 < o.min_response_length)
+        r.scores[b] -= o.short_response_penalty;
     }
     r.time_score = seconds(t0);
   }

@@ -238,6 +238,18 @@ TEST_CASE("rl stage: --normalize standardize fixes the statistics from the warm 
         io::read_file(run.dir.path / "whole" / "normalization.json"));
   CHECK(read_rows(run.dir.path / "resumed" / "metrics.jsonl") == rows);
 
+  // The checkpoint holds the statistics and a resume reads them: a reward whose component doubled
+  // would give other ones if they were sampled again.
+  CHECK(pipeline::detail::checkpoint_statistics(run.dir.path / "resumed" / "state.safetensors") == stats);
+  auto longer = config(run.dir.path / "resumed");
+  *longer.iterations = 5;
+  pipeline::run_rl(longer, [](std::span<const pipeline::PitchToScore> batch) {
+    auto s = e_share_reward(batch);
+    for (auto& x : s.components.at("e_share")) x *= 2;
+    return s;
+  });
+  CHECK(nlohmann::json::parse(io::read_file(run.dir.path / "resumed" / "normalization.json")) == stats);
+
   auto raw = config(run.dir.path / "resumed");
   *raw.normalize = "none";
   CHECK_THROWS_WITH(pipeline::run_rl(raw, e_share_reward),
@@ -245,4 +257,86 @@ TEST_CASE("rl stage: --normalize standardize fixes the statistics from the warm 
   *raw.normalize = "zscore";
   CHECK_THROWS_WITH(pipeline::run_rl(raw, e_share_reward),
                     Catch::Contains("--normalize: 'zscore', expected none or standardize"));
+}
+
+namespace {
+// Every parameter of the pitch model in `file`, flattened.
+std::vector<float> pitch_model_parameters(const std::filesystem::path& file) {
+  auto model = rl::PitchPolicyLoader::open(file).load<p4lm_test::kDim>();
+  std::vector<float> all;
+  for (auto& p : model.lm().parameters())
+    all.insert(all.end(), p.value.data(), p.value.data() + p.value.numel());
+  for (auto& p : model.prefix().adapter().parameters())
+    all.insert(all.end(), p.value.data(), p.value.data() + p.value.numel());
+  return all;
+}
+}  // namespace
+
+TEST_CASE("rl stage: --keep best keeps the validation-best policy, --patience stops the run",
+          "[pipeline][rl]") {
+  p4lm_test::TinyRun run;
+  auto c = tiny_config(run.dir.path, run.dir.path / "best");
+  *c.iterations = 24, *c.eval_every = 4, *c.save_every = 4, *c.keep = "best", *c.patience = 2;
+  const auto result = pipeline::run_rl(c, toy_reward);
+
+  // What the rows say: the first highest eval/reward, and the second evaluation in a row not above it.
+  const auto rows = read_rows(run.dir.path / "best" / "metrics.jsonl");
+  double best = -1e300;
+  std::size_t best_iteration = 0, stop = 24, since = 0;
+  for (const auto& r : rows) {
+    if (!r.contains("eval/reward")) continue;
+    const auto it = r.at("iteration").get<std::size_t>();
+    if (r.at("eval/reward").get<double>() > best) {
+      best = r.at("eval/reward").get<double>(), best_iteration = it, since = 0;
+    } else if (++since == 2) {
+      stop = std::min(stop, it);
+    }
+  }
+  CHECK(result.iterations == stop);
+  CHECK(rows.back().at("iteration").get<std::size_t>() == stop);
+  CHECK(result.stopped_early == (stop < 24));
+  CHECK(result.kept == "best");
+  CHECK(result.best_eval.at("iteration").get<std::size_t>() == best_iteration);
+  CHECK(result.best_eval.at("eval/reward").get<double>() == best);
+  const auto saved = nlohmann::json::parse(io::read_file(run.dir.path / "best" / "result.json"));
+  CHECK(saved.at("best_eval") == result.best_eval);
+
+  // policy.safetensors is the policy after best_iteration iterations: the warm start, or what a run
+  // stopped there by --iterations keeps as its last.
+  std::vector<float> expected;
+  if (best_iteration == 0) {
+    expected = pitch_model_parameters(run.dir.path / "model.safetensors");
+  } else {
+    auto last = tiny_config(run.dir.path, run.dir.path / "last");
+    *last.iterations = long(best_iteration);
+    pipeline::run_rl(last, toy_reward);
+    expected = pitch_model_parameters(run.dir.path / "last" / "policy.safetensors");
+  }
+  CHECK(pitch_model_parameters(run.dir.path / "best" / "policy.safetensors") == expected);
+
+  // Killed after its checkpoint at iteration 8 and resumed: the best so far comes back from the rows.
+  auto first = c;
+  *first.out = (run.dir.path / "resumed").string(), *first.iterations = 8;
+  pipeline::run_rl(first, toy_reward);
+  auto second = c;
+  *second.out = *first.out;
+  CHECK(pipeline::run_rl(second, toy_reward).best_eval == result.best_eval);
+  CHECK(read_rows(run.dir.path / "resumed" / "metrics.jsonl") == rows);
+  CHECK(pitch_model_parameters(run.dir.path / "resumed" / "policy.safetensors") == expected);
+
+  // Run again on the stopped folder: the patience is spent, nothing more is trained.
+  CHECK(pipeline::run_rl(c, toy_reward).iterations == stop);
+  CHECK(read_rows(run.dir.path / "best" / "metrics.jsonl") == rows);
+
+  // A resume may not switch --keep (the best policy was not written by a run keeping the last).
+  auto switched = c;
+  *switched.keep = "last";
+  CHECK_THROWS_WITH(pipeline::run_rl(switched, toy_reward), Catch::Contains("keep (checkpoint \"best\""));
+  *switched.keep = "worst";
+  CHECK_THROWS_WITH(pipeline::run_rl(switched, toy_reward),
+                    Catch::Contains("--keep: 'worst', expected last or best"));
+  auto blind = tiny_config(run.dir.path, run.dir.path / "blind");
+  *blind.patience = 2, *blind.eval_pairs = 0;
+  CHECK_THROWS_WITH(pipeline::run_rl(blind, toy_reward),
+                    Catch::Contains("--patience chooses by the evaluations"));
 }

@@ -30,6 +30,10 @@ int rl_main(std::span<const std::string> args) {
             << " s; artifacts in " << *c.out << '\n';
   print_eval("held-out pairs before", r.first_eval);
   print_eval("held-out pairs after", r.last_eval);
+  if (r.stopped_early) std::cout << "rl: stopped early: eval/reward did not rise in --patience evaluations\n";
+  if (r.kept == "best" && r.best_eval.is_object())
+    std::cout << "rl: policy.safetensors is iteration " << r.best_eval.at("iteration")
+              << "'s, the highest eval/reward (" << r.best_eval.at("eval/reward") << ")\n";
   return 0;
 }
 

@@ -15,6 +15,10 @@
 // kept for the tables written once at the end. They are scored by the reward (eval/rewards/...) and
 // by the gold judge (gold/<dimension>: logged, never used to decide anything), and appended to
 // samples.jsonl / samples.md.
+// Choosing the iteration by the reward models on those validation pairs: `keep = best` makes
+// policy.safetensors the policy of the evaluation with the highest eval/reward (iteration 0, the warm
+// start, included), and `patience = n` stops the run after n evaluations without a higher one. Long runs
+// otherwise end in pitches that hack one component (docs/rl.md); the gold judge never decides.
 //
 // Files in `out`: metrics.jsonl and metrics.csv (one row per iteration: rl/'s TRL names plus
 // rewards/<component>/mean, eval/... and gold/... on evaluation iterations), curves.svg (reward
@@ -34,6 +38,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 #include <span>
@@ -57,6 +62,7 @@
 #include "p4lm/io/atomic_file.hpp"
 #include "p4lm/io/jsonl.hpp"
 #include "p4lm/io/output_lock.hpp"
+#include "p4lm/io/safetensors.hpp"
 #include "p4lm/model/generate.hpp"
 #include "p4lm/reward/appeal.hpp"
 #include "p4lm/reward/personalization.hpp"
@@ -68,6 +74,7 @@
 #include "p4lm/rl/pitch_policy.hpp"
 #include "p4lm/rl/policy_gradient.hpp"
 #include "p4lm/rl/ppo_trainer.hpp"
+#include "p4lm/train/checkpointing.hpp"
 
 namespace p4lm::pipeline {
 
@@ -265,6 +272,10 @@ struct RlConfig {
   Param<double> lam{0.95, "GAE lambda", between(0, 1)};
   Param<long> response_length{64, "new tokens per sample", between(1, 1e6)};
   Param<double> missing_eos_penalty{1.0, "subtracted from the score of a pitch that never ends", at_least(0)};
+  Param<long> min_response_length{
+      0, "length floor in tokens: a pitch that ends sooner loses --short-response-penalty", between(0, 1e6)};
+  Param<double> short_response_penalty{0, "subtracted from the score of a pitch under --min-response-length",
+                                       at_least(0)};
   Param<std::string> normalize{"none",
                                "reward components: none (raw) or standardize (mean and std fixed from the "
                                "warm start's samples, then weighted)"};
@@ -273,6 +284,11 @@ struct RlConfig {
   Param<long> eval_every{10, "iterations between evaluations (gold judge, samples)", between(1, 1e9)};
   Param<long> eval_pairs{8, "validation (user, movie) pairs evaluated and shown", between(0, 1e6)};
   Param<bool> gold{true, "score the evaluation pitches with the gold judge (needs a full data build)"};
+  Param<std::string> keep{"last",
+                          "policy.safetensors: last (the policy at the end) or best (the evaluation with the "
+                          "highest eval/reward on the validation pairs)"};
+  Param<long> patience{0, "stop after this many evaluations without a higher eval/reward (0: never)",
+                       between(0, 1e9)};
   Param<long> save_every{10, "iterations between checkpoints", between(1, 1e9)};
   Param<long> seed{1, "sampling and prompt seed"};
   Param<bool> progress{true, "progress on stderr"};
@@ -283,8 +299,9 @@ struct RlConfig {
 BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RlConfig, sft, data, rewards, encoder, out, weights, algo, iterations,
                         batch_size, mini_batch_size, ppo_epochs, rloo_k, learning_rate, max_grad_norm,
                         init_kl_coef, adaptive_kl, target, horizon, kl_penalty, cliprange, cliprange_value,
-                        vf_coef, gamma, lam, response_length, missing_eos_penalty, normalize,
-                        normalize_samples, eval_every, eval_pairs, gold, save_every, seed, progress);
+                        vf_coef, gamma, lam, response_length, missing_eos_penalty, min_response_length,
+                        short_response_penalty, normalize, normalize_samples, eval_every, eval_pairs, gold,
+                        keep, patience, save_every, seed, progress);
 
 namespace p4lm::pipeline {
 
@@ -292,15 +309,51 @@ struct RlResult {
   std::size_t iterations = 0;
   double seconds = 0;
   nlohmann::json first_eval, last_eval;  // the evaluation rows before and after training
+  nlohmann::json best_eval;              // the evaluation row with the highest eval/reward
+  std::string kept = "last";             // which policy policy.safetensors holds: last or best
+  bool stopped_early = false;            // patience ran out before the last iteration
   // No wall time: a resumed run writes the same bytes as an uninterrupted one.
   nlohmann::json json() const {
-    return {{"iterations", iterations}, {"first_eval", first_eval}, {"last_eval", last_eval}};
+    return {{"iterations", iterations},
+            {"first_eval", first_eval},
+            {"last_eval", last_eval},
+            {"best_eval", best_eval},
+            {"kept", kept},
+            {"stopped_early", stopped_early}};
   }
 };
 
 namespace detail {
 
 inline constexpr std::uint64_t rl_prompt_stream = 0x5e1ec7ULL;
+
+// The reward statistics a standardised run's checkpoint holds (null: no checkpoint, or none in it).
+inline nlohmann::json checkpoint_statistics(const std::filesystem::path& file) {
+  if (!std::filesystem::exists(file)) return nullptr;
+  const auto st = io::SafetensorsFile::open(file);
+  const auto it = st.metadata().find(train::trainer_metadata_key);
+  if (it == st.metadata().end()) return nullptr;
+  const auto options = nlohmann::json::parse(it->second).value("options", nlohmann::json::object());
+  return options.contains("normalization") ? options.at("normalization") : nlohmann::json();
+}
+
+// The statistics of normalization.json's form as the reward mix takes them.
+inline std::map<std::string, reward::ComponentNormalization> statistics_from_json(const nlohmann::json& j) {
+  std::map<std::string, reward::ComponentNormalization> stats;
+  for (const auto& [name, st] : j.at("components").items())
+    stats[name] = {reward::Normalization::standardize, st.at("mean").get<double>(),
+                   st.at("std").get<double>(), true};
+  return stats;
+}
+
+// --keep and --patience read the evaluations: they need some.
+template <class Error = InvalidArgument>
+void check_selection(const RlConfig& c) {
+  if (*c.keep != "last" && *c.keep != "best") fail<Error>("--keep: '", *c.keep, "', expected last or best");
+  if ((*c.keep == "best" || *c.patience > 0) && *c.eval_pairs == 0)
+    fail<Error>(*c.keep == "best" ? "--keep best" : "--patience",
+                " chooses by the evaluations: it needs --eval-pairs > 0");
+}
 inline constexpr std::uint64_t rl_statistics_stream = 0x57a75ULL;
 
 // The PPO-side reward: decodes each sample, asks the PitchReward, keeps the components' means.
@@ -349,12 +402,37 @@ inline std::vector<PitchToScore> pitches_of(const rl::PitchKeys& keys, const tra
 }
 
 // A Trainer callback: `run` with the iteration's fields after the last AdamW step of each iteration
-// (the objectives' end_step fields carry "iteration" only then).
+// (the objectives' end_step fields carry "iteration" only then); true from it, or from `stopped` when
+// a run starts (a resumed run whose patience had run out), stops the run.
 struct IterationEnd {
-  std::function<void(const std::map<std::string, double>&)> run;
+  std::function<bool(const std::map<std::string, double>&)> run;
+  std::function<bool()> stopped;
+  template <class Trainer>
+  bool begin_run(Trainer&) {
+    return stopped && stopped();
+  }
   template <class Trainer, class Info>
-  void end_step(Trainer&, const Info& info) {
-    if (run && info.fields.contains("iteration")) run(info.fields);
+  bool end_step(Trainer&, const Info& info) {
+    return run && info.fields.contains("iteration") && run(info.fields);
+  }
+};
+
+// The best evaluation so far by eval/reward (the reward models on validation pairs) and the number of
+// evaluations since; the first of equal rewards wins.
+struct BestEvaluation {
+  double reward = -std::numeric_limits<double>::infinity();
+  nlohmann::json row;
+  std::size_t since = 0;
+  // True when `row` (an evaluation row) is a new best.
+  bool update(const nlohmann::json& r) {
+    if (!r.contains("eval/reward")) return false;
+    const double x = r.at("eval/reward").get<double>();
+    if (x > reward) {
+      reward = x, row = r, since = 0;
+      return true;
+    }
+    ++since;
+    return false;
   }
 };
 
@@ -413,6 +491,7 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
     fail<InvalidArgument>("--algo: '", *c.algo, "', expected ppo or pg");
   if (*c.normalize != "none" && *c.normalize != "standardize")
     fail<InvalidArgument>("--normalize: '", *c.normalize, "', expected none or standardize");
+  detail::check_selection(c);
   const std::filesystem::path out = *c.out, data = *c.data;
   // Data parallel under mpirun (docs/distributed.md): every rank samples and trains its share of each
   // iteration; rank 0 alone locks the folder, evaluates and writes the files.
@@ -476,23 +555,30 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       return prompts;
     };
     // Standardised components: their statistics from samples of the warm start (the policy before any
-    // update, also on a resume, so they come out the same), drawn from their own prompt stream.
+    // update), drawn from their own prompt stream. The checkpoint holds them (in the Trainer's
+    // fingerprint), so a resume reads them instead of sampling again; a checkpoint written before it
+    // held them resumes by sampling again, which gives the same numbers.
+    nlohmann::json statistics;  // {"samples": n, "components": {name: {"mean", "std"}}}; null if raw
+    bool statistics_in_checkpoint = false;
     if (*c.normalize == "standardize") {
-      Rng rng(std::uint64_t(*c.seed), detail::rl_statistics_stream);
-      const auto prompts = draw_prompts(rng, std::size_t(*c.normalize_samples));
-      const auto g = rl::sample_generate(policy, prompts,
-                                         {.max_new_tokens = std::size_t(*c.response_length),
-                                          .temperature = 1.0,
-                                          .eos = eos,
-                                          .seed = rng.next_u64()});
-      const auto pitches = detail::pitches_of(keys, loader.codec(), prompts, g);
-      const auto stats = fit_component_statistics(reward, pitches);
-      if (root) {
-        nlohmann::json j{{"samples", pitches.size()}, {"components", nlohmann::json::object()}};
-        for (const auto& [name, st] : stats) j["components"][name] = {{"mean", st.mean}, {"std", st.std}};
-        io::write_file_atomically(out / "normalization.json", j.dump(2) + "\n");
+      statistics = detail::checkpoint_statistics(out / "state.safetensors");
+      statistics_in_checkpoint = !statistics.is_null();
+      if (!statistics_in_checkpoint) {
+        Rng rng(std::uint64_t(*c.seed), detail::rl_statistics_stream);
+        const auto prompts = draw_prompts(rng, std::size_t(*c.normalize_samples));
+        const auto g = rl::sample_generate(policy, prompts,
+                                           {.max_new_tokens = std::size_t(*c.response_length),
+                                            .temperature = 1.0,
+                                            .eos = eos,
+                                            .seed = rng.next_u64()});
+        const auto pitches = detail::pitches_of(keys, loader.codec(), prompts, g);
+        statistics = {{"samples", pitches.size()}, {"components", nlohmann::json::object()}};
+        for (const auto& [name, st] : fit_component_statistics(reward, pitches))
+          statistics["components"][name] = {{"mean", st.mean}, {"std", st.std}};
       }
-      reward = standardized_reward(std::move(reward), component_weights(*c.weights), stats);
+      if (root) io::write_file_atomically(out / "normalization.json", statistics.dump(2) + "\n");
+      reward = standardized_reward(std::move(reward), component_weights(*c.weights),
+                                   detail::statistics_from_json(statistics));
     }
     auto components = std::make_shared<std::map<std::string, double>>();
     detail::SampleReward sample_reward{&keys, &loader.codec(), reward, components};
@@ -511,18 +597,29 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
     auto train = [&](auto& objective) -> RlResult {
       std::vector<nlohmann::json> rows, samples;
       RlResult result;
+      result.kept = *c.keep;
+      detail::BestEvaluation best;
+      const auto patience = std::size_t(*c.patience);
       const std::size_t per_iteration = objective.steps_per_iteration();
       auto options = rl::trainer_options(objective.config(), std::size_t(*c.iterations) * per_iteration);
       // Besides the PPO / RLOO settings (config.*), the inputs, the reward mix and the algorithm change
-      // the result: a resume with one of them changed is refused. Free: --iterations, --eval-every,
-      // --eval-pairs, --gold, --save-every, --progress, --out.
+      // the result: a resume with one of them changed is refused. Free: --iterations, --patience,
+      // --eval-every, --eval-pairs, --gold, --save-every, --progress, --out.
       options.fingerprint["sft"] = *c.sft, options.fingerprint["data"] = *c.data;
       options.fingerprint["rewards"] = *c.rewards, options.fingerprint["encoder"] = *c.encoder;
       options.fingerprint["weights"] = *c.weights, options.fingerprint["algo"] = *c.algo;
       options.fingerprint["adaptive_kl"] = *c.adaptive_kl;
+      // keep = best writes the best policy as the run goes: a run started with last has not (absent
+      // at the default, so checkpoints from before the option resume). --patience is free, like
+      // --iterations: it only says where the same run stops.
+      if (*c.keep != "last") options.fingerprint["keep"] = *c.keep;
       if (*c.normalize == "standardize")  // absent when raw: checkpoints from before the option resume
         options.fingerprint["normalize"] = *c.normalize,
         options.fingerprint["normalize_samples"] = *c.normalize_samples;
+      // A new run's statistics, or those its checkpoint holds (an older checkpoint has none).
+      const bool older_checkpoint =
+          std::filesystem::exists(out / "state.safetensors") && !statistics_in_checkpoint;
+      if (!statistics.is_null() && !older_checkpoint) options.fingerprint["normalization"] = statistics;
       options.out = out;
       options.checkpoint = "state.safetensors";
       options.train_metrics = "steps";
@@ -544,6 +641,24 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
         if (*c.progress)
           std::cerr << "rl: resuming " << out.string() << " at iteration " << objective.iteration() << '\n';
       }
+      for (const auto& r : rows) best.update(r);
+
+      // The pitch model as a file `p4lm pitch --model` and PitchWriter read.
+      auto save_policy = [&] {
+        auto& pol = objective.model().policy;
+        train::PitchModel<LlamaLM<float>, typename std::decay_t<decltype(pol.prefix().adapter())>> bundle(
+            pol.lm(), &pol.prefix().adapter());
+        const auto st = io::SafetensorsFile::open(loader.file());
+        save_checkpoint(out / "policy.safetensors", bundle, static_cast<AdamW<float>*>(nullptr),
+                        {{"pitch_model", st.metadata().at("pitch_model")}});
+      };
+      // An evaluation row: with keep = best, a new best's policy is written at once (a resumed run
+      // redoes the iterations after its checkpoint identically, so it writes the same file).
+      auto record_evaluation = [&](const nlohmann::json& row) {
+        if (best.update(row) && *c.keep == "best" && root) save_policy();
+      };
+      auto patience_spent = [&] { return patience && best.since >= patience; };
+      on_iteration.stopped = patience_spent;
 
       // Greedy pitches for the evaluation pairs, scored by the reward and the gold judge.
       auto evaluate = [&](std::size_t iteration) {
@@ -598,12 +713,13 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
         auto m = evaluate(0);
         m["iteration"] = 0;
         rows.push_back(m);
+        record_evaluation(m);
       }
       if (!rows.empty()) result.first_eval = rows.front();
       // After each iteration's last AdamW step, before the Trainer's checkpoint of that step: files
       // first, then the state (a kill in between leaves files ahead of the state, and the resume
       // drops their extra rows; the other order would lose the rows since the previous save).
-      on_iteration.run = [&](const std::map<std::string, double>& m) {
+      on_iteration.run = [&](const std::map<std::string, double>& m) -> bool {
         nlohmann::json row = nlohmann::json::object();
         for (const auto& [k, v] : m) row[k] = v;  // no time/*: resumes are byte-identical
         // The reward components' means over every rank's samples (equal shares: the mean of the means).
@@ -616,21 +732,24 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
         if (done % std::size_t(*c.eval_every) == 0 || done == std::size_t(*c.iterations))
           row.update(evaluate(done));
         rows.push_back(row);
-        if (root && (done % std::size_t(*c.save_every) == 0 || done == std::size_t(*c.iterations)))
+        record_evaluation(row);
+        // Where patience runs out the Trainer stops and checkpoints: the files go with it.
+        const bool stop = root && patience_spent() && done < std::size_t(*c.iterations);
+        if (root && (stop || done % std::size_t(*c.save_every) == 0 || done == std::size_t(*c.iterations)))
           write_files();
+        if (stop && *c.progress)
+          std::cerr << "rl: stopping at iteration " << done << ": eval/reward has not risen in " << patience
+                    << " evaluations (best " << best.reward << " at iteration "
+                    << best.row.at("iteration").get<std::size_t>() << ")\n";
+        return stop;
       };
       trainer.fit();
       result.iterations = objective.iteration();
+      result.stopped_early = result.iterations < std::size_t(*c.iterations);
       if (!root) return result;
       write_files();
-      {
-        auto& pol = objective.model().policy;
-        train::PitchModel<LlamaLM<float>, typename std::decay_t<decltype(pol.prefix().adapter())>> bundle(
-            pol.lm(), &pol.prefix().adapter());
-        const auto st = io::SafetensorsFile::open(loader.file());
-        save_checkpoint(out / "policy.safetensors", bundle, static_cast<AdamW<float>*>(nullptr),
-                        {{"pitch_model", st.metadata().at("pitch_model")}});
-      }
+      if (*c.keep == "last") save_policy();
+      if (best.reward > -std::numeric_limits<double>::infinity()) result.best_eval = best.row;
       for (auto r = rows.rbegin(); r != rows.rend(); ++r)
         if (r->contains("eval/reward")) {
           result.last_eval = *r;
@@ -650,6 +769,8 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       p.cliprange_value = *c.cliprange_value, p.vf_coef = *c.vf_coef, p.gamma = *c.gamma, p.lam = *c.lam;
       p.response_length = std::size_t(*c.response_length), p.eos_token_id = eos;
       p.missing_eos_penalty = *c.missing_eos_penalty, p.seed = std::uint64_t(*c.seed);
+      p.min_response_length = std::size_t(*c.min_response_length);
+      p.short_response_penalty = *c.short_response_penalty;
       if (*c.adaptive_kl) {
         rl::PPOObjective<Policy, detail::SampleReward, rl::AdaptiveKL> t(std::move(policy), sample_reward, p,
                                                                          prompt_source);
@@ -665,6 +786,8 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
     p.max_grad_norm = *c.max_grad_norm, p.init_kl_coef = *c.init_kl_coef, p.target = *c.target;
     p.horizon = *c.horizon, p.kl_penalty = *c.kl_penalty, p.response_length = std::size_t(*c.response_length);
     p.eos_token_id = eos, p.missing_eos_penalty = *c.missing_eos_penalty, p.seed = std::uint64_t(*c.seed);
+    p.min_response_length = std::size_t(*c.min_response_length);
+    p.short_response_penalty = *c.short_response_penalty;
     if (*c.adaptive_kl) {
       rl::PolicyGradientObjective<Policy, detail::SampleReward, rl::AdaptiveKL> t(
           std::move(policy), sample_reward, p, prompt_source);
@@ -686,6 +809,7 @@ inline RlResult run_rl(const RlConfig& c) {
   if (*c.algo != "ppo" && *c.algo != "pg") fail<UsageError>("--algo: '", *c.algo, "', expected ppo or pg");
   if (*c.normalize != "none" && *c.normalize != "standardize")
     fail<UsageError>("--normalize: '", *c.normalize, "', expected none or standardize");
+  detail::check_selection<UsageError>(c);
   (void)parse_reward_weights(*c.weights);
   const auto loader = rl::PitchPolicyLoader::open(*c.sft);
   return run_rl(c, load_reward_mix(*c.rewards, *c.weights, *c.encoder, *c.data, loader));

@@ -32,7 +32,7 @@ int rl_main(std::span<const std::string> args) {
   print_eval("held-out pairs after", r.last_eval);
   if (r.stopped_early) std::cout << "rl: stopped early: eval/reward did not rise in --patience evaluations\n";
   if (r.kept == "best" && r.best_eval.is_object())
-    std::cout << "rl: policy.safetensors is iteration " << r.best_eval.at("iteration")
+    std::cout << "rl: policy.safetensors is iteration " << r.best_eval.at("iteration").get<double>()
               << "'s, the highest eval/reward (" << r.best_eval.at("eval/reward") << ")\n";
   return 0;
 }

@@ -276,7 +276,8 @@ inline void reproduce(const ReproduceConfig& c, std::ostream& log) {
           weights += (weights.empty() ? "" : ",") + w + (w == reward ? "=1" : "=0");
         *rl.weights = weights;
         log << "== seed " << seed << ": RL on " << reward << " alone (" << *rl.out << ")" << std::endl;
-        if (!std::filesystem::exists(std::filesystem::path(*rl.out) / "policy.safetensors")) (void)run_rl(rl);
+        // result.json, not policy.safetensors: with keep = best the policy is written as the run goes.
+        if (!std::filesystem::exists(std::filesystem::path(*rl.out) / "result.json")) (void)run_rl(rl);
         const auto loader =
             rl::PitchPolicyLoader::open(std::filesystem::path(*rl.out) / "policy.safetensors");
         add_row(table3,

@@ -192,8 +192,14 @@ inline RunPlan plan_run(const RunConfig& c) {
   // spread (Bradley-Terry logits against precision's probabilities) drowns the others.
   *r.normalize = "standardize";
   *r.normalize_samples = 4 * *c.rl_batch;
+  // Long runs on this mix end in pitches of one short sentence that the reward models score high
+  // (docs/rl.md, "Choosing the iteration and a length floor"): a floor at 3/8 of the budget (48 of 128
+  // tokens) outside the reward, and the policy of the best validation evaluation by the reward models.
+  *r.min_response_length = *c.rl_response_length * 3 / 8;
+  *r.short_response_penalty = 2;
   *r.eval_every = std::max<long>(1, *c.rl_iterations / 4);
-  *r.eval_pairs = std::min<long>(8, *c.table_pairs);
+  *r.eval_pairs = std::min<long>(16, *c.table_pairs);
+  *r.keep = "best";  // table_pairs >= 2, so there are evaluations
   *r.save_every = std::max<long>(1, *c.rl_iterations / 4);
   *r.seed = *c.seed;
   *r.progress = *c.progress;
@@ -406,6 +412,7 @@ inline RunResult run_plan(const RunPlan& plan, std::ostream& log = std::cout) {
       const auto j = nlohmann::json::parse(io::read_file(rl_out / "result.json"));
       r.rl->iterations = j.at("iterations").get<std::size_t>();
       r.rl->first_eval = j.at("first_eval"), r.rl->last_eval = j.at("last_eval");
+      r.rl->best_eval = j.value("best_eval", nlohmann::json()), r.rl->kept = j.value("kept", "last");
     } else {
       r.rl = run_rl(plan.rl);
     }
@@ -415,6 +422,9 @@ inline RunResult run_plan(const RunPlan& plan, std::ostream& log = std::cout) {
     log << "    " << r.rl->iterations << " iterations; evaluation reward "
         << shown(r.rl->first_eval, "eval/reward") << " -> " << shown(r.rl->last_eval, "eval/reward")
         << ", KL to the warm start " << shown(r.rl->last_eval, "objective/kl") << " nats\n";
+    if (r.rl->kept == "best" && r.rl->best_eval.is_object())
+      log << "    kept the policy of iteration " << r.rl->best_eval.at("iteration").get<double>()
+          << ", the highest evaluation reward (" << shown(r.rl->best_eval, "eval/reward") << ")\n";
     policy = rl_out / "policy.safetensors";
   }
 

@@ -326,6 +326,7 @@ struct RlResult {
 namespace detail {
 
 inline constexpr std::uint64_t rl_prompt_stream = 0x5e1ec7ULL;
+inline constexpr std::uint64_t rl_statistics_stream = 0x57a75ULL;
 
 // The reward statistics a standardised run's checkpoint holds (null: no checkpoint, or none in it).
 inline nlohmann::json checkpoint_statistics(const std::filesystem::path& file) {
@@ -354,7 +355,6 @@ void check_selection(const RlConfig& c) {
     fail<Error>(*c.keep == "best" ? "--keep best" : "--patience",
                 " chooses by the evaluations: it needs --eval-pairs > 0");
 }
-inline constexpr std::uint64_t rl_statistics_stream = 0x57a75ULL;
 
 // The PPO-side reward: decodes each sample, asks the PitchReward, keeps the components' means.
 struct SampleReward {

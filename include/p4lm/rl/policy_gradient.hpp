@@ -45,6 +45,7 @@
 #include "p4lm/rl/rl_state.hpp"
 #include "p4lm/rl/rl_trainer.hpp"
 #include "p4lm/rl/rollout.hpp"
+#include "p4lm/rl/sampling_settings.hpp"
 #include "p4lm/rl/shaped_reward.hpp"
 #include "p4lm/train/concepts.hpp"
 
@@ -86,15 +87,7 @@ struct PGConfig {
     need(target > 0, "target", target, "must be > 0");
     need(horizon > 0, "horizon", horizon, "must be > 0");
     (void)estimator();
-    need(response_length > 0, "response_length", response_length, "must be > 0");
-    need(missing_eos_penalty >= 0, "missing_eos_penalty", missing_eos_penalty, "must be >= 0");
-    need(missing_eos_penalty == 0 || eos_token_id >= 0, "missing_eos_penalty", missing_eos_penalty,
-         "needs eos_token_id");
-    need(short_response_penalty >= 0, "short_response_penalty", short_response_penalty, "must be >= 0");
-    need(short_response_penalty == 0 || eos_token_id >= 0, "short_response_penalty", short_response_penalty,
-         "needs eos_token_id");
-    need(min_response_length < response_length, "min_response_length", min_response_length,
-         "must be < response_length");
+    validate_sampling(*this, need);
   }
 };
 
@@ -110,14 +103,8 @@ inline nlohmann::json to_json(const PGConfig& c) {
                    {"target", c.target},
                    {"horizon", c.horizon},
                    {"kl_penalty", c.kl_penalty},
-                   {"normalize_advantage", c.normalize_advantage},
-                   {"response_length", c.response_length},
-                   {"eos_token_id", c.eos_token_id},
-                   {"missing_eos_penalty", c.missing_eos_penalty},
-                   {"seed", c.seed}};
-  // Only when set: checkpoints from before the length floor resume.
-  if (c.short_response_penalty != 0)
-    j["min_response_length"] = c.min_response_length, j["short_response_penalty"] = c.short_response_penalty;
+                   {"normalize_advantage", c.normalize_advantage}};
+  add_sampling_json(j, c);
   return j;
 }
 

@@ -12,6 +12,7 @@
 
 #include "p4lm/core/error.hpp"
 #include "p4lm/rl/kl_estimator.hpp"
+#include "p4lm/rl/sampling_settings.hpp"
 
 namespace p4lm::rl {
 
@@ -75,15 +76,7 @@ struct PPOConfig {
     need(gamma >= 0 && gamma <= 1, "gamma", gamma, "must lie in [0, 1]");
     need(lam >= 0 && lam <= 1, "lam", lam, "must lie in [0, 1]");
     need(target_kl > 0, "target_kl", target_kl, "must be > 0");
-    need(response_length > 0, "response_length", response_length, "must be > 0");
-    need(missing_eos_penalty >= 0, "missing_eos_penalty", missing_eos_penalty, "must be >= 0");
-    need(missing_eos_penalty == 0 || eos_token_id >= 0, "missing_eos_penalty", missing_eos_penalty,
-         "needs eos_token_id");
-    need(short_response_penalty >= 0, "short_response_penalty", short_response_penalty, "must be >= 0");
-    need(short_response_penalty == 0 || eos_token_id >= 0, "short_response_penalty", short_response_penalty,
-         "needs eos_token_id");
-    need(min_response_length < response_length, "min_response_length", min_response_length,
-         "must be < response_length");
+    validate_sampling(*this, need);
   }
 
   // One line with the derived sizes (TRL prints them too).
@@ -114,14 +107,8 @@ inline nlohmann::json to_json(const PPOConfig& c) {
                    {"lam", c.lam},
                    {"whiten_rewards", c.whiten_rewards},
                    {"early_stopping", c.early_stopping},
-                   {"target_kl", c.target_kl},
-                   {"response_length", c.response_length},
-                   {"eos_token_id", c.eos_token_id},
-                   {"missing_eos_penalty", c.missing_eos_penalty},
-                   {"seed", c.seed}};
-  // Only when set: checkpoints from before the length floor resume.
-  if (c.short_response_penalty != 0)
-    j["min_response_length"] = c.min_response_length, j["short_response_penalty"] = c.short_response_penalty;
+                   {"target_kl", c.target_kl}};
+  add_sampling_json(j, c);
   return j;
 }
 

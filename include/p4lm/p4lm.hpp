@@ -176,6 +176,7 @@
 #include "p4lm/rl/rl_state.hpp"
 #include "p4lm/rl/rl_trainer.hpp"
 #include "p4lm/rl/rollout.hpp"
+#include "p4lm/rl/sampling_settings.hpp"
 #include "p4lm/rl/shaped_reward.hpp"
 #include "p4lm/rl/value_head.hpp"
 

@@ -172,6 +172,7 @@
 #include "p4lm/rl/ppo_config.hpp"
 #include "p4lm/rl/ppo_loss.hpp"
 #include "p4lm/rl/ppo_trainer.hpp"
+#include "p4lm/rl/repetition.hpp"
 #include "p4lm/rl/reward_function.hpp"
 #include "p4lm/rl/rl_state.hpp"
 #include "p4lm/rl/rl_trainer.hpp"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -97,6 +98,29 @@ TEST_CASE("rollout: the decoder's samples, scored by one batched forward per mod
   }
   INFO("the seed should give a short sample");
   CHECK(short_ones > 0);
+
+  // A repetition penalty: every sample loses 0.5 x the share of its tokens (n = 1) before EOS that
+  // it has emitted before, counted here with a set.
+  auto repeating = o;
+  repeating.repeated_ngram_size = 1, repeating.repeated_ngram_penalty = 0.5;
+  rl::Rollout<float> p;
+  collect.collect(p, prompts, repeating, reward, &head);
+  REQUIRE(p.responses == g.tokens);
+  REQUIRE(p.repeated_shares.size() == 4);
+  bool some_repeat = false;
+  for (std::size_t b = 0; b < 4; ++b) {
+    const std::size_t said = g.tokens[b].size() - (g.stopped[b] ? 1 : 0);
+    const std::set<std::int32_t> distinct(g.tokens[b].begin(), g.tokens[b].begin() + std::ptrdiff_t(said));
+    const double share = said ? double(said - distinct.size()) / double(said) : 0.0;
+    some_repeat |= share > 0;
+    CHECK(p.repeated_shares[b] == Approx(share));
+    CHECK(p.scores[b] == Approx(r.scores[b] - 0.5 * share));
+  }
+  INFO("the seed should give a sample that repeats a token");
+  CHECK(some_repeat);
+  repeating.repeated_ngram_size = 0;
+  CHECK_THROWS_WITH(collect.collect(p, prompts, repeating, reward, &head),
+                    Catch::Contains("repeated_ngram_size must be >= 1"));
 
   // Each row scored alone (no padding, B = 1) gives the batched numbers: positions line up.
   for (std::size_t b = 0; b < 4; ++b) {

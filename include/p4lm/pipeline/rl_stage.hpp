@@ -276,6 +276,10 @@ struct RlConfig {
       0, "length floor in tokens: a pitch that ends sooner loses --short-response-penalty", between(0, 1e6)};
   Param<double> short_response_penalty{0, "subtracted from the score of a pitch under --min-response-length",
                                        at_least(0)};
+  // n stays at rl::PPOConfig's 4 here: Boost.Hana adapts at most 39 members, and this struct has them.
+  Param<double> repeated_ngram_penalty{
+      0, "times the share of a pitch's token 4-grams said before in it, subtracted from its score",
+      at_least(0)};
   Param<std::string> normalize{"none",
                                "reward components: none (raw) or standardize (mean and std fixed from the "
                                "warm start's samples, then weighted)"};
@@ -300,8 +304,8 @@ BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RlConfig, sft, data, rewards, encoder, o
                         batch_size, mini_batch_size, ppo_epochs, rloo_k, learning_rate, max_grad_norm,
                         init_kl_coef, adaptive_kl, target, horizon, kl_penalty, cliprange, cliprange_value,
                         vf_coef, gamma, lam, response_length, missing_eos_penalty, min_response_length,
-                        short_response_penalty, normalize, normalize_samples, eval_every, eval_pairs, gold,
-                        keep, patience, save_every, seed, progress);
+                        short_response_penalty, repeated_ngram_penalty, normalize, normalize_samples,
+                        eval_every, eval_pairs, gold, keep, patience, save_every, seed, progress);
 
 namespace p4lm::pipeline {
 
@@ -760,6 +764,14 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       return result;
     };
 
+    // The sampling settings both configs share (rl/sampling_settings.hpp).
+    auto sampling = [&](auto& p) {
+      p.response_length = std::size_t(*c.response_length), p.eos_token_id = eos;
+      p.missing_eos_penalty = *c.missing_eos_penalty, p.seed = std::uint64_t(*c.seed);
+      p.min_response_length = std::size_t(*c.min_response_length);
+      p.short_response_penalty = *c.short_response_penalty;
+      p.repeated_ngram_penalty = *c.repeated_ngram_penalty;
+    };
     if (*c.algo == "ppo") {
       rl::PPOConfig p;
       p.batch_size = std::size_t(*c.batch_size), p.mini_batch_size = std::size_t(*c.mini_batch_size);
@@ -767,10 +779,7 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
       p.max_grad_norm = *c.max_grad_norm, p.init_kl_coef = *c.init_kl_coef, p.target = *c.target;
       p.horizon = *c.horizon, p.kl_penalty = *c.kl_penalty, p.cliprange = *c.cliprange;
       p.cliprange_value = *c.cliprange_value, p.vf_coef = *c.vf_coef, p.gamma = *c.gamma, p.lam = *c.lam;
-      p.response_length = std::size_t(*c.response_length), p.eos_token_id = eos;
-      p.missing_eos_penalty = *c.missing_eos_penalty, p.seed = std::uint64_t(*c.seed);
-      p.min_response_length = std::size_t(*c.min_response_length);
-      p.short_response_penalty = *c.short_response_penalty;
+      sampling(p);
       if (*c.adaptive_kl) {
         rl::PPOObjective<Policy, detail::SampleReward, rl::AdaptiveKL> t(std::move(policy), sample_reward, p,
                                                                          prompt_source);
@@ -784,10 +793,8 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
     p.batch_size = std::size_t(*c.batch_size), p.rloo_k = std::size_t(*c.rloo_k);
     p.mini_batch_size = std::size_t(*c.mini_batch_size), p.learning_rate = *c.learning_rate;
     p.max_grad_norm = *c.max_grad_norm, p.init_kl_coef = *c.init_kl_coef, p.target = *c.target;
-    p.horizon = *c.horizon, p.kl_penalty = *c.kl_penalty, p.response_length = std::size_t(*c.response_length);
-    p.eos_token_id = eos, p.missing_eos_penalty = *c.missing_eos_penalty, p.seed = std::uint64_t(*c.seed);
-    p.min_response_length = std::size_t(*c.min_response_length);
-    p.short_response_penalty = *c.short_response_penalty;
+    p.horizon = *c.horizon, p.kl_penalty = *c.kl_penalty;
+    sampling(p);
     if (*c.adaptive_kl) {
       rl::PolicyGradientObjective<Policy, detail::SampleReward, rl::AdaptiveKL> t(
           std::move(policy), sample_reward, p, prompt_source);

@@ -197,6 +197,9 @@ inline RunPlan plan_run(const RunConfig& c) {
   // tokens) outside the reward, and the policy of the best validation evaluation by the reward models.
   *r.min_response_length = *c.rl_response_length * 3 / 8;
   *r.short_response_penalty = 2;
+  // With the floor alone, PPO meets it by saying its best sentence again: a pitch loses twice the
+  // share of its token 4-grams it has said before (one sentence said twice: about 1).
+  *r.repeated_ngram_penalty = 2;
   *r.eval_every = std::max<long>(1, *c.rl_iterations / 4);
   *r.eval_pairs = std::min<long>(16, *c.table_pairs);
   *r.keep = "best";  // table_pairs >= 2, so there are evaluations

@@ -88,7 +88,7 @@ struct RunConfig {
 
 }  // namespace p4lm::pipeline
 
-// Boost.Hana adapts at most 40 members: a new setting past that goes to RunPlan (run.hpp), settable
+// Boost.Hana adapts at most 39 members: a new setting past that goes to RunPlan (run.hpp), settable
 // from the library only, or replaces one of these.
 BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RunConfig, preset, data, out, seed, cf_dim, cf_epochs,
                         pitches_per_user, base, train_top_layers, stage1_steps, stage2_steps, batch_size,

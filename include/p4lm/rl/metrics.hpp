@@ -3,7 +3,8 @@
 // objective/kl (mean over samples of the summed per-token KL estimate), objective/kl_coef,
 // objective/entropy (mean over samples of the summed per-token entropy), objective/scores (the
 // reward after the missing-EOS penalty), objective/non_score_reward (-β · objective/kl),
-// objective/rlhf_reward (their sum), env/* (the raw reward, ended fraction, response length) and
+// objective/rlhf_reward (their sum), env/* (the raw reward, ended fraction, response length, repeated
+// n-gram share) and
 // time/rollout/* (seconds in generation, the policy's and the reference's forward, scoring).
 // Data parallel: given the ranks' communicator, the means are over every rank's samples (sums and
 // counts all-reduced); the wall times stay this rank's.
@@ -30,8 +31,9 @@ void rollout_metrics(Metrics& m, const Rollout<T>& r, double beta,
                      const dist::Communicator& comm = dist::Communicator()) {
   detail::check_same("rollout_metrics: kl", r.kl.view(), r.mask.view());
   detail::check_same("rollout_metrics: entropy", r.entropy.view(), r.mask.view());
-  // Sums over this rank's samples: kl and entropy tokens, score, raw, raw², ended, length, samples.
-  double sums[8] = {0, 0, 0, 0, 0, 0, 0, static_cast<double>(r.size())};
+  // Sums over this rank's samples: kl and entropy tokens, score, raw, raw², ended, length, samples,
+  // repeated n-gram share.
+  double sums[9] = {0, 0, 0, 0, 0, 0, 0, static_cast<double>(r.size()), 0};
   for (std::size_t i = 0; i < r.mask.numel(); ++i)
     if (r.mask.data()[i] > T(0)) sums[0] += static_cast<double>(r.kl.data()[i]);
   for (std::size_t i = 0; i < r.mask.numel(); ++i)
@@ -39,6 +41,7 @@ void rollout_metrics(Metrics& m, const Rollout<T>& r, double beta,
   for (std::size_t b = 0; b < r.size(); ++b) {
     sums[2] += r.scores[b], sums[3] += r.raw_scores[b], sums[4] += r.raw_scores[b] * r.raw_scores[b];
     sums[5] += r.ended[b], sums[6] += static_cast<double>(r.responses[b].size());
+    if (b < r.repeated_shares.size()) sums[8] += r.repeated_shares[b];
   }
   comm.all_reduce_sum(std::span<double>(sums));
   const double B = sums[7];
@@ -55,6 +58,7 @@ void rollout_metrics(Metrics& m, const Rollout<T>& r, double beta,
   m["env/reward_std"] = std::sqrt(std::max(0.0, raw2 / B - raw * raw));
   m["env/ended_fraction"] = ended / B;
   m["env/response_length"] = length / B;
+  m["env/repeated_ngram_share"] = sums[8] / B;
   m["time/rollout/generate"] = r.time_generate;
   m["time/rollout/policy"] = r.time_policy;
   m["time/rollout/reference"] = r.time_reference;

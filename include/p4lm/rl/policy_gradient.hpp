@@ -68,6 +68,8 @@ struct PGConfig {
   double missing_eos_penalty = 0;
   std::size_t min_response_length = 0;  // a length floor, as in PPOConfig
   double short_response_penalty = 0;
+  std::size_t repeated_ngram_size = 4;  // a repetition penalty, as in PPOConfig
+  double repeated_ngram_penalty = 0;
   std::uint64_t seed = 0;
 
   KLEstimator estimator() const { return kl_estimator_from_name(kl_penalty); }

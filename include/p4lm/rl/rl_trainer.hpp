@@ -54,6 +54,7 @@ RolloutOptions rollout_options(const Config& c, std::uint64_t seed) {
   if (c.eos_token_id >= 0) ro.eos = c.eos_token_id;
   ro.missing_eos_penalty = c.missing_eos_penalty;
   ro.min_response_length = c.min_response_length, ro.short_response_penalty = c.short_response_penalty;
+  ro.repeated_ngram_size = c.repeated_ngram_size, ro.repeated_ngram_penalty = c.repeated_ngram_penalty;
   ro.seed = seed;
   return ro;
 }

@@ -16,7 +16,9 @@
 // to rounding (model/generate.hpp), and the update recomputes them with this same forward.
 // A sample that never emits EOS within max_new_tokens loses missing_eos_penalty from its score; one
 // that ends before min_response_length tokens loses short_response_penalty (a length floor the reward
-// itself does not give: without it PPO can learn that a one-sentence pitch has nothing to contradict).
+// itself does not give: without it PPO can learn that a one-sentence pitch has nothing to contradict);
+// every sample loses repeated_ngram_penalty times the share of its token n-grams said before
+// (rl/repetition.hpp), which keeps PPO from meeting the floor by repeating a sentence.
 
 #include <algorithm>
 #include <chrono>
@@ -33,6 +35,7 @@
 #include "p4lm/model/generate.hpp"
 #include "p4lm/rl/masked.hpp"
 #include "p4lm/rl/policy.hpp"
+#include "p4lm/rl/repetition.hpp"
 #include "p4lm/rl/reward_function.hpp"
 #include "p4lm/rl/value_head.hpp"
 
@@ -49,6 +52,8 @@ struct RolloutOptions {
   double missing_eos_penalty = 0;       // subtracted from the score of a sample without EOS (needs eos)
   std::size_t min_response_length = 0;  // tokens before EOS under which a sample counts as short
   double short_response_penalty = 0;    // subtracted from the score of a short sample (needs eos)
+  std::size_t repeated_ngram_size = 4;  // n of the repeated-n-gram share (>= 1)
+  double repeated_ngram_penalty = 0;    // times that share, subtracted from every sample's score
   std::uint64_t seed = 0;               // sample b of a rollout draws from Rng(seed, b)
 };
 
@@ -57,8 +62,9 @@ struct Rollout {
   std::vector<Prompt> prompts;
   std::vector<std::vector<std::int32_t>> responses;  // EOS included when the sample ended
   std::vector<bool> ended;
-  std::vector<double> raw_scores;  // the reward's scores
-  std::vector<double> scores;      // after the missing-EOS and short-response penalties
+  std::vector<double> raw_scores;       // the reward's scores
+  std::vector<double> scores;           // after the missing-EOS, short-response and repetition penalties
+  std::vector<double> repeated_shares;  // each response's repeated n-gram share (EOS left out)
   std::size_t prefix_len = 0, text_len = 0, response_len = 0;
   // (B, R), 0 on padding. The first five come from collect(); the algorithm fills the rest.
   CpuTensor<T> mask, logprobs, ref_logprobs, values, entropy;
@@ -174,6 +180,7 @@ class RolloutCollector {
     if (o.short_response_penalty != 0 && !o.eos)
       fail<InvalidArgument>("rollout: short_response_penalty ", o.short_response_penalty,
                             " needs an eos token");
+    if (o.repeated_ngram_size == 0) fail<InvalidArgument>("rollout: repeated_ngram_size must be >= 1");
     r.prompts.assign(prompts.begin(), prompts.end());
     r.prefix_len = Pn;
     keys_.clear();
@@ -244,6 +251,7 @@ class RolloutCollector {
       fail<InvalidArgument>("rollout: the reward returned ", r.raw_scores.size(), " scores for ", B,
                             " samples");
     r.scores = r.raw_scores;
+    r.repeated_shares.assign(B, 0.0);
     for (std::size_t b = 0; b < B; ++b) {
       if (!std::isfinite(r.scores[b]))
         fail<InvalidArgument>("rollout: the reward of sample ", b, " (prompt key ", r.prompts[b].key, ") is ",
@@ -252,6 +260,9 @@ class RolloutCollector {
       // An ended response holds its EOS: the pitch is one token shorter.
       if (o.eos && r.ended[b] && r.responses[b].size() - 1 < o.min_response_length)
         r.scores[b] -= o.short_response_penalty;
+      const std::span<const std::int32_t> said(r.responses[b].data(), r.responses[b].size() - r.ended[b]);
+      r.repeated_shares[b] = repeated_ngram_share(said, o.repeated_ngram_size);
+      r.scores[b] -= o.repeated_ngram_penalty * r.repeated_shares[b];
     }
     r.time_score = seconds(t0);
   }

@@ -2,6 +2,7 @@
 // user and movie (MovieLens ids), with the user's profile and the prompt the model saw
 // (pipeline::write_pitch, include/p4lm/pipeline/pitch_stage.hpp).
 //   p4lm pitch --user 414 --movie 6 --model runs/main/sft/model.safetensors --data runs/main/data
+//   p4lm pitch --pairs pairs.jsonl ...      # one JSON line per pitch, the model loaded once
 
 #include <iostream>
 
@@ -14,6 +15,17 @@ namespace {
 
 int pitch_main(std::span<const std::string> args) {
   const auto c = parse_flags<pipeline::PitchConfig>(args);
+  if (!c.pairs->empty()) {
+    pipeline::write_pair_pitches(c, [](const pipeline::PitchPair& p, const std::string& pitch) {
+      std::cout << nlohmann::json{{"user_id", p.user_id},
+                                  {"movie_id", p.movie_id},
+                                  {"seed", p.seed},
+                                  {"pitch", pitch}}
+                       .dump()
+                << std::endl;  // flushed: a long run's file holds every pitch written so far
+    });
+    return 0;
+  }
   const auto r = pipeline::write_pitch(c);
   if (!*c.json)
     std::cout << "user " << *c.user << " (" << r.split << " split): " << r.request.profile << '\n'

@@ -6,6 +6,10 @@
 //   *c.user = 414; *c.movie = 6; *c.model = "runs/main/sft/model.safetensors"; *c.data = "runs/main/data";
 //   auto p = p4lm::pipeline::write_pitch(c);   // p.pitches: c.samples pitches
 //
+//   // Many pairs with one model load: *c.pairs = "pairs.jsonl" (user_id, movie_id[, seed] per line);
+//   // each pair's pitches are the ones `p4lm pitch --user --movie --seed` would write alone.
+//   p4lm::pipeline::write_pair_pitches(c, [](const PitchPair& p, const std::string& pitch) { ... });
+//
 //   // `p4lm run`'s sample: one pitch for each of the first n test users of the data stage's held-out
 //   // pairs, written to pitches.jsonl
 //   auto rows = p4lm::pipeline::write_test_pitches({.model = ..., .cf = ..., .data = ..., .users = 5});
@@ -24,6 +28,7 @@
 #include "p4lm/cf/widths.hpp"
 #include "p4lm/core/config.hpp"
 #include "p4lm/core/error.hpp"
+#include "p4lm/core/progress.hpp"
 #include "p4lm/core/rng.hpp"
 #include "p4lm/data/datasets.hpp"
 #include "p4lm/io/jsonl.hpp"
@@ -44,12 +49,16 @@ struct PitchConfig {
   Param<long> max_new_tokens{200, "longest pitch in tokens", between(1, 1000000)};
   Param<long> seed{1, "sampling seed"};
   Param<bool> json{false, "print JSON (one object per sample)"};
+  Param<std::string> pairs{
+      "",
+      "JSONL of user_id, movie_id (and an optional seed) per line, instead of --user and "
+      "--movie: one model load, JSON out"};
 };
 
 }  // namespace p4lm::pipeline
 
 BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::PitchConfig, user, movie, model, data, cf, embedding_user, samples,
-                        temperature, top_k, max_new_tokens, seed, json);
+                        temperature, top_k, max_new_tokens, seed, json, pairs);
 
 namespace p4lm::pipeline {
 
@@ -90,6 +99,73 @@ inline PitchResult write_pitch(const PitchConfig& c) {
   Rng rng(static_cast<std::uint64_t>(*c.seed), pitch_rng_stream);
   for (long k = 0; k < *c.samples; ++k) r.pitches.push_back(writer.write(r.request, rng, s));
   return r;
+}
+
+// A line of a pairs file: the pitch request's MovieLens ids and the seed its pitches draw from.
+struct PitchPair {
+  std::int64_t user_id = 0, movie_id = 0;
+  std::uint64_t seed = 0;
+  std::size_t line = 0;
+};
+
+// user_id, movie_id (integers) and an optional non-negative integer seed (default: default_seed) per
+// line; anything else is a ParseError naming the file, the line and the field.
+inline std::vector<PitchPair> read_pitch_pairs(const std::filesystem::path& path,
+                                               std::uint64_t default_seed) {
+  std::vector<PitchPair> pairs;
+  io::for_each_jsonl(path, [&](const nlohmann::json& j, std::size_t line) {
+    if (!j.is_object()) throw ParseError(path, line, "", "expected a JSON object");
+    PitchPair p{0, 0, default_seed, line};
+    for (const char* id : {"user_id", "movie_id"}) {
+      if (!j.contains(id)) throw ParseError(path, line, id, "missing");
+      if (!j.at(id).is_number_integer() || j.at(id).get<std::int64_t>() <= 0)
+        throw ParseError(path, line, id, "expected a positive integer id, got " + j.at(id).dump());
+    }
+    p.user_id = j.at("user_id").get<std::int64_t>(), p.movie_id = j.at("movie_id").get<std::int64_t>();
+    if (j.contains("seed")) {
+      if (!j.at("seed").is_number_integer() || j.at("seed").get<std::int64_t>() < 0)
+        throw ParseError(path, line, "seed", "expected a non-negative integer, got " + j.at("seed").dump());
+      p.seed = j.at("seed").get<std::uint64_t>();
+    }
+    pairs.push_back(p);
+  });
+  if (pairs.empty()) fail<InvalidArgument>(path.string(), ": no pair");
+  return pairs;
+}
+
+// `p4lm pitch --pairs FILE`: c.samples pitches for every pair of the file, the model loaded once. The
+// file is read, and every user and movie checked against the data build, before the model loads.
+// on_pitch sees each pitch in order; progress goes to stderr.
+inline void write_pair_pitches(const PitchConfig& c,
+                               const std::function<void(const PitchPair&, const std::string&)>& on_pitch) {
+  if (*c.user > 0 || *c.movie > 0)
+    fail<UsageError>("--pairs replaces --user and --movie: give one or the other");
+  const std::filesystem::path file = *c.pairs;
+  const auto pairs = read_pitch_pairs(file, static_cast<std::uint64_t>(*c.seed));
+  const train::PitchSources sources(*c.data);
+  std::vector<train::PitchRequest> requests;
+  for (const auto& p : pairs) {
+    try {
+      requests.push_back(sources.request(p.user_id, p.movie_id));
+    } catch (const InvalidArgument& e) {  // "user U is not in .../profiles.jsonl" (or the movie)
+      throw ParseError(file, p.line, "", e.what());
+    }
+    if (*c.embedding_user > 0) requests.back().embedding_user_id = *c.embedding_user;
+  }
+  const auto writer = load_pitch_writer(*c.model, *c.cf);
+  auto s = train::pitch_sampling();
+  s.max_new_tokens = static_cast<std::size_t>(*c.max_new_tokens);
+  s.temperature = *c.temperature;
+  s.top_k = static_cast<std::size_t>(*c.top_k);
+  Progress progress("pitches", pairs.size() * static_cast<std::uint64_t>(*c.samples), "pitch");
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    Rng rng(pairs[i].seed, pitch_rng_stream);  // as write_pitch: a pair's pitches do not depend on the others
+    for (long k = 0; k < *c.samples; ++k) {
+      on_pitch(pairs[i], writer.write(requests[i], rng, s));
+      progress.advance();
+    }
+  }
+  progress.finish();
 }
 
 struct TestPitchOptions {

@@ -211,42 +211,53 @@ TEST_CASE("a non-finite policy stops PPO with the sample and quantity named", "[
                     Catch::Contains("rollout: the policy's log-prob of sample 0, token 0 is nan"));
 }
 
-TEST_CASE("PPO learns to end its samples when a missing EOS is penalised", "[rl][ppo]") {
-  // Reward 0 for everything; a sample without EOS (token 2) within 6 tokens scores -1. At random
-  // 1 - (7/8)^6 = 45 % of the samples end; the optimum ends all of them (variable lengths, so GAE
-  // and the masks see ragged rows).
+namespace {
+
+// PPO with reward 0 for everything, so that only c's penalties shape the samples: the metric `key`
+// after the first iteration and after the iterations (at most max_iterations) until done(metric).
+struct PenaltyRun {
+  double first = 0, last = 0;
+  std::size_t iterations = 0;
+};
+template <class Done>
+PenaltyRun run_until(const rl::PPOConfig& c, const std::string& key, std::size_t max_iterations, Done done) {
   using Policy = rl::LMPolicy<LlamaLM<>>;
+  auto nothing = [](std::span<const rl::Sample> b) { return std::vector<double>(b.size(), 0.0); };
+  rl::PPOTrainer<Policy, decltype(nothing)> ppo(Policy(toy_lm(12)), nothing, c);
+  const auto ps = prompts(c.batch_size);
+  PenaltyRun r;
+  r.first = r.last = ppo.step(ps).at(key);
+  for (r.iterations = 1; r.iterations < max_iterations && !done(r.last); ++r.iterations)
+    r.last = ppo.step(ps).at(key);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("PPO learns to end its samples when a missing EOS is penalised", "[rl][ppo]") {
+  // A sample without EOS (token 2) within 6 tokens scores -1. At random 1 - (7/8)^6 = 45 % of the
+  // samples end; the optimum ends all of them (variable lengths, so GAE and the masks see ragged
+  // rows). 3 iterations with these seeds (0.625 of the samples ended at first).
   auto c = toy_config();
   c.eos_token_id = 2;
   c.missing_eos_penalty = 1.0;
-  auto nothing = [](std::span<const rl::Sample> b) { return std::vector<double>(b.size(), 0.0); };
-  rl::PPOTrainer<Policy, decltype(nothing)> ppo(Policy(toy_lm(12)), nothing, c);
-  const auto ps = prompts(c.batch_size);
-  double ended = ppo.step(ps).at("env/ended_fraction"), first = ended;
-  std::size_t it = 1;  // 3 iterations with these seeds (0.625 of the samples ended at first)
-  for (; it < 30 && ended < 0.97; ++it) ended = ppo.step(ps).at("env/ended_fraction");
-  INFO("iterations " << it << ", ended " << first << " -> " << ended);
-  CHECK(first < 0.8);
-  CHECK(ended >= 0.97);
+  const auto r = run_until(c, "env/ended_fraction", 30, [](double ended) { return ended >= 0.97; });
+  INFO("iterations " << r.iterations << ", ended " << r.first << " -> " << r.last);
+  CHECK(r.first < 0.8);
+  CHECK(r.last >= 0.97);
 }
 
 TEST_CASE("PPO learns to stop repeating itself when repeats are penalised", "[rl][ppo]") {
-  // Reward 0 for everything; a sample loses the share of its 6 tokens (n = 1) it has emitted before.
-  // Drawn uniformly from 8 tokens, 6 - 8 (1 - (7/8)^6) = 1.59 of them repeat (share 0.27); the
-  // optimum repeats none (reached to 0.05 in 24 iterations with these seeds).
-  using Policy = rl::LMPolicy<LlamaLM<>>;
+  // A sample loses the share of its 6 tokens (n = 1) it has emitted before. Drawn uniformly from 8
+  // tokens, 6 - 8 (1 - (7/8)^6) = 1.59 of them repeat (share 0.27); the optimum repeats none
+  // (reached to 0.05 in 24 iterations with these seeds).
   auto c = toy_config();
   c.repeated_ngram_size = 1;
   c.repeated_ngram_penalty = 1.0;
-  auto nothing = [](std::span<const rl::Sample> b) { return std::vector<double>(b.size(), 0.0); };
-  rl::PPOTrainer<Policy, decltype(nothing)> ppo(Policy(toy_lm(12)), nothing, c);
-  const auto ps = prompts(c.batch_size);
-  double share = ppo.step(ps).at("env/repeated_ngram_share"), first = share;
-  std::size_t it = 1;
-  for (; it < 40 && share > 0.05; ++it) share = ppo.step(ps).at("env/repeated_ngram_share");
-  INFO("iterations " << it << ", repeated share " << first << " -> " << share);
-  CHECK(first > 0.15);
-  CHECK(share <= 0.05);
+  const auto r = run_until(c, "env/repeated_ngram_share", 40, [](double share) { return share <= 0.05; });
+  INFO("iterations " << r.iterations << ", repeated share " << r.first << " -> " << r.last);
+  CHECK(r.first > 0.15);
+  CHECK(r.last <= 0.05);
 }
 
 TEST_CASE("PPO on the shared Trainer: a checkpoint inside an iteration resumes bit-identically",

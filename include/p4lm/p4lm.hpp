@@ -87,6 +87,7 @@
 #include "p4lm/text/gguf_tokenizer.hpp"
 #include "p4lm/text/gpt2_tokenizer.hpp"
 #include "p4lm/text/llama2c_tokenizer.hpp"
+#include "p4lm/text/repetition.hpp"
 #include "p4lm/text/tokenizer.hpp"
 #include "p4lm/text/wordpiece_tokenizer.hpp"
 
@@ -172,7 +173,6 @@
 #include "p4lm/rl/ppo_config.hpp"
 #include "p4lm/rl/ppo_loss.hpp"
 #include "p4lm/rl/ppo_trainer.hpp"
-#include "p4lm/rl/repetition.hpp"
 #include "p4lm/rl/reward_function.hpp"
 #include "p4lm/rl/rl_state.hpp"
 #include "p4lm/rl/rl_trainer.hpp"

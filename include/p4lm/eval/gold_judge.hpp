@@ -53,6 +53,7 @@
 #include "p4lm/eval/heldout_ratings.hpp"
 #include "p4lm/eval/lexicon.hpp"
 #include "p4lm/io/csv.hpp"
+#include "p4lm/text/repetition.hpp"
 
 namespace p4lm::eval {
 
@@ -235,16 +236,7 @@ class GoldJudge {
     f.unknown_words = f.unknown.size();
     f.unknown_share =
         words.empty() ? 1.0 : static_cast<double>(f.unknown_words) / static_cast<double>(words.size());
-    const std::size_t n = options_.ngram;
-    if (words.size() >= n) {
-      std::set<std::vector<std::string>> seen;
-      std::size_t total = 0, repeated = 0;
-      for (std::size_t k = 0; k + n <= words.size(); ++k, ++total)
-        repeated += !seen.insert(std::vector<std::string>(words.begin() + static_cast<std::ptrdiff_t>(k),
-                                                          words.begin() + static_cast<std::ptrdiff_t>(k + n)))
-                         .second;
-      f.repeated_ngram_share = static_cast<double>(repeated) / static_cast<double>(total);
-    }
+    f.repeated_ngram_share = text::repeated_ngram_share(words, options_.ngram);
     const auto w = static_cast<double>(f.words);
     const auto lo = static_cast<double>(options_.min_words), hi = static_cast<double>(options_.max_words);
     f.length_factor = w < lo ? w / lo : w > hi ? std::max(0.0, 1.0 - (w - hi) / hi) : 1.0;

@@ -73,6 +73,15 @@ inline train::PitchWriter load_pitch_writer(const std::filesystem::path& model,
   return train::PitchWriter::load(model, cf);
 }
 
+// The sampling flags of c (--max-new-tokens, --temperature, --top-k) over pitch_sampling()'s defaults.
+inline SamplingOptions pitch_sampling_of(const PitchConfig& c) {
+  auto s = train::pitch_sampling();
+  s.max_new_tokens = static_cast<std::size_t>(*c.max_new_tokens);
+  s.temperature = *c.temperature;
+  s.top_k = static_cast<std::size_t>(*c.top_k);
+  return s;
+}
+
 struct PitchResult {
   train::PitchRequest request;
   std::string split;   // the user's split in the data stage (train, val, test)
@@ -89,10 +98,7 @@ inline PitchResult write_pitch(const PitchConfig& c) {
   r.request = sources.request(*c.user, *c.movie);
   if (*c.embedding_user > 0) r.request.embedding_user_id = *c.embedding_user;
   const auto writer = load_pitch_writer(*c.model, *c.cf);
-  auto s = train::pitch_sampling();
-  s.max_new_tokens = static_cast<std::size_t>(*c.max_new_tokens);
-  s.temperature = *c.temperature;
-  s.top_k = static_cast<std::size_t>(*c.top_k);
+  const auto s = pitch_sampling_of(c);
   r.split = sources.split_of(*c.user);
   r.prompt = writer.prompt_text(r.request);
   r.conditioning = train::to_string(writer.conditioning());
@@ -153,10 +159,7 @@ inline void write_pair_pitches(const PitchConfig& c,
     if (*c.embedding_user > 0) requests.back().embedding_user_id = *c.embedding_user;
   }
   const auto writer = load_pitch_writer(*c.model, *c.cf);
-  auto s = train::pitch_sampling();
-  s.max_new_tokens = static_cast<std::size_t>(*c.max_new_tokens);
-  s.temperature = *c.temperature;
-  s.top_k = static_cast<std::size_t>(*c.top_k);
+  const auto s = pitch_sampling_of(c);
   Progress progress("pitches", pairs.size() * static_cast<std::uint64_t>(*c.samples), "pitch");
   for (std::size_t i = 0; i < pairs.size(); ++i) {
     Rng rng(pairs[i].seed, pitch_rng_stream);  // as write_pitch: a pair's pitches do not depend on the others

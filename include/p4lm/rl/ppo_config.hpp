@@ -48,7 +48,7 @@ struct PPOConfig {
   // A length floor: subtracted from the score of a sample that ends before min_response_length tokens.
   std::size_t min_response_length = 0;
   double short_response_penalty = 0;
-  // A repetition penalty: times the share of a sample's token n-grams said before (rl/repetition.hpp).
+  // A repetition penalty: times the share of a sample's token n-grams said before (text/repetition.hpp).
   std::size_t repeated_ngram_size = 4;
   double repeated_ngram_penalty = 0;
   std::uint64_t seed = 0;

@@ -18,7 +18,7 @@
 // that ends before min_response_length tokens loses short_response_penalty (a length floor the reward
 // itself does not give: without it PPO can learn that a one-sentence pitch has nothing to contradict);
 // every sample loses repeated_ngram_penalty times the share of its token n-grams said before
-// (rl/repetition.hpp), which keeps PPO from meeting the floor by repeating a sentence.
+// (text/repetition.hpp), which keeps PPO from meeting the floor by repeating a sentence.
 
 #include <algorithm>
 #include <chrono>
@@ -35,9 +35,9 @@
 #include "p4lm/model/generate.hpp"
 #include "p4lm/rl/masked.hpp"
 #include "p4lm/rl/policy.hpp"
-#include "p4lm/rl/repetition.hpp"
 #include "p4lm/rl/reward_function.hpp"
 #include "p4lm/rl/value_head.hpp"
+#include "p4lm/text/repetition.hpp"
 
 namespace p4lm::rl {
 
@@ -261,7 +261,7 @@ class RolloutCollector {
       if (o.eos && r.ended[b] && r.responses[b].size() - 1 < o.min_response_length)
         r.scores[b] -= o.short_response_penalty;
       const std::span<const std::int32_t> said(r.responses[b].data(), r.responses[b].size() - r.ended[b]);
-      r.repeated_shares[b] = repeated_ngram_share(said, o.repeated_ngram_size);
+      r.repeated_shares[b] = text::repeated_ngram_share(said, o.repeated_ngram_size);
       r.scores[b] -= o.repeated_ngram_penalty * r.repeated_shares[b];
     }
     r.time_score = seconds(t0);

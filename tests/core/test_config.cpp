@@ -128,3 +128,48 @@ TEST_CASE("a range reads as written in its message", "[core][config]") {
   CHECK(p4lm::inside(0, 1).describe() == "must be in (0, 1)");
   CHECK(p4lm::Range{0, 1, true, false}.describe() == "must be in (0, 1]");
 }
+
+namespace {
+struct ShapingGroup {
+  p4lm::Param<long> response_length{64, "new tokens per sample", p4lm::between(1, 1e6)};
+  p4lm::Param<double> penalty{0, "subtracted from a short sample's score", p4lm::at_least(0)};
+};
+struct GroupedConfig {
+  p4lm::Param<int> iterations{100, "iterations"};
+  ShapingGroup shaping;
+  p4lm::Param<bool> progress{true, "progress on stderr"};
+};
+}  // namespace
+BOOST_HANA_ADAPT_STRUCT(ShapingGroup, response_length, penalty);
+BOOST_HANA_ADAPT_STRUCT(GroupedConfig, iterations, shaping, progress);
+
+TEST_CASE("a group's fields are flags and JSON keys of the enclosing config", "[core][config]") {
+  const std::vector<std::string> args{"--response-length", "12",  "--iterations=3",
+                                      "--penalty",         "0.5", "--no-progress"};
+  const auto c = parse_flags<GroupedConfig>(args);
+  CHECK(*c.iterations == 3);
+  CHECK(*c.shaping.response_length == 12);
+  CHECK(*c.shaping.penalty == 0.5);
+  CHECK_FALSE(*c.progress);
+
+  std::vector<std::string> order;
+  p4lm::for_each_param(c, [&](std::string_view name, const auto&) { order.emplace_back(name); });
+  CHECK(order == std::vector<std::string>{"iterations", "response_length", "penalty", "progress"});
+
+  const auto help = p4lm::flags_help<GroupedConfig>();
+  CHECK_THAT(help, Catch::Contains("--response-length <int>"));
+  CHECK_THAT(help, !Catch::Contains("shaping"));
+  const auto json = p4lm::to_json(c);
+  CHECK(json ==
+        nlohmann::json{{"iterations", 3}, {"response_length", 12}, {"penalty", 0.5}, {"progress", false}});
+  const auto back = p4lm::from_json<GroupedConfig>(json);
+  CHECK(*back.shaping.response_length == 12);
+  CHECK(*back.shaping.penalty == 0.5);
+
+  CHECK_THROWS_WITH(parse_flags<GroupedConfig>(std::vector<std::string>{"--response-length", "0"}),
+                    Catch::Contains("--response-length: must be in [1, "));
+  CHECK_THROWS_WITH(p4lm::from_json<GroupedConfig>(nlohmann::json{{"penalty", -1}}),
+                    Catch::Contains("'penalty'"));
+  CHECK_THROWS_WITH(parse_flags<GroupedConfig>(std::vector<std::string>{"--shaping", "1"}),
+                    Catch::Contains("unknown option --shaping"));
+}

@@ -12,6 +12,14 @@
 //   std::cout << p4lm::flags_help<TrainConfig>();          // --steps <int>  optimizer steps (default 100)
 //   nlohmann::json j = p4lm::to_json(config);              // {"steps":200,"out":"/tmp/x"}
 //
+// Related fields can live in a group, an adapted struct of Params that is a member of the config: its
+// fields stay top-level flags and JSON keys (`--response-length`, not `--response.response-length`).
+//
+//   struct Shaping { Param<long> response_length{64, "new tokens"}; };
+//   BOOST_HANA_ADAPT_STRUCT(Shaping, response_length);
+//   struct RlConfig { Param<long> iterations{100, "RL iterations"}; Shaping response; };
+//   BOOST_HANA_ADAPT_STRUCT(RlConfig, iterations, response);   // *c.response.response_length
+//
 // (BOOST_HANA_ADAPT_STRUCT rather than BOOST_HANA_DEFINE_STRUCT because the latter cannot carry the
 // default member initializers that hold each field's default and help text.)
 //
@@ -229,12 +237,18 @@ T json_integer(const nlohmann::json& value, std::string_view key) {
 
 }  // namespace detail
 
-// Calls f(field_name, param) for every reflected field of config.
+// Calls f(field_name, param) for every reflected field of config, in order. A member that is itself
+// an adapted struct (a group of related Params) is walked in place: its fields are flags and JSON keys
+// of the enclosing config like any other, so a group changes neither the command line nor config.json.
+// Groups are how a config outgrows BOOST_HANA_ADAPT_STRUCT's limit of 39 members.
 template <class Config, class F>
 void for_each_param(Config& config, F&& f) {
   boost::hana::for_each(boost::hana::accessors<std::remove_const_t<Config>>(), [&](auto accessor) {
-    f(std::string_view(boost::hana::to<const char*>(boost::hana::first(accessor))),
-      boost::hana::second(accessor)(config));
+    auto& member = boost::hana::second(accessor)(config);
+    if constexpr (boost::hana::Struct<std::remove_cvref_t<decltype(member)>>::value)
+      for_each_param(member, f);
+    else
+      f(std::string_view(boost::hana::to<const char*>(boost::hana::first(accessor))), member);
   });
 }
 

@@ -18,6 +18,7 @@
 #include "p4lm/nn/adamw.hpp"
 #include "p4lm/nn/schedule.hpp"
 #include "p4lm/ops/logprob_gather.hpp"
+#include "p4lm/text/repetition.hpp"
 
 using namespace p4lm;
 namespace fs = std::filesystem;
@@ -368,6 +369,59 @@ TEST_CASE("KV-cache generation equals full recomputation", "[model][generate]") 
   check(llama, 0.8);
   check(gpt2, 0.0);
   check(gpt2, 1.3);
+}
+
+TEST_CASE("no_repeat_ngram_size refuses repeated n-grams: the refused tokens leave the distribution",
+          "[model][generate]") {
+  LlamaLM<> m(tiny("llama"));
+  randomize(m, 23, 0.5);
+  const std::size_t V = m.config().vocab_size;
+  const std::vector<std::vector<std::int32_t>> prompts{random_ids(2, V, 7), random_ids(3, V, 8),
+                                                       random_ids(1, V, 9)};
+  Generator<LlamaLM<>> gen(m);
+  const SamplingOptions plain{.max_new_tokens = 18, .temperature = 0};
+  // The guard that gives the test something to refuse: plain greedy decoding of this model loops.
+  double plain_share = 0;
+  for (const auto& t : gen.generate(prompts, plain).tokens) plain_share += text::repeated_ngram_share(t, 2);
+  REQUIRE(plain_share > 0);
+
+  for (const double temperature : {0.0, 0.8})
+    for (const std::size_t n : {2u, 3u}) {
+      SamplingOptions o = plain;
+      o.temperature = temperature, o.no_repeat_ngram_size = n, o.seed = 3;
+      const auto out = gen.generate(prompts, o);
+      for (std::size_t b = 0; b < prompts.size(); ++b) {
+        INFO("temperature " << temperature << ", n " << n << ", sequence " << b);
+        REQUIRE(out.tokens[b].size() == 18);
+        CHECK(text::repeated_ngram_share(out.tokens[b], n) == 0.0);
+        // Each step against a full forward: the token and its log-probability under the logits with
+        // the refused tokens removed (greedy: the first maximum of what is left).
+        std::vector<std::int32_t> seq = prompts[b];
+        seq.insert(seq.end(), out.tokens[b].begin(), out.tokens[b].end() - 1);
+        m.forward({.ids = Ids(seq.data(), Shape{1, seq.size()})});
+        const auto logits = m.logits();
+        std::vector<std::int32_t> refused;
+        for (std::size_t i = 0; i < 18; ++i) {
+          const float* row = logits.data() + (prompts[b].size() - 1 + i) * V;
+          const std::vector<std::int32_t> so_far(out.tokens[b].begin(), out.tokens[b].begin() + i);
+          text::repeated_ngram_completions(so_far, n, refused);
+          const auto is_refused = [&](std::size_t j) {
+            return std::find(refused.begin(), refused.end(), std::int32_t(j)) != refused.end();
+          };
+          const double t = temperature > 0 ? temperature : 1.0;
+          double mx = -1e30, sum = 0;
+          std::size_t arg = 0;
+          for (std::size_t j = 0; j < V; ++j)
+            if (!is_refused(j) && row[j] > mx) mx = row[j], arg = j;
+          for (std::size_t j = 0; j < V; ++j)
+            if (!is_refused(j)) sum += std::exp((row[j] - mx) / t);
+          const auto tok = out.tokens[b][i];
+          CHECK_FALSE(is_refused(std::size_t(tok)));
+          CHECK(out.logprobs[b][i] == Approx((row[tok] - mx) / t - std::log(sum)).margin(1e-4));
+          if (temperature == 0) CHECK(tok == static_cast<std::int32_t>(arg));
+        }
+      }
+    }
 }
 
 TEST_CASE("sampling at temperature 0 or 1 gives the log-prob ops::logprob_gather_forward gives, bit for bit",

@@ -45,7 +45,7 @@ void rl_child(const std::string& algo, const std::filesystem::path& run, const s
   *c.ppo_epochs = 2;
   *c.rloo_k = 2;
   *c.learning_rate = 3e-3;
-  *c.response_length = 6;
+  *c.response.response_length = 6;
   *c.eval_every = 3;
   *c.eval_pairs = 2;
   *c.save_every = 2;

@@ -46,7 +46,7 @@ pipeline::RlConfig tiny_config(const std::filesystem::path& run, const std::file
   *c.mini_batch_size = 2;
   *c.ppo_epochs = 2;
   *c.learning_rate = 3e-3;
-  *c.response_length = 6;
+  *c.response.response_length = 6;
   *c.eval_every = 2;
   *c.eval_pairs = 2;
   *c.save_every = 2;

@@ -107,9 +107,9 @@ TEST_CASE("the paper preset keeps the default's models and lengthens every sched
   CHECK(*p.out == "runs/paper");
   CHECK(*p.stage2_steps > *d.stage2_steps);
   CHECK(*p.reward_train > *d.reward_train);
-  CHECK(*p.rl_iterations * *p.rl_batch > *d.rl_iterations * *d.rl_batch);
+  CHECK(*p.ppo.rl_iterations * *p.ppo.rl_batch > *d.ppo.rl_iterations * *d.ppo.rl_batch);
   CHECK(*p.table_pairs > *d.table_pairs);
-  CHECK(*p.rl_response_length == *d.rl_response_length);
+  CHECK(*p.ppo.rl_response_length == *d.ppo.rl_response_length);
   const auto plan = pipeline::plan_run(p);
   CHECK(*plan.rl.normalize_samples == 64);
   CHECK(plan.sft.sft.stage2_steps == 400);
@@ -149,8 +149,20 @@ TEST_CASE("the default preset gives the stages the main job's settings", "[pipel
   CHECK(*p.rl.batch_size == 8);
   CHECK(*p.rl.learning_rate == 5e-5);
   CHECK(*p.rl.weights == "precision=1,appeal=1,personalization=1,relevance=1");
-  CHECK(*p.rl.response_length == 128);  // the teacher's pitches fit (run_config.hpp)
+  CHECK(*p.rl.response.response_length == 128);  // the teacher's pitches fit (run_config.hpp)
   CHECK(p.evaluation.max_new_tokens == 128);
+  // Plain greedy evaluation pitches (docs/rl.md, "A decoder that refuses repeated n-grams"); the flag
+  // reaches both the RL stage's validation and Table 1.
+  CHECK(p.evaluation.no_repeat_ngram_size == 0);
+  CHECK(*p.rl.eval_no_repeat_ngram_size == 0);
+  const auto refusing = pipeline::plan_run(pipeline::parse_run_flags(std::vector<std::string>{
+      "--preset", "default", "--eval-no-repeat-ngram-size", "3", "--rl-batch", "4"}));
+  CHECK(refusing.evaluation.no_repeat_ngram_size == 3);
+  CHECK(*refusing.rl.eval_no_repeat_ngram_size == 3);
+  CHECK(*refusing.rl.batch_size == 4);  // a flag of the RL group
+  CHECK(refusing.evaluation.decoding(7).no_repeat_ngram_size == 3);
+  CHECK(refusing.evaluation.decoding(7).eos == 7);
+  CHECK(refusing.evaluation.decoding(7).temperature == 0);
   CHECK(*p.rl.normalize == "standardize");
   CHECK(*p.rl.normalize_samples == 32);
   CHECK(p.table_pairs == 16);

@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -35,4 +37,56 @@ TEST_CASE("repeated_ngram_share on words, as the gold judge counts them", "[text
   const std::vector<std::string> words{"you", "love", "it", "you", "love", "it", "so"};
   CHECK(repeated_ngram_share(words, 3) == Approx(1.0 / 5.0));
   CHECK(repeated_ngram_share(words, 1) == Approx(3.0 / 7.0));
+}
+
+TEST_CASE("repeated_ngram_completions names the next items that would repeat an n-gram",
+          "[text][repetition]") {
+  using p4lm::text::repeated_ngram_completions;
+  const std::vector<int> seq{1, 2, 3, 1, 2};
+  std::vector<int> out{99};
+  repeated_ngram_completions(seq, 3, out);  // "1 2" came before, followed by 3
+  CHECK(out == std::vector<int>{3});
+  repeated_ngram_completions(seq, 2, out);  // "2" came before, followed by 3
+  CHECK(out == std::vector<int>{3});
+  repeated_ngram_completions(seq, 1, out);  // every item said so far
+  CHECK(out == seq);
+  repeated_ngram_completions(seq, 4, out);  // "3 1 2" never came before
+  CHECK(out.empty());
+  repeated_ngram_completions(std::vector<int>{7, 7, 7}, 2, out);  // "7" followed by 7, twice
+  CHECK(out == std::vector<int>{7, 7});
+  repeated_ngram_completions(std::vector<int>{5}, 2, out);
+  CHECK(out.empty());
+  CHECK_THROWS_WITH(repeated_ngram_completions(seq, 0, out), Catch::Contains("n must be >= 1"));
+}
+
+TEST_CASE("refusing the completions keeps the repeated share at 0, taking one makes it positive",
+          "[text][repetition]") {
+  using p4lm::text::repeated_ngram_completions;
+  using p4lm::text::repeated_ngram_share;
+  std::mt19937 gen(3);
+  for (std::size_t n : {1u, 2u, 3u}) {
+    std::vector<int> seq, banned;
+    std::size_t refused = 0;
+    for (int step = 0; step < 60; ++step) {
+      repeated_ngram_completions(seq, n, banned);
+      std::vector<int> allowed;
+      for (int t = 0; t < 80; ++t) {
+        auto next = seq;
+        next.push_back(t);
+        const bool is_banned = std::find(banned.begin(), banned.end(), t) != banned.end();
+        // The share of seq + t is 0 exactly when t is not a completion (seq itself has none repeated).
+        REQUIRE((repeated_ngram_share(next, n) > 0) == is_banned);
+        if (!is_banned) allowed.push_back(t);
+      }
+      refused += 80 - allowed.size();
+      // From a small alphabet, so that the bans have something to refuse.
+      std::vector<int> small;
+      for (int t : allowed)
+        if (t < 6) small.push_back(t);
+      const auto& pool = small.empty() ? allowed : small;
+      seq.push_back(pool[std::uniform_int_distribution<std::size_t>(0, pool.size() - 1)(gen)]);
+    }
+    CHECK(repeated_ngram_share(seq, n) == 0.0);
+    CHECK(refused > 0);  // the bans had something to refuse
+  }
 }

@@ -22,6 +22,13 @@
 // The returned log-probability of a token is log softmax(logits / temperature) (temperature 0:
 // log softmax(logits)), before the top-k/top-p cut: the policy's own probability, what PPO's ratio
 // and KL use.
+//
+// no_repeat_ngram_size n > 0 refuses any token that would make a sequence's new tokens repeat an
+// n-gram of their own (text::repeated_ngram_completions; the prompt is left out, so a pitch may quote
+// the title or the genres its prompt holds). The refused tokens' logits are set to -inf before the
+// draw on either backend, so the log-probabilities are then those of the distribution without them:
+// a decoding setting for evaluation, not for PPO rollouts. A step at which every token would be
+// refused refuses none.
 
 #include <algorithm>
 #include <cmath>
@@ -43,6 +50,7 @@
 #include "p4lm/core/shape_check.hpp"
 #include "p4lm/model/kv_cache.hpp"
 #include "p4lm/ops/softmax.hpp"
+#include "p4lm/text/repetition.hpp"
 
 #ifdef __CUDACC__
 #include "p4lm/backend/cuda/sampling.cuh"
@@ -57,6 +65,7 @@ struct SamplingOptions {
   double top_p = 1.0;        // 1: no nucleus cut
   std::optional<std::int32_t> eos{};
   std::uint64_t seed = 0;
+  std::size_t no_repeat_ngram_size = 0;  // 0: no n-gram ban
 };
 
 struct Generation {
@@ -248,6 +257,9 @@ class Generator {
     for (std::size_t step = 0; step < o.max_new_tokens; ++step) {
       picks_.resize(Bn);
       pick_logprobs_.resize(Bn);
+      if (o.no_repeat_ngram_size > 0)
+        for (std::size_t b = 0; b < Bn; ++b)
+          if (!out.stopped[b]) refuse_repeated_ngrams(logits, b, V, out.tokens[b], o.no_repeat_ngram_size);
       if constexpr (B::is_device) {
         sample_on_device(logits, o, rngs, out.stopped);
       } else {
@@ -290,6 +302,24 @@ class Generator {
   }
 
  private:
+  // Sets to -inf the logits of row b's tokens that would repeat an n-gram of `tokens` (see above).
+  void refuse_repeated_ngrams(TensorView<B, T> logits, std::size_t b, std::size_t V,
+                              const std::vector<std::int32_t>& tokens, std::size_t n) {
+    text::repeated_ngram_completions(tokens, n, refused_);
+    std::sort(refused_.begin(), refused_.end());
+    refused_.erase(std::unique(refused_.begin(), refused_.end()), refused_.end());
+    if (refused_.empty() || refused_.size() >= V) return;
+    const T minus_inf = -std::numeric_limits<T>::infinity();
+    for (const std::int32_t t : refused_) {
+      T* at = logits.data() + b * V + static_cast<std::size_t>(t);
+      if constexpr (B::is_device)
+        copy(TensorView<B, T>(at, Shape{1}),
+             TensorView<backend::cpu, T>(const_cast<T*>(&minus_inf), Shape{1}));
+      else
+        *at = minus_inf;
+    }
+  }
+
   // The device path of one step: the uniforms come from the same Rng streams, one per sampled token,
   // as sample_token draws them, so the device picks the CPU's tokens.
   void sample_on_device(const TensorView<B, T>& logits, const SamplingOptions& o, std::vector<Rng>& rngs,
@@ -315,6 +345,7 @@ class Generator {
   std::vector<std::int32_t> new_len_;
   std::vector<std::int32_t> picks_;
   std::vector<float> pick_logprobs_;
+  std::vector<std::int32_t> refused_;
   std::vector<std::vector<std::pair<double, std::int32_t>>> scratches_;  // one per OpenMP thread
 };
 

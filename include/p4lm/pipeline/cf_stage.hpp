@@ -38,9 +38,9 @@
 #include "p4lm/cf/widths.hpp"
 #include "p4lm/core/config.hpp"
 #include "p4lm/core/error.hpp"
-#include "p4lm/io/metrics.hpp"
 #include "p4lm/core/progress.hpp"
 #include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/metrics.hpp"
 
 namespace p4lm::pipeline {
 

@@ -16,7 +16,9 @@
 //   auto b = p4lm::pipeline::evaluate_text_model(base, data, {pairs}, {}, reward, &judge).front();
 //
 // Greedy decoding (temperature 0) makes a row a function of the model alone: the same model gives
-// the same table. Pitches are written in batches by the batched KV-cache decoder.
+// the same table. With EvaluationSettings::no_repeat_ngram_size every row's decoder refuses to repeat
+// a token n-gram of the pitch (the main job's setting: run_config.hpp). Pitches are written in batches by the
+// batched KV-cache decoder.
 
 #include <algorithm>
 #include <cstdint>
@@ -74,6 +76,16 @@ inline std::vector<EvaluationPair> evaluation_pairs(const std::filesystem::path&
 struct EvaluationSettings {
   std::size_t max_new_tokens = 64;  // pitch budget in tokens (EOS included)
   std::size_t batch = 16;           // sequences decoded together
+  // > 0: a pitch never repeats a token n-gram of its own (SamplingOptions::no_repeat_ngram_size).
+  std::size_t no_repeat_ngram_size = 0;
+
+  // The greedy decoding these settings describe, for a model whose EOS is `eos`.
+  SamplingOptions decoding(std::int32_t eos) const {
+    return {.max_new_tokens = max_new_tokens,
+            .temperature = 0,
+            .eos = eos,
+            .no_repeat_ngram_size = no_repeat_ngram_size};
+  }
 };
 
 struct ModelEvaluation {
@@ -137,7 +149,7 @@ ModelEvaluation evaluate_pitch_policy(Policy& policy, const rl::PitchPolicyLoade
       fail<InvalidArgument>("evaluation: ", e.what(), " (", loader.cf_path().string(), ")");
     }
   }
-  const auto g = rl::greedy_generate(policy, prompts, s.max_new_tokens, loader.codec().eos, s.batch);
+  const auto g = rl::greedy_generate(policy, prompts, s.decoding(loader.codec().eos), s.batch);
   return score_pitches(pairs, g.tokens, loader.codec(), reward, judge);
 }
 
@@ -157,7 +169,7 @@ inline std::vector<ModelEvaluation> evaluate_text_model(
       r.profile = sources.request(p.embedding_user_id, p.movie_id).profile;
       prompts.push_back(model.prompt(r));
     }
-    const auto g = model.greedy(prompts, s.max_new_tokens, s.batch);
+    const auto g = model.greedy(prompts, s.decoding(model.codec().eos), s.batch);
     out.push_back(score_pitches(pairs, g.tokens, model.codec(), reward, judge));
   }
   return out;

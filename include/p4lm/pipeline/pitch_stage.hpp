@@ -47,6 +47,8 @@ struct PitchConfig {
   Param<double> temperature{0.7, "sampling temperature (0: greedy)", between(0, 100)};
   Param<long> top_k{40, "sample among the k most likely tokens (0: all)", at_least(0)};
   Param<long> max_new_tokens{200, "longest pitch in tokens", between(1, 1000000)};
+  Param<long> no_repeat_ngram_size{0, "never repeat a token n-gram of the pitch (0: off)",
+                                   between(0, 1000000)};
   Param<long> seed{1, "sampling seed"};
   Param<bool> json{false, "print JSON (one object per sample)"};
   Param<std::string> pairs{
@@ -58,7 +60,7 @@ struct PitchConfig {
 }  // namespace p4lm::pipeline
 
 BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::PitchConfig, user, movie, model, data, cf, embedding_user, samples,
-                        temperature, top_k, max_new_tokens, seed, json, pairs);
+                        temperature, top_k, max_new_tokens, no_repeat_ngram_size, seed, json, pairs);
 
 namespace p4lm::pipeline {
 
@@ -73,12 +75,14 @@ inline train::PitchWriter load_pitch_writer(const std::filesystem::path& model,
   return train::PitchWriter::load(model, cf);
 }
 
-// The sampling flags of c (--max-new-tokens, --temperature, --top-k) over pitch_sampling()'s defaults.
+// The sampling flags of c (--max-new-tokens, --temperature, --top-k, --no-repeat-ngram-size) over
+// pitch_sampling()'s defaults.
 inline SamplingOptions pitch_sampling_of(const PitchConfig& c) {
   auto s = train::pitch_sampling();
   s.max_new_tokens = static_cast<std::size_t>(*c.max_new_tokens);
   s.temperature = *c.temperature;
   s.top_k = static_cast<std::size_t>(*c.top_k);
+  s.no_repeat_ngram_size = static_cast<std::size_t>(*c.no_repeat_ngram_size);
   return s;
 }
 

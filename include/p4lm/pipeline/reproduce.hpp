@@ -209,7 +209,7 @@ inline std::vector<ReproduceRun> reproduce_runs(const ReproduceConfig& c, long s
   *rc.progress = *c.progress;
   const auto seed_dir = std::filesystem::path(*c.out) / ("seed-" + std::to_string(seed));
   *rc.out = (seed_dir / "main").string();
-  if (*rc.rl_iterations == 0) fail<InvalidArgument>("reproduce: preset ", *c.preset, " has no RL stage");
+  if (*rc.ppo.rl_iterations == 0) fail<InvalidArgument>("reproduce: preset ", *c.preset, " has no RL stage");
   const auto wanted = [&](const std::string& w) { return *c.what == "all" || *c.what == w; };
   const RunPlan main = plan_run(rc);
   std::vector<ReproduceRun> runs{{"main", main}};

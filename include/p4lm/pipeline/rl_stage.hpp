@@ -242,6 +242,30 @@ inline PitchReward load_reward_mix(const std::filesystem::path& rewards, const s
 
 // ---- configuration ----
 
+// What a sampled pitch may be and what it loses outside the reward: its length budget, and the
+// penalties for never ending, for ending under the floor, and for repeating its own n-grams. A group
+// of RlConfig (core/config.hpp): its fields are `p4lm rl` flags like the others.
+struct RlResponseConfig {
+  Param<long> response_length{64, "new tokens per sample", between(1, 1e6)};
+  Param<double> missing_eos_penalty{1.0, "subtracted from the score of a pitch that never ends", at_least(0)};
+  Param<long> min_response_length{
+      0, "length floor in tokens: a pitch that ends sooner loses --short-response-penalty", between(0, 1e6)};
+  Param<double> short_response_penalty{0, "subtracted from the score of a pitch under --min-response-length",
+                                       at_least(0)};
+  Param<long> repeated_ngram_size{4, "n of --repeated-ngram-penalty (token n-grams)", between(1, 1e6)};
+  Param<double> repeated_ngram_penalty{
+      0, "times the share of a pitch's token n-grams said before in it, subtracted from its score",
+      at_least(0)};
+};
+
+}  // namespace p4lm::pipeline
+
+BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RlResponseConfig, response_length, missing_eos_penalty,
+                        min_response_length, short_response_penalty, repeated_ngram_size,
+                        repeated_ngram_penalty);
+
+namespace p4lm::pipeline {
+
 struct RlConfig {
   Param<std::string> sft{"runs/main/sft", "SFT run folder (its model.safetensors) or a pitch model file"};
   Param<std::string> data{"runs/main/data",
@@ -270,16 +294,7 @@ struct RlConfig {
   Param<double> vf_coef{0.1, "value loss weight", at_least(0)};
   Param<double> gamma{1.0, "discount", between(0, 1)};
   Param<double> lam{0.95, "GAE lambda", between(0, 1)};
-  Param<long> response_length{64, "new tokens per sample", between(1, 1e6)};
-  Param<double> missing_eos_penalty{1.0, "subtracted from the score of a pitch that never ends", at_least(0)};
-  Param<long> min_response_length{
-      0, "length floor in tokens: a pitch that ends sooner loses --short-response-penalty", between(0, 1e6)};
-  Param<double> short_response_penalty{0, "subtracted from the score of a pitch under --min-response-length",
-                                       at_least(0)};
-  // n stays at rl::PPOConfig's 4 here: Boost.Hana adapts at most 39 members, and this struct has them.
-  Param<double> repeated_ngram_penalty{
-      0, "times the share of a pitch's token 4-grams said before in it, subtracted from its score",
-      at_least(0)};
+  RlResponseConfig response;  // response length and the penalties outside the reward
   Param<std::string> normalize{"none",
                                "reward components: none (raw) or standardize (mean and std fixed from the "
                                "warm start's samples, then weighted)"};
@@ -287,6 +302,9 @@ struct RlConfig {
                                 between(2, 1e6)};
   Param<long> eval_every{10, "iterations between evaluations (gold judge, samples)", between(1, 1e9)};
   Param<long> eval_pairs{8, "validation (user, movie) pairs evaluated and shown", between(0, 1e6)};
+  Param<long> eval_no_repeat_ngram_size{
+      0, "the evaluation's greedy pitches never repeat a token n-gram of their own (0: plain greedy)",
+      between(0, 1e6)};
   Param<bool> gold{true, "score the evaluation pitches with the gold judge (needs a full data build)"};
   Param<std::string> keep{"last",
                           "policy.safetensors: last (the policy at the end) or best (the evaluation with the "
@@ -303,9 +321,8 @@ struct RlConfig {
 BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RlConfig, sft, data, rewards, encoder, out, weights, algo, iterations,
                         batch_size, mini_batch_size, ppo_epochs, rloo_k, learning_rate, max_grad_norm,
                         init_kl_coef, adaptive_kl, target, horizon, kl_penalty, cliprange, cliprange_value,
-                        vf_coef, gamma, lam, response_length, missing_eos_penalty, min_response_length,
-                        short_response_penalty, repeated_ngram_penalty, normalize, normalize_samples,
-                        eval_every, eval_pairs, gold, keep, patience, save_every, seed, progress);
+                        vf_coef, gamma, lam, response, normalize, normalize_samples, eval_every, eval_pairs,
+                        eval_no_repeat_ngram_size, gold, keep, patience, save_every, seed, progress);
 
 namespace p4lm::pipeline {
 
@@ -571,7 +588,7 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
         Rng rng(std::uint64_t(*c.seed), detail::rl_statistics_stream);
         const auto prompts = draw_prompts(rng, std::size_t(*c.normalize_samples));
         const auto g = rl::sample_generate(policy, prompts,
-                                           {.max_new_tokens = std::size_t(*c.response_length),
+                                           {.max_new_tokens = std::size_t(*c.response.response_length),
                                             .temperature = 1.0,
                                             .eos = eos,
                                             .seed = rng.next_u64()});
@@ -670,7 +687,10 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
         if (eval_prompts.empty() || !root) return m;
         const std::size_t B = eval_prompts.size();
         const auto g =
-            rl::greedy_generate(objective.model().policy, eval_prompts, std::size_t(*c.response_length), eos);
+            rl::greedy_generate(objective.model().policy, eval_prompts,
+                                {.max_new_tokens = std::size_t(*c.response.response_length),
+                                 .eos = eos,
+                                 .no_repeat_ngram_size = std::size_t(*c.eval_no_repeat_ngram_size)});
         const auto pitches = detail::pitches_of(keys, loader.codec(), eval_prompts, g);
         std::vector<eval::PitchToJudge> judged;
         for (const auto& p : pitches) judged.push_back({p.user_id, p.movie_id, p.pitch});
@@ -766,11 +786,12 @@ inline RlResult run_rl(const RlConfig& c, PitchReward reward) {
 
     // The sampling settings both configs share (rl/sampling_settings.hpp).
     auto sampling = [&](auto& p) {
-      p.response_length = std::size_t(*c.response_length), p.eos_token_id = eos;
-      p.missing_eos_penalty = *c.missing_eos_penalty, p.seed = std::uint64_t(*c.seed);
-      p.min_response_length = std::size_t(*c.min_response_length);
-      p.short_response_penalty = *c.short_response_penalty;
-      p.repeated_ngram_penalty = *c.repeated_ngram_penalty;
+      p.response_length = std::size_t(*c.response.response_length), p.eos_token_id = eos;
+      p.missing_eos_penalty = *c.response.missing_eos_penalty, p.seed = std::uint64_t(*c.seed);
+      p.min_response_length = std::size_t(*c.response.min_response_length);
+      p.short_response_penalty = *c.response.short_response_penalty;
+      p.repeated_ngram_size = std::size_t(*c.response.repeated_ngram_size);
+      p.repeated_ngram_penalty = *c.response.repeated_ngram_penalty;
     };
     if (*c.algo == "ppo") {
       rl::PPOConfig p;

@@ -180,35 +180,37 @@ inline RunPlan plan_run(const RunConfig& c) {
   *r.encoder = p.encoder.string();
   *r.out = (p.out / "rl").string();
   *r.weights = *c.weights;
-  *r.iterations = std::max<long>(*c.rl_iterations, 1);
-  *r.batch_size = *c.rl_batch;
-  *r.mini_batch_size = *c.rl_mini_batch;
-  *r.ppo_epochs = *c.rl_epochs;
-  *r.learning_rate = *c.rl_lr;
-  *r.init_kl_coef = *c.rl_init_kl_coef;
-  *r.target = *c.rl_target_kl;
-  *r.response_length = *c.rl_response_length;
+  *r.iterations = std::max<long>(*c.ppo.rl_iterations, 1);
+  *r.batch_size = *c.ppo.rl_batch;
+  *r.mini_batch_size = *c.ppo.rl_mini_batch;
+  *r.ppo_epochs = *c.ppo.rl_epochs;
+  *r.learning_rate = *c.ppo.rl_lr;
+  *r.init_kl_coef = *c.ppo.rl_init_kl_coef;
+  *r.target = *c.ppo.rl_target_kl;
+  *r.response.response_length = *c.ppo.rl_response_length;
   // Standardised components, so that equal weights give the four rewards equal say: raw, the widest
   // spread (Bradley-Terry logits against precision's probabilities) drowns the others.
   *r.normalize = "standardize";
-  *r.normalize_samples = 4 * *c.rl_batch;
+  *r.normalize_samples = 4 * *c.ppo.rl_batch;
   // Long runs on this mix end in pitches of one short sentence that the reward models score high
   // (docs/rl.md, "Choosing the iteration and a length floor"): a floor at 3/8 of the budget (48 of 128
   // tokens) outside the reward, and the policy of the best validation evaluation by the reward models.
-  *r.min_response_length = *c.rl_response_length * 3 / 8;
-  *r.short_response_penalty = 2;
+  *r.response.min_response_length = *c.ppo.rl_response_length * 3 / 8;
+  *r.response.short_response_penalty = 2;
   // With the floor alone, PPO meets it by saying its best sentence again: a pitch loses twice the
   // share of its token 4-grams it has said before (one sentence said twice: about 1).
-  *r.repeated_ngram_penalty = 2;
-  *r.eval_every = std::max<long>(1, *c.rl_iterations / 4);
+  *r.response.repeated_ngram_penalty = 2;
+  *r.eval_every = std::max<long>(1, *c.ppo.rl_iterations / 4);
   *r.eval_pairs = std::min<long>(16, *c.table_pairs);
-  *r.keep = "best";  // table_pairs >= 2, so there are evaluations
-  *r.save_every = std::max<long>(1, *c.rl_iterations / 4);
+  *r.eval_no_repeat_ngram_size = *c.eval_no_repeat_ngram_size;  // validation decodes as Table 1 does
+  *r.keep = "best";                                             // table_pairs >= 2, so there are evaluations
+  *r.save_every = std::max<long>(1, *c.ppo.rl_iterations / 4);
   *r.seed = *c.seed;
   *r.progress = *c.progress;
-  p.rl_enabled = *c.rl_iterations > 0;
+  p.rl_enabled = *c.ppo.rl_iterations > 0;
 
-  p.evaluation.max_new_tokens = static_cast<std::size_t>(*c.rl_response_length);
+  p.evaluation.max_new_tokens = static_cast<std::size_t>(*c.ppo.rl_response_length);
+  p.evaluation.no_repeat_ngram_size = static_cast<std::size_t>(*c.eval_no_repeat_ngram_size);
   p.table_pairs = static_cast<std::size_t>(*c.table_pairs);
   p.text_prompt = s.prompt;
   p.text_prompt.max_prompt_tokens = text_prompt_tokens;

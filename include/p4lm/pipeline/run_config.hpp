@@ -32,6 +32,25 @@
 
 namespace p4lm::pipeline {
 
+// [7] RL: the PPO run's size and settings, a group of RunConfig (core/config.hpp).
+struct RunPpoConfig {
+  Param<long> rl_iterations{20, "PPO iterations (0: no RL stage)", at_least(0)};
+  Param<long> rl_batch{16, "PPO samples per iteration", at_least(1)};
+  Param<long> rl_mini_batch{4, "PPO samples per optimizer step", at_least(1)};
+  Param<long> rl_epochs{2, "PPO passes over each batch", at_least(1)};
+  Param<double> rl_lr{1e-5, "PPO learning rate", above(0)};
+  Param<double> rl_init_kl_coef{0.1, "initial KL coefficient", at_least(0)};
+  Param<double> rl_target_kl{4, "AdaptiveKL's target per-pitch KL in nats", above(0)};
+  Param<long> rl_response_length{64, "new tokens per RL sample and per evaluated pitch", at_least(2)};
+};
+
+}  // namespace p4lm::pipeline
+
+BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RunPpoConfig, rl_iterations, rl_batch, rl_mini_batch, rl_epochs,
+                        rl_lr, rl_init_kl_coef, rl_target_kl, rl_response_length);
+
+namespace p4lm::pipeline {
+
 struct RunConfig {
   Param<std::string> preset{"default", "named defaults the other flags override (list below)"};
   Param<std::string> data{"", "data folder (default: P4LM_DATA, install prefix, source tree)"};
@@ -72,31 +91,26 @@ struct RunConfig {
   Param<long> reward_steps{600, "optimizer steps per reward head", at_least(1)};
   // [7] RL: PPO with a KL penalty on the reward mix, from the SFT model
   Param<std::string> weights{"precision=1,appeal=1,personalization=1,relevance=1", "reward mix weights"};
-  Param<long> rl_iterations{20, "PPO iterations (0: no RL stage)", at_least(0)};
-  Param<long> rl_batch{16, "PPO samples per iteration", at_least(1)};
-  Param<long> rl_mini_batch{4, "PPO samples per optimizer step", at_least(1)};
-  Param<long> rl_epochs{2, "PPO passes over each batch", at_least(1)};
-  Param<double> rl_lr{1e-5, "PPO learning rate", above(0)};
-  Param<double> rl_init_kl_coef{0.1, "initial KL coefficient", at_least(0)};
-  Param<double> rl_target_kl{4, "AdaptiveKL's target per-pitch KL in nats", above(0)};
-  Param<long> rl_response_length{64, "new tokens per RL sample and per evaluated pitch", at_least(2)};
+  RunPpoConfig ppo;  // the PPO run (a group: its fields are flags like the others)
   // [8] evaluation (Table 1)
   Param<long> table_pairs{32, "held-out (user, movie) pairs of distinct test users in Table 1", at_least(2)};
+  Param<long> eval_no_repeat_ngram_size{
+      0,
+      "greedy evaluation pitches (RL validation, Table 1) never repeat a token n-gram of their own (0: off)",
+      between(0, 1e6)};
   Param<long> last_stage{8, "stop after this stage (5: no reward models, RL or Table 1)", between(5, 8)};
   Param<bool> progress{true, "show progress on stderr"};
 };
 
 }  // namespace p4lm::pipeline
 
-// Boost.Hana adapts at most 39 members: a new setting past that goes to RunPlan (run.hpp), settable
-// from the library only, or replaces one of these.
+// Boost.Hana adapts at most 39 members; past that, related settings go into a group like RunPpoConfig.
 BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::RunConfig, preset, data, out, seed, cf_dim, cf_epochs,
                         pitches_per_user, base, train_top_layers, stage1_steps, stage2_steps, batch_size,
                         stage1_lr, stage2_lr, stage2_adapter_lr, link_weight, eval_every, eval_examples,
                         checkpoint_every, max_train, max_test, pitch_users, pitch_tokens, encoder,
-                        reward_train, reward_test, reward_steps, weights, rl_iterations, rl_batch,
-                        rl_mini_batch, rl_epochs, rl_lr, rl_init_kl_coef, rl_target_kl, rl_response_length,
-                        table_pairs, last_stage, progress);
+                        reward_train, reward_test, reward_steps, weights, ppo, table_pairs,
+                        eval_no_repeat_ngram_size, last_stage, progress);
 
 namespace p4lm::pipeline {
 
@@ -122,14 +136,14 @@ inline RunConfig default_preset() {
   c.reward_train = 300;
   c.reward_test = 150;
   c.reward_steps = 300;
-  c.rl_iterations = 12;
-  c.rl_batch = 8;
-  c.rl_mini_batch = 4;
-  c.rl_epochs = 1;
-  c.rl_lr = 5e-5;
+  c.ppo.rl_iterations = 12;
+  c.ppo.rl_batch = 8;
+  c.ppo.rl_mini_batch = 4;
+  c.ppo.rl_epochs = 1;
+  c.ppo.rl_lr = 5e-5;
   // The teacher's pitches run 96 SmolLM2 tokens on average, 95% fit in 128 with the EOS: a shorter
   // budget cuts almost every pitch before it can end, and the missing-EOS penalty says nothing.
-  c.rl_response_length = 128;
+  c.ppo.rl_response_length = 128;
   c.table_pairs = 16;
   return c;
 }
@@ -151,10 +165,10 @@ inline RunConfig paper_preset() {
   c.reward_train = 2000;
   c.reward_test = 400;
   c.reward_steps = 600;
-  c.rl_iterations = 100;
-  c.rl_batch = 16;
-  c.rl_mini_batch = 4;
-  c.rl_epochs = 2;
+  c.ppo.rl_iterations = 100;
+  c.ppo.rl_batch = 16;
+  c.ppo.rl_mini_batch = 4;
+  c.ppo.rl_epochs = 2;
   c.table_pairs = 64;
   return c;
 }
@@ -181,12 +195,12 @@ inline RunConfig tiny_preset() {
   c.reward_train = 24;
   c.reward_test = 16;
   c.reward_steps = 6;
-  c.rl_iterations = 2;
-  c.rl_batch = 4;
-  c.rl_mini_batch = 2;
-  c.rl_epochs = 1;
-  c.rl_lr = 1e-3;  // a visible change in two iterations
-  c.rl_response_length = 16;
+  c.ppo.rl_iterations = 2;
+  c.ppo.rl_batch = 4;
+  c.ppo.rl_mini_batch = 2;
+  c.ppo.rl_epochs = 1;
+  c.ppo.rl_lr = 1e-3;  // a visible change in two iterations
+  c.ppo.rl_response_length = 16;
   c.table_pairs = 4;
   return c;
 }

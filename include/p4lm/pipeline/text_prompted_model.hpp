@@ -9,7 +9,7 @@
 //   auto base = p4lm::pipeline::TextPromptedModel::base("smollm2", {}, prompt_options);
 //   auto sft_text = p4lm::pipeline::TextPromptedModel::open("runs/reproduce/seed-1/sft-text/sft");
 //   auto ids = base.prompt(sources.request(414, 6));   // BOS first
-//   auto g = base.greedy({ids}, 64);                    // g.tokens[i] end with EOS when it came
+//   auto g = base.greedy({ids}, {.max_new_tokens = 64});  // g.tokens[i] end with EOS when it came
 
 #include <algorithm>
 #include <cstddef>
@@ -104,12 +104,11 @@ class TextPromptedModel {
     return train::format_prompt(codec_, format_, prompt_text(r), prompt_);
   }
 
-  // Greedy continuations, `batch` prompts at a time; each ends with EOS when it was emitted.
-  Generation greedy(std::span<const std::vector<std::int32_t>> prompts, std::size_t max_new_tokens,
+  // Greedy continuations with the settings `s` at temperature 0 and this model's EOS, `batch` prompts
+  // at a time; each ends with EOS when it was emitted.
+  Generation greedy(std::span<const std::vector<std::int32_t>> prompts, SamplingOptions s,
                     std::size_t batch = 16) {
-    SamplingOptions s;
     s.temperature = 0;
-    s.max_new_tokens = max_new_tokens;
     s.eos = codec_.eos;
     return std::visit(
         [&](auto& lm) {

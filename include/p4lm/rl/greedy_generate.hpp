@@ -3,7 +3,8 @@
 // Greedy ones are what evaluations decode, so that a row of a table is a function of the model alone;
 // sampled ones are what the RL stage fits its reward statistics on.
 //
-//   auto g = p4lm::rl::greedy_generate(policy, prompts, 64, codec.eos);   // g.tokens[i], g.stopped[i]
+//   auto g = p4lm::rl::greedy_generate(policy, prompts, {.max_new_tokens = 64, .eos = codec.eos});
+//   // g.tokens[i], g.stopped[i]
 //   auto s = p4lm::rl::sample_generate(policy, prompts, {.max_new_tokens = 64, .eos = eos, .seed = 7});
 
 #include <algorithm>
@@ -41,12 +42,13 @@ Generation sample_generate(Policy& policy, std::span<const rl::Prompt> prompts, 
   return all;
 }
 
-// Greedy continuations (temperature 0), `batch` sequences at a time.
+// Greedy continuations: the settings `s` at temperature 0 (its top-k, top-p and seed play no part;
+// its max_new_tokens, eos and no_repeat_ngram_size do), `batch` sequences at a time.
 template <class Policy>
-Generation greedy_generate(Policy& policy, std::span<const rl::Prompt> prompts, std::size_t max_new_tokens,
-                           std::int32_t eos, std::size_t batch = 16) {
-  return sample_generate(policy, prompts, {.max_new_tokens = max_new_tokens, .temperature = 0, .eos = eos},
-                         batch);
+Generation greedy_generate(Policy& policy, std::span<const rl::Prompt> prompts, SamplingOptions s,
+                           std::size_t batch = 16) {
+  s.temperature = 0;
+  return sample_generate(policy, prompts, s, batch);
 }
 
 }  // namespace p4lm::rl

@@ -93,6 +93,15 @@ void compare_models(CausalLM<backend::cpu, Arch>& cpu, const std::string& label)
   const std::vector<std::vector<std::int32_t>> prompts = {{1, 5, 9}, {1, 7}};
   const auto a = generate(cpu, prompts, greedy), b = generate(gpu, prompts, greedy);
   CHECK(a.tokens == b.tokens);
+  // The same with repeated bigrams refused (their logits set to -inf on the device): the same tokens
+  // and log-probabilities of the distribution without them.
+  SamplingOptions refusing = greedy;
+  refusing.no_repeat_ngram_size = 2;
+  const auto c = generate(cpu, prompts, refusing), d = generate(gpu, prompts, refusing);
+  CHECK(c.tokens == d.tokens);
+  for (std::size_t i = 0; i < c.logprobs.size(); ++i)
+    for (std::size_t t = 0; t < std::min(c.logprobs[i].size(), d.logprobs[i].size()); ++t)
+      CHECK(std::abs(c.logprobs[i][t] - d.logprobs[i][t]) <= 1e-4);
 }
 
 }  // namespace

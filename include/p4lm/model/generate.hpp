@@ -309,12 +309,11 @@ class Generator {
     std::sort(refused_.begin(), refused_.end());
     refused_.erase(std::unique(refused_.begin(), refused_.end()), refused_.end());
     if (refused_.empty() || refused_.size() >= V) return;
-    const T minus_inf = -std::numeric_limits<T>::infinity();
+    T minus_inf = -std::numeric_limits<T>::infinity();
     for (const std::int32_t t : refused_) {
       T* at = logits.data() + b * V + static_cast<std::size_t>(t);
-      if constexpr (B::is_device)
-        copy(TensorView<B, T>(at, Shape{1}),
-             TensorView<backend::cpu, T>(const_cast<T*>(&minus_inf), Shape{1}));
+      if constexpr (B::is_device)  // a few elements a step: one small copy each
+        copy(TensorView<B, T>(at, Shape{1}), TensorView<backend::cpu, T>(&minus_inf, Shape{1}));
       else
         *at = minus_inf;
     }

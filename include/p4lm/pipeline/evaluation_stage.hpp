@@ -17,8 +17,8 @@
 //
 // Greedy decoding (temperature 0) makes a row a function of the model alone: the same model gives
 // the same table. With EvaluationSettings::no_repeat_ngram_size every row's decoder refuses to repeat
-// a token n-gram of the pitch (the main job's setting: run_config.hpp). Pitches are written in batches by the
-// batched KV-cache decoder.
+// a token n-gram of the pitch (`p4lm run --eval-no-repeat-ngram-size`; off in the main job, see
+// docs/rl.md). Pitches are written in batches by the batched KV-cache decoder.
 
 #include <algorithm>
 #include <cstdint>

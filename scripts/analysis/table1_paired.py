@@ -5,7 +5,9 @@
 # the reward models), so it says more than comparing the two rows' intervals.
 # Usage: python3 scripts/analysis/table1_paired.py runs/repro P4LM SFT
 #        (rows: Base, SFT, P4LM from seed-<s>/main; P4LM-S and "SFT (single-stage)" from
-#        seed-<s>/single-stage, named P4LM and SFT there; SFT-Text from seed-<s>/sft-text)
+#        seed-<s>/single-stage, named P4LM and SFT there; SFT-Text from seed-<s>/sft-text; Table 3's
+#        "RL on <reward>" rows from seed-<s>/table3.csv, `p4lm reproduce table3`)
+#        python3 scripts/analysis/table1_paired.py runs/repro "RL on precision" SFT
 import csv, math, pathlib, sys
 
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -14,9 +16,12 @@ COLUMNS = ["rewards/precision", "rewards/personalization", "rewards/appeal", "re
 
 
 def row(seed_dir, name):
-    run, model = {"P4LM-S": ("single-stage", "P4LM"), "SFT (single-stage)": ("single-stage", "SFT"),
-                  "SFT-Text": ("sft-text", "SFT-Text")}.get(name, ("main", name))
-    path = seed_dir / run / "table1.csv"
+    if name.startswith("RL on "):
+        path, model = seed_dir / "table3.csv", name
+    else:
+        run, model = {"P4LM-S": ("single-stage", "P4LM"), "SFT (single-stage)": ("single-stage", "SFT"),
+                      "SFT-Text": ("sft-text", "SFT-Text")}.get(name, ("main", name))
+        path = seed_dir / run / "table1.csv"
     if not path.exists():
         sys.exit(f"{path}: missing (has this seed's run finished?)")
     with open(path) as f:

@@ -6,7 +6,8 @@
 //              no CF adapter), and P4LM-S (PPO from a single-stage warm start) with its SFT, each with
 //              own and shuffled users; mean and 95% confidence interval over the seeds.
 //   table3     reward hacking: RL on each single reward and on the mix from the same warm start, scored
-//              on all four rewards and by the gold judge, one sample pitch per row.
+//              on all four rewards and by the gold judge, one sample pitch per row; each seed's own
+//              rows also in out/seed-<s>/table3.{md,csv}.
 //   warmstart  the RL evaluation reward per iteration after the two-stage and single-stage warm starts.
 //   overopt    the proxy reward and the gold scores against the KL from the warm start, along the main
 //              run's RL (Gao et al.'s plot), as the change from the warm start.
@@ -265,9 +266,15 @@ inline void reproduce(const ReproduceConfig& c, std::ostream& log) {
           load_reward_mix(plan.rewards.out, *plan.rl.weights, plan.encoder, plan.sft.data, sft_loader);
       const auto judge = eval::GoldJudge::load(plan.sft.data);
       const auto pairs = evaluation_pairs(plan.sft.data, plan.table_pairs);
+      // This seed's rows go to seed-<s>/table3.csv as well, for comparisons paired by seed
+      // (scripts/analysis/table1_paired.py).
+      std::vector<SeededRow> seed_table3;
+      const auto add = [&](const TableRow& r, const std::string& name) {
+        add_row(table3, r, name);
+        add_row(seed_table3, r, name);
+      };
       for (const auto& r : main.table1)
-        if (!r.shuffled && r.name != "Base")
-          add_row(table3, r, r.name == "P4LM" ? "RL on the mix (P4LM)" : r.name);
+        if (!r.shuffled && r.name != "Base") add(r, r.name == "P4LM" ? "RL on the mix (P4LM)" : r.name);
       for (const std::string reward : {"precision", "appeal", "personalization", "relevance"}) {
         auto rl = plan.rl;
         *rl.out = (seed_dir / ("rl-" + reward)).string();
@@ -280,11 +287,11 @@ inline void reproduce(const ReproduceConfig& c, std::ostream& log) {
         if (!std::filesystem::exists(std::filesystem::path(*rl.out) / "result.json")) (void)run_rl(rl);
         const auto loader =
             rl::PitchPolicyLoader::open(std::filesystem::path(*rl.out) / "policy.safetensors");
-        add_row(table3,
-                {"RL on " + reward, false,
-                 evaluate_pitch_model(loader, plan.sft.data, {pairs}, plan.evaluation, mix, &judge).front()},
-                "RL on " + reward);
+        add({"RL on " + reward, false,
+             evaluate_pitch_model(loader, plan.sft.data, {pairs}, plan.evaluation, mix, &judge).front()},
+            "RL on " + reward);
       }
+      write_seeded_table(seed_dir, "table3", seed_table3, 1, true);
     }
     if (seed == seeds.front()) {
       const auto curve = [](const std::vector<nlohmann::json>& rows, const std::string& x_key,

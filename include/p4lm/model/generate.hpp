@@ -197,11 +197,28 @@ namespace detail {
 template <class B>
 struct DeviceSampling {};
 #ifdef __CUDACC__
+// logits[at[i]] = value for every i (the refused tokens of no_repeat_ngram_size).
+template <class T>
+struct SetAt {
+  T* logits;
+  const std::int64_t* at;
+  T value;
+  __device__ void operator()(std::size_t i) const { logits[at[i]] = value; }
+};
 template <>
 struct DeviceSampling<backend::cuda> {
   cuda::TokenSampler sampler;
   std::vector<double> uniforms;
   std::vector<std::uint8_t> active;
+  Tensor<backend::cuda, std::int64_t> refused_at;
+  // One upload of the flat indices and one kernel a step, queued on the stream the logits come from.
+  template <class T>
+  void set_at(T* logits, std::vector<std::int64_t>& at, T value) {
+    refused_at.resize(Shape{at.size()});
+    copy(refused_at.view(), TensorView<backend::cpu, std::int64_t>(at.data(), Shape{at.size()}));
+    cuda::detail::for_each_index("no_repeat_ngram_size", at.size(),
+                                 SetAt<T>{logits, refused_at.data(), value});
+  }
 };
 #endif
 }  // namespace detail
@@ -257,9 +274,7 @@ class Generator {
     for (std::size_t step = 0; step < o.max_new_tokens; ++step) {
       picks_.resize(Bn);
       pick_logprobs_.resize(Bn);
-      if (o.no_repeat_ngram_size > 0)
-        for (std::size_t b = 0; b < Bn; ++b)
-          if (!out.stopped[b]) refuse_repeated_ngrams(logits, b, V, out.tokens[b], o.no_repeat_ngram_size);
+      if (o.no_repeat_ngram_size > 0) refuse_repeated_ngrams(logits, V, out, o.no_repeat_ngram_size);
       if constexpr (B::is_device) {
         sample_on_device(logits, o, rngs, out.stopped);
       } else {
@@ -302,21 +317,24 @@ class Generator {
   }
 
  private:
-  // Sets to -inf the logits of row b's tokens that would repeat an n-gram of `tokens` (see above).
-  void refuse_repeated_ngrams(TensorView<B, T> logits, std::size_t b, std::size_t V,
-                              const std::vector<std::int32_t>& tokens, std::size_t n) {
-    text::repeated_ngram_completions(tokens, n, refused_);
-    std::sort(refused_.begin(), refused_.end());
-    refused_.erase(std::unique(refused_.begin(), refused_.end()), refused_.end());
-    if (refused_.empty() || refused_.size() >= V) return;
-    T minus_inf = -std::numeric_limits<T>::infinity();
-    for (const std::int32_t t : refused_) {
-      T* at = logits.data() + b * V + static_cast<std::size_t>(t);
-      if constexpr (B::is_device)  // a few elements a step: one small copy each
-        copy(TensorView<B, T>(at, Shape{1}), TensorView<backend::cpu, T>(&minus_inf, Shape{1}));
-      else
-        *at = minus_inf;
+  // Sets to -inf the logits of the tokens that would make a running sequence repeat an n-gram of its
+  // new tokens (see above): every row's flat indices first, then one write (on a device, one upload).
+  void refuse_repeated_ngrams(TensorView<B, T> logits, std::size_t V, const Generation& out, std::size_t n) {
+    refused_at_.clear();
+    for (std::size_t b = 0; b < out.tokens.size(); ++b) {
+      if (out.stopped[b]) continue;
+      text::repeated_ngram_completions(out.tokens[b], n, refused_);
+      std::sort(refused_.begin(), refused_.end());
+      refused_.erase(std::unique(refused_.begin(), refused_.end()), refused_.end());
+      if (refused_.size() >= V) continue;  // every token refused: refuse none
+      for (const std::int32_t t : refused_) refused_at_.push_back(static_cast<std::int64_t>(b * V) + t);
     }
+    if (refused_at_.empty()) return;
+    const T minus_inf = -std::numeric_limits<T>::infinity();
+    if constexpr (B::is_device)
+      device_.set_at(logits.data(), refused_at_, minus_inf);
+    else
+      for (const std::int64_t i : refused_at_) logits.data()[i] = minus_inf;
   }
 
   // The device path of one step: the uniforms come from the same Rng streams, one per sampled token,
@@ -344,7 +362,8 @@ class Generator {
   std::vector<std::int32_t> new_len_;
   std::vector<std::int32_t> picks_;
   std::vector<float> pick_logprobs_;
-  std::vector<std::int32_t> refused_;
+  std::vector<std::int32_t> refused_;     // one row's refused tokens
+  std::vector<std::int64_t> refused_at_;  // every row's, as flat indices into the logits
   std::vector<std::vector<std::pair<double, std::int32_t>>> scratches_;  // one per OpenMP thread
 };
 

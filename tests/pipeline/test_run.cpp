@@ -80,7 +80,7 @@ TEST_CASE("one list of CF widths, one message for the others", "[pipeline][width
 TEST_CASE("presets: named defaults that flags override, in any order", "[pipeline][presets]") {
   const auto main = pipeline::parse_run_flags({});
   CHECK(*main.preset == "default");
-  CHECK(*main.stage2_steps == 50);
+  CHECK(*main.stage2_steps == 100);
   const auto tiny = pipeline::parse_run_flags(args({"--stage2-steps", "8", "--preset", "tiny", "--seed=3"}));
   CHECK(*tiny.preset == "tiny");
   CHECK(*tiny.stage2_steps == 8);  // the flag wins over the preset, before or after it
@@ -112,7 +112,8 @@ TEST_CASE("the paper preset keeps the default's models and lengthens every sched
   CHECK(*p.ppo.rl_response_length == *d.ppo.rl_response_length);
   const auto plan = pipeline::plan_run(p);
   CHECK(*plan.rl.normalize_samples == 64);
-  CHECK(plan.sft.sft.stage2_steps == 400);
+  CHECK(plan.sft.sft.stage2_steps == 800);
+  CHECK(*p.batch_size == *d.batch_size);  // 8x the sequences at the same batch
 }
 
 TEST_CASE("the default preset gives the stages the main job's settings", "[pipeline][presets]") {
@@ -132,12 +133,12 @@ TEST_CASE("the default preset gives the stages the main job's settings", "[pipel
   CHECK(p.sft.base == (smollm2_path() ? "smollm2" : "stories260K"));
   CHECK(p.base_notice.empty() == smollm2_path().has_value());
   CHECK(p.sft.max_test == 32);
-  CHECK(p.sft.sft.stage1_steps == 10);
-  CHECK(p.sft.sft.stage2_steps == 50);
+  CHECK(p.sft.sft.stage1_steps == 20);
+  CHECK(p.sft.sft.stage2_steps == 100);
   CHECK(p.sft.sft.train_top_layers == 4);
-  CHECK(p.sft.sft.batch_size == 8);
-  CHECK(p.sft.sft.stage2_lr == 5e-4);
-  CHECK(p.sft.sft.link_weight == 5);
+  CHECK(p.sft.sft.batch_size == 4);
+  CHECK(p.sft.sft.stage2_lr == 3e-3);
+  CHECK(p.sft.sft.link_weight == 1);
   CHECK(p.rewards.options.max_train == 300);
   CHECK(p.rewards.options.precision_max_train == 4000);  // token rows need more (docs/rewards.md)
   CHECK(p.rewards.options.precision_steps == 1500);
@@ -210,7 +211,7 @@ TEST_CASE("Table 1's rows: Base in the main run, SFT-Text and P4LM-S in reproduc
   // P4LM-S: the same number of steps, all of them stage 2.
   const auto s = pipeline::single_stage_variant_of(p, "/tmp/p4lm_main/single-stage");
   CHECK(s.sft.sft.stage1_steps == 0);
-  CHECK(s.sft.sft.stage2_steps == 60);
+  CHECK(s.sft.sft.stage2_steps == 120);
   CHECK(s.rl_enabled);
   CHECK_FALSE(s.base_row);
 

@@ -308,6 +308,16 @@ TEST_CASE("the stages in-process on tiny settings, each reused from its artifact
       pipeline::evaluation_pairs(data, 3), pipeline::evaluation_pairs(data, 3, true)};
   const train::PitchSources sources(data);
   const auto& own = pair_sets[0];
+  // The validation split (`p4lm evaluate --split val`) holds other users than the test split.
+  const auto val = pipeline::evaluation_pairs(data, 3, false, pipeline::parse_heldout_split("val"));
+  REQUIRE(val.size() == 3);
+  for (const auto& v : val) {
+    CHECK(v.embedding_user_id == v.user_id);
+    for (const auto& t : own) CHECK(v.user_id != t.user_id);
+  }
+  CHECK(pipeline::parse_heldout_split("test") == pipeline::HeldoutSplit::test);
+  CHECK(message_of([] { pipeline::parse_heldout_split("train"); }) ==
+        "--split 'train': expected val or test");
   const auto request = sources.request(own[0].user_id, own[0].movie_id);
   const auto text = base.prompt_text(request);
   CHECK(text.starts_with(std::string(train::zero_shot_instruction)));

@@ -188,6 +188,52 @@ foreach(k 0 1)
   endif()
 endforeach()
 
+# `p4lm evaluate` on the test split with Table 1's pairs and budget gives Table 1's SFT row, pitch by
+# pitch (lines read with ';' masked: CMake lists split at it, and only JSON strings can hold one).
+function(jsonl_lines file var)
+  file(READ "${file}" text)
+  string(REPLACE ";" "<semicolon>" text "${text}")
+  string(REGEX MATCHALL "[^\n]+" lines "${text}")
+  set(${var} "${lines}" PARENT_SCOPE)
+endfunction()
+if(with_rewards)
+  execute_process(COMMAND "${P4LM}" evaluate --model "${OUT}/sft" --data "${OUT}/data" --rewards "${OUT}/rewards"
+                          --encoder "${ENCODER}" --split test --pairs 4 --max-new-tokens 16
+                          --out "${ROOT}/evaluate.jsonl"
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "p4lm evaluate: exit ${rc}\n${out}${err}")
+  endif()
+  expect_match("${out}" "on 4 test pairs, means:\n  ended [0-9.]+\n")
+  jsonl_lines("${ROOT}/evaluate.jsonl" evaluated)
+  jsonl_lines("${OUT}/table1_pitches.jsonl" table_rows)
+  set(sft_rows "")
+  foreach(row IN LISTS table_rows)
+    string(JSON model GET "${row}" model)
+    string(JSON users GET "${row}" users)
+    if(model STREQUAL "SFT" AND users STREQUAL "own")
+      list(APPEND sft_rows "${row}")
+    endif()
+  endforeach()
+  list(LENGTH evaluated n)
+  list(LENGTH sft_rows m)
+  if(NOT n EQUAL 4 OR NOT m EQUAL 4)
+    message(FATAL_ERROR "p4lm evaluate wrote ${n} rows, Table 1 has ${m} SFT rows; expected 4 each")
+  endif()
+  foreach(k RANGE 3)
+    list(GET evaluated ${k} a)
+    list(GET sft_rows ${k} b)
+    foreach(field user_id movie_id pitch ended reward rewards/precision rewards/appeal rewards/personalization
+                  rewards/preference_relevance gold/precision gold/personalization)
+      string(JSON x GET "${a}" "${field}")
+      string(JSON y GET "${b}" "${field}")
+      if(NOT x STREQUAL y)
+        message(FATAL_ERROR "p4lm evaluate, row ${k}, ${field}: '${x}'; Table 1's SFT row: '${y}'")
+      endif()
+    endforeach()
+  endforeach()
+endif()
+
 # The examples, on this run as their main run (reused: only their variants train, one RL iteration each),
 # in ROOT (OUT from here on).
 function(run_example name)

@@ -29,14 +29,19 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include <boost/hana.hpp>
 #include <nlohmann/json.hpp>
 
+#include "p4lm/core/config.hpp"
 #include "p4lm/core/error.hpp"
+#include "p4lm/core/model_cache.hpp"
 #include "p4lm/data/datasets.hpp"
 #include "p4lm/eval/gold_judge.hpp"
 #include "p4lm/io/atomic_file.hpp"
+#include "p4lm/io/jsonl.hpp"
 #include "p4lm/pipeline/rl_stage.hpp"
 #include "p4lm/pipeline/text_prompted_model.hpp"
 #include "p4lm/rl/greedy_generate.hpp"
@@ -50,19 +55,30 @@ struct EvaluationPair {
   std::int64_t user_id = 0, movie_id = 0, embedding_user_id = 0;
 };
 
-// The first `n` held-out test pairs of distinct users (heldout/test.jsonl order), each reading its
+// The held-out users an evaluation reads: validation (choosing settings) or test (the tables, read once).
+enum class HeldoutSplit { val, test };
+
+inline HeldoutSplit parse_heldout_split(std::string_view s) {
+  if (s == "val") return HeldoutSplit::val;
+  if (s == "test") return HeldoutSplit::test;
+  fail<UsageError>("--split '", s, "': expected val or test");
+}
+
+// The first `n` held-out pairs of distinct users (heldout/<split>.jsonl order), each reading its
 // own user's embedding; with `shuffled`, pair i reads the user of pair (i + n/2) mod n instead: a
 // fixed derangement, so the control needs no seed and is the same for every model.
 inline std::vector<EvaluationPair> evaluation_pairs(const std::filesystem::path& data, std::size_t n,
-                                                    bool shuffled = false) {
-  const auto heldout = data::read_records<data::HeldoutPair>(data / "heldout" / "test.jsonl");
+                                                    bool shuffled = false,
+                                                    HeldoutSplit split = HeldoutSplit::test) {
+  const auto file = data / "heldout" / (split == HeldoutSplit::val ? "val.jsonl" : "test.jsonl");
+  const auto heldout = data::read_records<data::HeldoutPair>(file);
   std::vector<EvaluationPair> pairs;
   std::set<std::int64_t> users;
   for (const auto& h : heldout) {
     if (pairs.size() >= n) break;
     if (users.insert(h.user_id).second) pairs.push_back({h.user_id, h.movie_id, h.user_id});
   }
-  if (pairs.empty()) fail<InvalidArgument>((data / "heldout" / "test.jsonl").string(), ": no held-out pair");
+  if (pairs.empty()) fail<InvalidArgument>(file.string(), ": no held-out pair");
   if (shuffled) {
     if (pairs.size() < 2)
       fail<InvalidArgument>("evaluation: the shuffled-user control needs at least 2 held-out users");
@@ -200,6 +216,82 @@ inline std::vector<ModelEvaluation> evaluate_model_file(
     return evaluate_text_model(m, data, pair_sets, s, reward, judge);
   }
   return evaluate_pitch_model(rl::PitchPolicyLoader::open(model), data, pair_sets, s, reward, judge);
+}
+
+// ---- one model on held-out pairs (`p4lm evaluate`) ----
+
+// Greedy pitches of one pitch model for the first `pairs` held-out pairs of distinct users, scored as
+// the RL stage's validation scores them: each reward model's raw output, the mix (standardised by a
+// normalization.json the RL stage wrote, else the raw weighted sum), the gold judge, whether the pitch
+// ended and its tokens. On --split val it is what a setting is chosen by; on --split test with the
+// run's Table 1 pairs it gives that model's Table 1 row.
+struct EvaluateConfig {
+  Param<std::string> model{"runs/main/sft", "pitch model: an SFT run folder or an RL policy file"};
+  Param<std::string> data{"runs/main/data", "the run's data build (catalog, profiles, heldout/)"};
+  Param<std::string> rewards{"runs/main/rewards", "reward models (p4lm rewards train --out)"};
+  Param<std::string> normalization{
+      "", "the RL stage's normalization.json: standardise the mix by it (empty: raw)"};
+  Param<std::string> weights{"precision=1,appeal=1,personalization=1,relevance=1", "reward mix weights"};
+  Param<std::string> encoder{
+      "", "the reward models' sentence encoder (empty: all-minilm-l6-v2 in the model cache)"};
+  Param<std::string> cf{
+      "", "CF model preference relevance reads (empty: the pitch model's, else the data build's)"};
+  Param<std::string> split{"val", "held-out users: val (choosing settings) or test"};
+  Param<long> pairs{32, "held-out pairs of distinct users", at_least(1)};
+  Param<long> max_new_tokens{128, "pitch budget in tokens, EOS included", between(1, 1e6)};
+  Param<long> no_repeat_ngram_size{0, "never repeat a token n-gram of the pitch (0: off)", between(0, 1e6)};
+  Param<bool> shuffled{false, "write each pitch from another held-out user's CF embedding (the control)"};
+  Param<std::string> out{"", "JSONL of every pitch and its scores (empty: none)"};
+};
+
+}  // namespace p4lm::pipeline
+
+BOOST_HANA_ADAPT_STRUCT(p4lm::pipeline::EvaluateConfig, model, data, rewards, normalization, weights, encoder,
+                        cf, split, pairs, max_new_tokens, no_repeat_ngram_size, shuffled, out);
+
+namespace p4lm::pipeline {
+
+inline ModelEvaluation evaluate_heldout(const EvaluateConfig& c) {
+  const std::filesystem::path data(*c.data), model(*c.model);
+  std::filesystem::path encoder(*c.encoder), cf(*c.cf);
+  if (encoder.empty()) {
+    const auto minilm = minilm_path();
+    if (!minilm)
+      fail<InvalidArgument>("--encoder: all-MiniLM-L6-v2 is not in the model cache ",
+                            model_cache_dir().string(), " (run scripts/fetch-models.sh, or give --encoder)");
+    encoder = *minilm;
+  }
+  const auto pairs =
+      evaluation_pairs(data, static_cast<std::size_t>(*c.pairs), *c.shuffled, parse_heldout_split(*c.split));
+  if (cf.empty() && pitch_model_conditioning(model) == train::Conditioning::cf)
+    cf = rl::PitchPolicyLoader::open(model).cf_path();
+  if (cf.empty()) {
+    const auto config = data / "config.json";
+    cf = nlohmann::json::parse(io::read_file(config)).value("cf", "");
+    if (cf.empty())
+      fail<InvalidArgument>(config.string(),
+                            ": field cf is empty, and preference relevance needs a CF model (--cf)");
+  }
+  auto reward = load_reward_mix(*c.rewards, *c.weights, encoder, data, cf);
+  if (!c.normalization->empty()) {
+    const std::filesystem::path file(*c.normalization);
+    std::map<std::string, reward::ComponentNormalization> stats;
+    try {
+      stats = detail::statistics_from_json(nlohmann::json::parse(io::read_file(file)));
+    } catch (const nlohmann::json::exception& e) {
+      throw ParseError(file, 0, "components", e.what());
+    }
+    reward = standardized_reward(std::move(reward), component_weights(*c.weights), std::move(stats));
+  }
+  const EvaluationSettings s{.max_new_tokens = static_cast<std::size_t>(*c.max_new_tokens),
+                             .no_repeat_ngram_size = static_cast<std::size_t>(*c.no_repeat_ngram_size)};
+  const auto judge = eval::GoldJudge::load(data);
+  auto e = evaluate_model_file(model, data, {pairs}, s, reward, &judge).front();
+  if (!c.out->empty())
+    io::write_jsonl_with(*c.out, [&](auto&& emit) {
+      for (const auto& row : e.rows) emit(row);
+    });
+  return e;
 }
 
 // ---- Table 1 ----

@@ -28,7 +28,7 @@ def sft_args(p4lm, run, out, steps, batch):
     return [p4lm, "sft", "--data", f"{run}/data", "--cf", f"{run}/cf/cf.safetensors", "--base", "smollm2",
             "--out", out, "--batch-size", str(batch), "--stage1-steps", "0", "--stage2-steps", str(steps),
             # The main job's stage 2 as docs/distributed.md measured it (the rate and the link weight
-            # leave a step's time unchanged; the default preset now takes batch 4 at 1.5e-3).
+            # leave a step's time unchanged; the default preset now takes batch 4 at 3e-3).
             "--train-top-layers", "4", "--stage2-lr", "5e-4", "--link-weight", "5",
             "--eval-every", "0", "--eval-examples", "8", "--max-test", "8", "--checkpoint-every", "0",
             "--resume", "false", "--progress", "true"]
